@@ -1,0 +1,7 @@
+//! Candid types that the parent canister, the child canister and the tests share.
+//!
+//! This crate makes no `ic_cdk` runtime calls, so it builds natively and on wasm alike.
+
+pub mod child;
+pub mod parent;
+pub mod release;
