@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: builds both releases, clippy (native and wasm32), every test, and the build checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "Build the current release (wasm/) and the next release (wasm/next/)"
+scripts/build.sh
+scripts/build.sh --next
+
+step "Clippy, warnings are errors (clippy.toml bans stable memory writes outside the MemoryManager)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked -p child -p parent --target wasm32-unknown-unknown -- -D warnings
+
+step "Tests"
+cargo test --locked --workspace
+cargo test --locked -p child --features next
+
+step "Reproducible build: a second clone in another directory gives byte-identical modules"
+scripts/check-reproducible.sh
+
+step "icp-cli reads icp.yaml and builds the same modules"
+scripts/check-icp-build.sh
