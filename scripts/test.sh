@@ -5,9 +5,10 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Build the current release (wasm/) and the next release (wasm/next/)"
+step "Build the current release (wasm/), the next release (wasm/next/) and the test fixtures (wasm/fixtures/)"
 scripts/build.sh
 scripts/build.sh --next
+scripts/build.sh --fixtures
 
 step "Clippy, warnings are errors (clippy.toml bans stable memory writes outside the MemoryManager)"
 cargo clippy --locked --workspace --all-targets -- -D warnings

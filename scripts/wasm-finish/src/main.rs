@@ -1,10 +1,11 @@
 //! Turns a cargo-built canister wasm into the release `.wasm.gz` that dfx, icp-cli and the parent install.
 //!
-//! `wasm-finish <in.wasm> --candid <service.did> --out <out.wasm.gz>`
+//! `wasm-finish <in.wasm> [--candid <service.did>] --out <out.wasm.gz>`
 //!
 //! 1. Drops every custom section (names, producers, target features): nothing the IC needs, and paths or
 //!    toolchain strings in them would make the hash depend on the build machine.
-//! 2. Appends the public `candid:service` metadata section (`icp:public candid:service`) from the committed .did.
+//! 2. Appends the public `candid:service` metadata section (`icp:public candid:service`) from the committed .did,
+//!    if one is given (test fixtures have none).
 //! 3. Gzips with no file name and a zero timestamp, so the same wasm always gives the same bytes.
 //! 4. Prints the file's size and SHA-256, the value the IC reports as `module_hash`.
 
@@ -19,7 +20,7 @@ const CANDID_SECTION: &str = "icp:public candid:service";
 
 struct Args {
     input: PathBuf,
-    candid: PathBuf,
+    candid: Option<PathBuf>,
     out: PathBuf,
 }
 
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let usage = "usage: wasm-finish <in.wasm> --candid <service.did> --out <out.wasm.gz>";
+    let usage = "usage: wasm-finish <in.wasm> [--candid <service.did>] --out <out.wasm.gz>";
     let input = argv.next().ok_or(usage)?;
     let (mut candid, mut out) = (None, None);
     while let Some(flag) = argv.next() {
@@ -45,13 +46,16 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             _ => return Err(format!("unknown option {flag}\n{usage}")),
         }
     }
-    Ok(Args { input: input.into(), candid: candid.ok_or(usage)?.into(), out: out.ok_or(usage)?.into() })
+    Ok(Args { input: input.into(), candid: candid.map(PathBuf::from), out: out.ok_or(usage)?.into() })
 }
 
 fn run(args: &Args) -> Result<(), String> {
     let wasm = fs::read(&args.input).map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
-    let candid = fs::read(&args.candid).map_err(|e| format!("cannot read {}: {e}", args.candid.display()))?;
-    let finished = finish(&wasm, &candid)?;
+    let candid = match &args.candid {
+        Some(path) => Some(fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?),
+        None => None,
+    };
+    let finished = finish(&wasm, candid.as_deref())?;
     let gz = gzip(&finished);
     // Write then rename, so a concurrent reader (icp-cli builds canisters in parallel) never sees half a file.
     let partial = args.out.with_extension("gz.partial");
@@ -67,8 +71,8 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-emits `wasm` without its custom sections and with the candid metadata section appended.
-fn finish(wasm: &[u8], candid: &[u8]) -> Result<Vec<u8>, String> {
+/// Re-emits `wasm` without its custom sections and with the candid metadata section, if any, appended.
+fn finish(wasm: &[u8], candid: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let mut module = Module::new();
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| format!("invalid wasm: {e}"))?;
@@ -79,7 +83,9 @@ fn finish(wasm: &[u8], candid: &[u8]) -> Result<Vec<u8>, String> {
             module.section(&RawSection { id, data: &wasm[range] });
         }
     }
-    module.section(&CustomSection { name: CANDID_SECTION.into(), data: candid.into() });
+    if let Some(candid) = candid {
+        module.section(&CustomSection { name: CANDID_SECTION.into(), data: candid.into() });
+    }
     let bytes = module.finish();
     wasmparser::Validator::new().validate_all(&bytes).map_err(|e| format!("finished wasm is invalid: {e}"))?;
     Ok(bytes)
@@ -111,7 +117,7 @@ mod tests {
         let wasm = wat::parse_str(r#"(module (@custom "name-like" "secret/path") (func (export "canister_query x")))"#)
             .unwrap();
         assert_eq!(custom_sections(&wasm).len(), 1);
-        let finished = finish(&wasm, b"service : {}").unwrap();
+        let finished = finish(&wasm, Some(b"service : {}")).unwrap();
         assert_eq!(custom_sections(&finished), vec![(CANDID_SECTION.to_string(), b"service : {}".to_vec())]);
     }
 
@@ -127,6 +133,6 @@ mod tests {
 
     #[test]
     fn rejects_invalid_wasm() {
-        assert!(finish(b"not wasm", b"").is_err());
+        assert!(finish(b"not wasm", None).is_err());
     }
 }
