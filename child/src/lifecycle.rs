@@ -1,0 +1,50 @@
+//! Install and upgrade: both run `initialise`.
+
+use std::time::Duration;
+
+use ic_stable_structures::Memory;
+use shared::child::{AuditKind, ChildInitArg, ChildUpgradeArg};
+
+use crate::memory::SCHEMA_VERSION;
+use crate::state::{CallContext, State};
+
+/// How often the heartbeat timer records `last_tick`; modest, so that idle fleets stay cheap.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+pub enum Lifecycle {
+    Install(ChildInitArg),
+    Upgrade(Option<ChildUpgradeArg>),
+}
+
+/// Records the schema version and the parent in the config and audits the install or upgrade. The structures are
+/// (re)opened with `init` when `State` is first touched, so nothing stored is lost. The caller re-arms the timers.
+///
+/// Traps on stable memory written by a newer, incompatible schema: the upgrade then fails and the canister keeps
+/// running its previous code with its data intact.
+pub fn initialise<M: Memory + Clone>(
+    state: &mut State<M>,
+    call: &CallContext,
+    lifecycle: Lifecycle,
+) {
+    let mut config = state.config.get().clone();
+    assert!(
+        config.schema_version <= SCHEMA_VERSION,
+        "stable memory has schema version {}, but this build reads at most {SCHEMA_VERSION}",
+        config.schema_version,
+    );
+    let version = crate::VERSION.to_string();
+    let (parent, kind) = match lifecycle {
+        Lifecycle::Install(arg) => (Some(arg.parent), AuditKind::Install { version }),
+        Lifecycle::Upgrade(arg) => (
+            arg.and_then(|arg| arg.parent),
+            AuditKind::Upgrade { version },
+        ),
+    };
+    config.schema_version = SCHEMA_VERSION;
+    config.parent = parent.or(config.parent);
+    state.config.set(config);
+    state.append_audit(kind, None, call);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,786 @@
+//! The management canister `aaaaa-aa` (spec "The IC management canister"). Canister calls to it are handled in
+//! the round they are delivered; their responses reach the caller in a later round.
+
+use candid::{CandidType, Nat, Principal};
+use ic_management_canister_types as ic00;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
+use crate::error::{Reject, RejectCode};
+use crate::execution::{Entry, Live, Snapshot};
+use crate::scheduler::{error_from, Exec, Request, Rollback, State};
+use crate::system_api::{EntryKind, SystemState};
+use crate::wasm_module::{self, CompiledModule};
+use crate::ManagementCall;
+
+/// Spec "upload_chunk": chunks are at most 1 MiB; the store holds at most 100 of them (facts §4).
+const MAX_CHUNK_SIZE: usize = 1024 * 1024;
+const MAX_CHUNKS: usize = 100;
+/// Snapshots per canister (facts §4).
+const MAX_SNAPSHOTS: usize = 10;
+
+fn decode<T: DeserializeOwned + CandidType>(bytes: &[u8]) -> Result<T, Reject> {
+    candid::decode_one(bytes)
+        .map_err(|e| Reject::canister_error(format!("Error decoding candid: {e}")).with_error_code("IC0503"))
+}
+
+fn encode<T: CandidType>(value: &T) -> Vec<u8> {
+    candid::encode_one(value).expect("encode management result")
+}
+
+fn unit() -> Vec<u8> {
+    candid::encode_args(()).expect("encode ()")
+}
+
+/// The canister a management call is about, for the call record and fault injection.
+fn target_of(method: &str, payload: &[u8]) -> Option<Principal> {
+    #[derive(Deserialize, CandidType)]
+    struct ById {
+        canister_id: Principal,
+    }
+    #[derive(Deserialize, CandidType)]
+    struct ByTarget {
+        target_canister: Principal,
+    }
+    if method == "install_chunked_code" {
+        return candid::decode_one::<ByTarget>(payload).ok().map(|t| t.target_canister);
+    }
+    candid::decode_one::<ById>(payload).ok().map(|t| t.canister_id)
+}
+
+fn not_found(id: Principal) -> Reject {
+    Reject::new(RejectCode::DestinationInvalid, format!("Canister {id} not found")).with_error_code("IC0301")
+}
+
+pub fn is_canister_id(p: &Principal) -> bool {
+    let b = p.as_slice();
+    b.len() == 10 && b[8] == 1 && b[9] == 1
+}
+
+fn change_origin(caller: Principal) -> ic00::ChangeOrigin {
+    if is_canister_id(&caller) {
+        ic00::ChangeOrigin::FromCanister(ic00::FromCanisterRecord { canister_id: caller, canister_version: None })
+    } else {
+        ic00::ChangeOrigin::FromUser(ic00::FromUserRecord { user_id: caller })
+    }
+}
+
+fn nat_u64(n: &Nat) -> u64 {
+    u64::try_from(n.0.clone()).unwrap_or(u64::MAX)
+}
+
+fn nat_u128(n: &Nat) -> u128 {
+    u128::try_from(n.0.clone()).unwrap_or(u128::MAX)
+}
+
+impl State {
+    /// Handles a request to `aaaaa-aa`, records it, and responds (except `stop_canister`, which may wait).
+    pub fn handle_management(&mut self, req: Request) {
+        let target = target_of(&req.method, &req.payload);
+        let record = self.management_calls.len();
+        self.management_calls.push(ManagementCall {
+            caller: req.sender,
+            method: req.method.clone(),
+            target,
+            round: self.round + 1,
+            outcome: None,
+        });
+        let mut refund = req.cycles;
+        let caller = req.sender;
+        let injected = target.and_then(|t| self.faults.take_reject(t, &req.method));
+        let result = match injected {
+            Some(reject) => Err(reject),
+            None => match req.method.as_str() {
+                "stop_canister" => match decode::<ic00::CanisterIdRecord>(&req.payload)
+                    .and_then(|a| self.stop_canister(caller, a.canister_id, req.origin.clone(), record))
+                {
+                    Ok(()) => return,
+                    Err(reject) => Err(reject),
+                },
+                "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).map(|a| {
+                    refund = 0;
+                    let id = self.create_canister(caller, a.settings, req.cycles);
+                    encode(&ic00::CanisterIdRecord { canister_id: id })
+                }),
+                "deposit_cycles" => decode::<ic00::CanisterIdRecord>(&req.payload).and_then(|a| {
+                    let c = self.canisters.get_mut(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+                    c.sys.cycles += req.cycles;
+                    refund = 0;
+                    Ok(unit())
+                }),
+                _ => self.dispatch(caller, &req.method, &req.payload),
+            },
+        };
+        self.management_calls[record].outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.respond(&req.origin, result, refund);
+    }
+
+    fn dispatch(&mut self, caller: Principal, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
+        match method {
+            "provisional_create_canister_with_cycles" => {
+                let a: ic00::ProvisionalCreateCanisterWithCyclesArgs = decode(payload)?;
+                let cycles = a.amount.as_ref().map_or(self.config.initial_cycles, nat_u128);
+                let id = self.create_canister(caller, a.settings, cycles);
+                Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
+            }
+            "provisional_top_up_canister" => {
+                let a: ic00::ProvisionalTopUpCanisterArgs = decode(payload)?;
+                let c = self.canisters.get_mut(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+                c.sys.cycles += nat_u128(&a.amount);
+                Ok(unit())
+            }
+            "install_code" => {
+                let a: ic00::InstallCodeArgs = decode(payload)?;
+                self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg).map(|()| unit())
+            }
+            "install_chunked_code" => {
+                let a: ic00::InstallChunkedCodeArgs = decode(payload)?;
+                self.install_chunked_code(caller, a).map(|()| unit())
+            }
+            "uninstall_code" => {
+                let a: ic00::UninstallCodeArgs = decode(payload)?;
+                self.uninstall_code(caller, a.canister_id).map(|()| unit())
+            }
+            "start_canister" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.start_canister(caller, a.canister_id).map(|()| unit())
+            }
+            "canister_status" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.canister_status(caller, a.canister_id).map(|r| encode(&r))
+            }
+            "canister_info" => {
+                let a: ic00::CanisterInfoArgs = decode(payload)?;
+                self.canister_info(a).map(|r| encode(&r))
+            }
+            "update_settings" => {
+                let a: ic00::UpdateSettingsArgs = decode(payload)?;
+                self.controlled(caller, a.canister_id, "update_settings")?;
+                let (time, id) = (self.time, a.canister_id);
+                let c = self.canisters.get_mut(&id).expect("checked");
+                apply_settings(c, &a.settings, caller, time);
+                c.version += 1;
+                Ok(unit())
+            }
+            "delete_canister" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.delete_canister(caller, a.canister_id).map(|()| unit())
+            }
+            "raw_rand" => {
+                let seed = [self.round.to_le_bytes(), self.fresh_id().to_le_bytes()].concat();
+                Ok(encode(&serde_bytes::ByteBuf::from(wasm_module::sha256(&seed).to_vec())))
+            }
+            "upload_chunk" => {
+                let a: ic00::UploadChunkArgs = decode(payload)?;
+                self.chunk_access(caller, a.canister_id, "upload_chunk")?;
+                let c = self.canisters.get_mut(&a.canister_id).expect("checked");
+                if a.chunk.len() > MAX_CHUNK_SIZE {
+                    return Err(Reject::canister_error(format!(
+                        "Error from Canister {}: Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_SIZE}.",
+                        a.canister_id,
+                        a.chunk.len()
+                    )));
+                }
+                let hash = wasm_module::sha256(&a.chunk);
+                if !c.chunks.contains_key(&hash) && c.chunks.len() >= MAX_CHUNKS {
+                    return Err(Reject::canister_error(format!(
+                        "Error from Canister {}: Wasm chunk store is full (at most {MAX_CHUNKS} chunks).",
+                        a.canister_id
+                    )));
+                }
+                c.chunks.insert(hash, a.chunk);
+                Ok(encode(&ic00::ChunkHash { hash: hash.to_vec() }))
+            }
+            "stored_chunks" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.chunk_access(caller, a.canister_id, "stored_chunks")?;
+                let c = &self.canisters[&a.canister_id];
+                let hashes: Vec<_> = c.chunks.keys().map(|h| ic00::ChunkHash { hash: h.to_vec() }).collect();
+                Ok(encode(&hashes))
+            }
+            "clear_chunk_store" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.chunk_access(caller, a.canister_id, "clear_chunk_store")?;
+                self.canisters.get_mut(&a.canister_id).expect("checked").chunks.clear();
+                Ok(unit())
+            }
+            "take_canister_snapshot" => {
+                let a: ic00::TakeCanisterSnapshotArgs = decode(payload)?;
+                self.take_snapshot(caller, a).map(|s| encode(&s))
+            }
+            "load_canister_snapshot" => {
+                let a: ic00::LoadCanisterSnapshotArgs = decode(payload)?;
+                self.load_snapshot(caller, a).map(|()| unit())
+            }
+            "list_canister_snapshots" => {
+                let a: ic00::CanisterIdRecord = decode(payload)?;
+                self.controlled(caller, a.canister_id, "list_canister_snapshots")?;
+                let list: Vec<_> = self.canisters[&a.canister_id].snapshots.iter().map(snapshot_info).collect();
+                Ok(encode(&list))
+            }
+            "delete_canister_snapshot" => {
+                let a: ic00::DeleteCanisterSnapshotArgs = decode(payload)?;
+                self.controlled(caller, a.canister_id, "delete_canister_snapshot")?;
+                let c = self.canisters.get_mut(&a.canister_id).expect("checked");
+                let before = c.snapshots.len();
+                c.snapshots.retain(|s| s.id != a.snapshot_id);
+                if c.snapshots.len() == before {
+                    return Err(snapshot_not_found(a.canister_id, &a.snapshot_id));
+                }
+                Ok(unit())
+            }
+            _ => Err(Reject::canister_error(format!("Management canister has no method '{method}'"))
+                .with_error_code("IC0536")),
+        }
+    }
+
+    /// Controllers-only methods reject other callers (IC0512).
+    pub fn controlled(&self, caller: Principal, id: Principal, method: &str) -> Result<(), Reject> {
+        let c = self.canisters.get(&id).ok_or_else(|| not_found(id))?;
+        if !c.is_controller(&caller) {
+            return Err(Reject::canister_error(format!(
+                "Only controllers of canister {id} can call ic00 method {method}"
+            ))
+            .with_error_code("IC0512"));
+        }
+        Ok(())
+    }
+
+    /// Chunk-store methods: controllers, or the canister itself (facts §4).
+    fn chunk_access(&self, caller: Principal, id: Principal, method: &str) -> Result<(), Reject> {
+        if caller == id && self.canisters.contains_key(&id) {
+            return Ok(());
+        }
+        self.controlled(caller, id, method)
+    }
+
+    pub fn create_canister(&mut self, caller: Principal, settings: Option<ic00::CanisterSettings>, cycles: u128) -> Principal {
+        let id = self.new_canister_id();
+        let mut c = Canister::new(id, vec![caller], cycles);
+        let time = self.time;
+        c.history.push(Change {
+            time,
+            canister_version: 0,
+            origin: caller,
+            details: ic00::ChangeDetails::Creation(ic00::CreationRecord {
+                controllers: vec![caller],
+                environment_variables_hash: None,
+            }),
+        });
+        if let Some(settings) = settings {
+            apply_settings(&mut c, &settings, caller, time);
+        }
+        self.canisters.insert(id, c);
+        id
+    }
+
+    /// Spec "install_code": install, reinstall, or upgrade; atomic (a trap anywhere leaves the canister as it was).
+    pub fn install_code(
+        &mut self,
+        caller: Principal,
+        id: Principal,
+        mode: ic00::CanisterInstallMode,
+        wasm: &[u8],
+        arg: Vec<u8>,
+    ) -> Result<(), Reject> {
+        self.controlled(caller, id, "install_code")?;
+        let invalid = |e: String| {
+            Reject::canister_error(format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+                .with_error_code("IC0505")
+        };
+        let raw = wasm_module::decode(wasm).map_err(invalid)?;
+        let module = self.modules.get_or_compile(&self.runtime.engine, &raw).map_err(invalid)?;
+        let hash = wasm_module::sha256(wasm);
+        self.with_canister(id, |s, c| s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg))
+            .expect("checked")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install_on(
+        &mut self,
+        c: &mut Canister,
+        caller: Principal,
+        mode: ic00::CanisterInstallMode,
+        module: std::sync::Arc<CompiledModule>,
+        hash: [u8; 32],
+        len: u64,
+        arg: Vec<u8>,
+    ) -> Result<(), Reject> {
+        use ic00::CanisterInstallMode as Mode;
+        let id = c.id;
+        if c.sys.cycles == 0 {
+            return Err(Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
+                .with_error_code("IC0207"));
+        }
+        let invalid = |e: String| {
+            Reject::canister_error(format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+                .with_error_code("IC0505")
+        };
+        let mut budget = self.config.install_instruction_limit;
+        let deployment_mode = match &mode {
+            Mode::Install => ic00::CodeDeploymentMode::Install,
+            Mode::Reinstall => ic00::CodeDeploymentMode::Reinstall,
+            Mode::Upgrade(_) => ic00::CodeDeploymentMode::Upgrade,
+        };
+        match mode {
+            Mode::Install | Mode::Reinstall => {
+                if mode == Mode::Install && c.live.is_some() {
+                    return Err(Reject::canister_error(format!(
+                        "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
+                    ))
+                    .with_error_code("IC0538"));
+                }
+                // Spec: reinstall discards all state, stable memory included, and runs canister_init.
+                let live = Live::new(&self.runtime, module.clone()).map_err(invalid)?;
+                let fresh = SystemState { cycles: c.sys.cycles, ..Default::default() };
+                let old_sys = std::mem::replace(&mut c.sys, fresh);
+                let old_live = c.live.replace(live);
+                let old_version = c.version;
+                c.version += 1;
+                let mut outcome = Ok(());
+                if module.has_start {
+                    outcome = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), &mut budget);
+                }
+                if outcome.is_ok() && module.exports("canister_init") {
+                    let entry = Entry::Export("canister_init".into());
+                    outcome = self.run_phase(c, EntryKind::Init, entry, caller, arg, &mut budget);
+                }
+                if let Err(trap) = outcome {
+                    let cycles = c.sys.cycles;
+                    c.sys = old_sys;
+                    c.sys.cycles = cycles;
+                    c.live = old_live;
+                    c.version = old_version;
+                    return Err(error_from(id, &trap));
+                }
+            }
+            Mode::Upgrade(flags) => {
+                let Some(old_module) = c.module().cloned() else {
+                    return Err(Reject::canister_error(format!(
+                        "Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."
+                    ))
+                    .with_error_code("IC0537"));
+                };
+                let flags = flags.unwrap_or(ic00::UpgradeFlags { skip_pre_upgrade: None, wasm_memory_persistence: None });
+                let keep = flags.wasm_memory_persistence == Some(ic00::WasmMemoryPersistence::Keep);
+                if keep && !module.enhanced_orthogonal_persistence {
+                    return Err(Reject::canister_error(
+                        "Invalid upgrade option: The `wasm_memory_persistence: opt Keep` upgrade option requires that the new canister module supports enhanced orthogonal persistence.",
+                    ).with_error_code("IC0503"));
+                }
+                if old_module.enhanced_orthogonal_persistence && flags.wasm_memory_persistence.is_none() {
+                    return Err(Reject::canister_error(
+                        "Missing upgrade option: Enhanced orthogonal persistence requires the `wasm_memory_persistence` upgrade option.",
+                    ).with_error_code("IC0503"));
+                }
+                self.upgrade(c, caller, module.clone(), flags.skip_pre_upgrade == Some(true), keep, arg, &mut budget)?;
+            }
+        }
+        c.module_hash = Some(hash);
+        c.module_bytes_len = len;
+        c.history.push(Change {
+            time: self.time,
+            canister_version: c.version,
+            origin: caller,
+            details: ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
+                mode: deployment_mode,
+                module_hash: hash.to_vec(),
+            }),
+        });
+        if module.exports("canister_heartbeat") {
+            self.heartbeats.insert(id);
+        } else {
+            self.heartbeats.remove(&id);
+        }
+        self.sync_timer(c);
+        Ok(())
+    }
+
+    /// Spec "Canister upgrades": pre_upgrade on the old instance (unless skipped), a new instance, `(start)`,
+    /// post_upgrade(arg). The heap is replaced, stable memory kept, the global timer cleared, the version bumped.
+    #[allow(clippy::too_many_arguments)]
+    fn upgrade(
+        &mut self,
+        c: &mut Canister,
+        caller: Principal,
+        module: std::sync::Arc<CompiledModule>,
+        skip_pre_upgrade: bool,
+        keep_heap: bool,
+        arg: Vec<u8>,
+        budget: &mut u64,
+    ) -> Result<(), Reject> {
+        let id = c.id;
+        let snapshot = Snapshot::take(c.live.as_ref().expect("checked"), &mut c.sys);
+        let old_version = c.version;
+        let mut old_live = None;
+        let outcome: Result<(), String> = 'upgrade: {
+            if !skip_pre_upgrade && c.exports("canister_pre_upgrade") {
+                let entry = Entry::Export("canister_pre_upgrade".into());
+                if let Err(e) = self.run_phase(c, EntryKind::PreUpgrade, entry, caller, Vec::new(), budget) {
+                    break 'upgrade Err(e);
+                }
+            }
+            let mut live = match Live::new(&self.runtime, module.clone()) {
+                Ok(live) => live,
+                Err(e) => break 'upgrade Err(e),
+            };
+            if keep_heap {
+                let heap = c.live.as_ref().expect("checked").heap().to_vec();
+                if let Err(e) = live.set_heap_and_globals(&heap, &[]) {
+                    break 'upgrade Err(e);
+                }
+            }
+            old_live = c.live.replace(live);
+            c.version += 1;
+            c.sys.global_timer = 0;
+            if module.has_start {
+                if let Err(e) = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), budget) {
+                    break 'upgrade Err(e);
+                }
+            }
+            if module.exports("canister_post_upgrade") {
+                let entry = Entry::Export("canister_post_upgrade".into());
+                if let Err(e) = self.run_phase(c, EntryKind::PostUpgrade, entry, caller, arg, budget) {
+                    break 'upgrade Err(e);
+                }
+            }
+            Ok(())
+        };
+        match outcome {
+            Ok(()) => {
+                snapshot.commit(&mut c.sys);
+                Ok(())
+            }
+            Err(trap) => {
+                if old_live.is_some() {
+                    c.live = old_live;
+                }
+                c.version = old_version;
+                snapshot.restore(&self.runtime, c.live.as_mut().expect("old instance"), &mut c.sys);
+                Err(error_from(id, &trap))
+            }
+        }
+    }
+
+    /// One phase of install_code; the phases share the install_code instruction budget.
+    fn run_phase(
+        &mut self,
+        c: &mut Canister,
+        kind: EntryKind,
+        entry: Entry,
+        caller: Principal,
+        arg: Vec<u8>,
+        budget: &mut u64,
+    ) -> Result<(), String> {
+        let mut exec = Exec::new(kind, entry, *budget, Rollback::Caller);
+        exec.limit = self.config.install_instruction_limit;
+        exec.caller = Some(caller);
+        exec.arg = arg;
+        let run = self.execute(c, exec);
+        *budget -= run.instructions;
+        run.result
+    }
+
+    fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> Result<(), Reject> {
+        let target = a.target_canister;
+        let store = a.store_canister.unwrap_or(target);
+        self.controlled(caller, target, "install_chunked_code")?;
+        if caller != store {
+            self.controlled(caller, store, "install_chunked_code")?;
+        }
+        let chunks = &self.canisters.get(&store).ok_or_else(|| not_found(store))?.chunks;
+        let mut wasm = Vec::new();
+        for h in &a.chunk_hashes_list {
+            let chunk = <[u8; 32]>::try_from(h.hash.as_slice()).ok().and_then(|k| chunks.get(&k)).ok_or_else(|| {
+                Reject::canister_error(format!(
+                    "Error from Canister {target}: Chunk with hash {} not found in the chunk store of {store}.",
+                    hex::encode(&h.hash)
+                ))
+            })?;
+            wasm.extend_from_slice(chunk);
+        }
+        let actual = wasm_module::sha256(&wasm);
+        if actual.as_slice() != a.wasm_module_hash.as_slice() {
+            return Err(Reject::canister_error(format!(
+                "Error from Canister {target}: Wasm module hash mismatch: expected {}, got {}.",
+                hex::encode(&a.wasm_module_hash),
+                hex::encode(actual)
+            )));
+        }
+        self.install_code(caller, target, a.mode, &wasm, a.arg)
+    }
+
+    fn uninstall_code(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
+        self.controlled(caller, id, "uninstall_code")?;
+        let time = self.time;
+        self.with_canister(id, |s, c| {
+            s.forget_canister_indexes(c);
+            c.live = None;
+            c.module_hash = None;
+            c.module_bytes_len = 0;
+            c.sys = SystemState { cycles: c.sys.cycles, ..Default::default() };
+            c.indexed_timer = 0;
+            c.chunks.clear();
+            c.version += 1;
+            c.history.push(Change {
+                time,
+                canister_version: c.version,
+                origin: caller,
+                details: ic00::ChangeDetails::CodeUninstall,
+            });
+            // Spec "uninstall_code": open call contexts are rejected, outstanding callbacks dropped.
+            c.callbacks.clear();
+            for (_, cc) in std::mem::take(&mut c.call_contexts) {
+                if !cc.responded {
+                    let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
+                    s.respond(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
+                }
+            }
+            s.check_stopped(c);
+        });
+        Ok(())
+    }
+
+    fn stop_canister(&mut self, caller: Principal, id: Principal, origin: Origin, record: usize) -> Result<(), Reject> {
+        self.controlled(caller, id, "stop_canister")?;
+        let deadline = self.time + self.config.stop_canister_timeout.as_nanos() as u64;
+        self.with_canister(id, |s, c| {
+            if c.status == CanisterStatus::Stopped {
+                s.management_calls[record].outcome = Some(Ok(()));
+                s.respond(&origin, Ok(unit()), 0);
+                return;
+            }
+            if c.status == CanisterStatus::Running {
+                c.status = CanisterStatus::Stopping;
+                c.version += 1;
+            }
+            c.pending_stops.push(PendingStop { origin, deadline, record });
+            s.add_stop_deadline(deadline, id);
+            s.check_stopped(c);
+        });
+        Ok(())
+    }
+
+    fn start_canister(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
+        self.controlled(caller, id, "start_canister")?;
+        self.with_canister(id, |s, c| {
+            if c.status != CanisterStatus::Running {
+                c.status = CanisterStatus::Running;
+                c.version += 1;
+            }
+            for stop in std::mem::take(&mut c.pending_stops) {
+                let reject = Reject::canister_error(format!("Canister {id}'s stop request was cancelled."))
+                    .with_error_code("IC0510");
+                s.management_calls[stop.record].outcome = Some(Err(reject.clone()));
+                s.respond(&stop.origin, Err(reject), 0);
+            }
+        });
+        Ok(())
+    }
+
+    fn delete_canister(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
+        self.controlled(caller, id, "delete_canister")?;
+        let c = &self.canisters[&id];
+        if c.status != CanisterStatus::Stopped {
+            return Err(Reject::canister_error(format!("Canister {id} must be stopped before it is deleted."))
+                .with_error_code("IC0511"));
+        }
+        let c = self.canisters.remove(&id).expect("checked");
+        self.forget_canister_indexes(&c);
+        Ok(())
+    }
+
+    pub fn canister_status(&self, caller: Principal, id: Principal) -> Result<ic00::CanisterStatusResult, Reject> {
+        self.controlled(caller, id, "canister_status")?;
+        let c = &self.canisters[&id];
+        let n = |v: u64| Nat::from(v);
+        let heap = c.live.as_ref().map_or(0, |l| l.heap_size());
+        let stable = c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
+        let snapshots: u64 = c.snapshots.iter().map(|s| s.size()).sum();
+        let chunks = c.chunks.len() as u64 * MAX_CHUNK_SIZE as u64;
+        Ok(ic00::CanisterStatusResult {
+            status: match c.status {
+                CanisterStatus::Running => ic00::CanisterStatusType::Running,
+                CanisterStatus::Stopping => ic00::CanisterStatusType::Stopping,
+                CanisterStatus::Stopped => ic00::CanisterStatusType::Stopped,
+            },
+            ready_for_migration: false,
+            version: c.version,
+            settings: definite_settings(c),
+            module_hash: c.module_hash.map(|h| h.to_vec()),
+            memory_size: n(c.memory_size() + chunks),
+            memory_metrics: ic00::MemoryMetrics {
+                wasm_memory_size: n(heap),
+                stable_memory_size: n(stable),
+                global_memory_size: n(c.live.as_ref().map_or(0, |l| l.globals.len() as u64 * 8)),
+                wasm_binary_size: n(c.module_bytes_len),
+                custom_sections_size: n(0),
+                canister_history_size: n(c.history.len() as u64 * 100),
+                wasm_chunk_store_size: n(chunks),
+                snapshots_size: n(snapshots),
+                log_memory_store_size: n(0),
+            },
+            cycles: Nat::from(c.sys.cycles),
+            reserved_cycles: n(0),
+            idle_cycles_burned_per_day: n(0),
+            query_stats: ic00::QueryStats {
+                num_calls_total: n(0),
+                num_instructions_total: n(0),
+                request_payload_bytes_total: n(0),
+                response_payload_bytes_total: n(0),
+            },
+        })
+    }
+
+    fn canister_info(&self, a: ic00::CanisterInfoArgs) -> Result<ic00::CanisterInfoResult, Reject> {
+        let c = self.canisters.get(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+        let wanted = a.num_requested_changes.unwrap_or(0).min(20) as usize;
+        let skip = c.history.len().saturating_sub(wanted);
+        Ok(ic00::CanisterInfoResult {
+            total_num_changes: c.history.len() as u64,
+            recent_changes: c.history[skip..]
+                .iter()
+                .map(|h| ic00::Change {
+                    timestamp_nanos: h.time,
+                    canister_version: h.canister_version,
+                    origin: change_origin(h.origin),
+                    details: Some(h.details.clone()),
+                })
+                .collect(),
+            module_hash: c.module_hash.map(|h| h.to_vec()),
+            controllers: c.controllers.clone(),
+        })
+    }
+
+    fn take_snapshot(&mut self, caller: Principal, a: ic00::TakeCanisterSnapshotArgs) -> Result<ic00::Snapshot, Reject> {
+        let id = a.canister_id;
+        self.controlled(caller, id, "take_canister_snapshot")?;
+        let local = self.fresh_id();
+        let time = self.time;
+        let c = self.canisters.get_mut(&id).expect("checked");
+        if let Some(replace) = &a.replace_snapshot {
+            if !c.snapshots.iter().any(|s| &s.id == replace) {
+                return Err(snapshot_not_found(id, replace));
+            }
+            c.snapshots.retain(|s| &s.id != replace);
+        }
+        if c.snapshots.len() >= MAX_SNAPSHOTS {
+            return Err(Reject::canister_error(format!(
+                "Canister {id} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}."
+            )));
+        }
+        let (Some(live), Some(hash)) = (c.live.as_ref(), c.module_hash) else {
+            return Err(Reject::canister_error(format!("Canister {id} does not contain a Wasm module.")));
+        };
+        let mut snapshot_id = id.as_slice().to_vec();
+        snapshot_id.extend_from_slice(&local.to_be_bytes());
+        let snapshot = CanisterSnapshot {
+            id: snapshot_id,
+            taken_at: time,
+            module: live.module.clone(),
+            module_hash: hash,
+            module_bytes_len: c.module_bytes_len,
+            heap: live.heap().to_vec(),
+            globals: live.globals(),
+            sys: SystemState { cycles: 0, ..c.sys.clone() },
+        };
+        let info = snapshot_info(&snapshot);
+        c.snapshots.push(snapshot);
+        Ok(info)
+    }
+
+    fn load_snapshot(&mut self, caller: Principal, a: ic00::LoadCanisterSnapshotArgs) -> Result<(), Reject> {
+        let id = a.canister_id;
+        self.controlled(caller, id, "load_canister_snapshot")?;
+        let time = self.time;
+        self.with_canister(id, |s, c| {
+            let snapshot = c
+                .snapshots
+                .iter()
+                .find(|snap| snap.id == a.snapshot_id)
+                .cloned()
+                .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
+            let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
+            live.set_heap_and_globals(&snapshot.heap, &snapshot.globals).map_err(Reject::canister_error)?;
+            c.live = Some(live);
+            let cycles = c.sys.cycles;
+            c.sys = snapshot.sys.clone();
+            c.sys.cycles = cycles;
+            c.module_hash = Some(snapshot.module_hash);
+            c.module_bytes_len = snapshot.module_bytes_len;
+            c.version += 1;
+            c.history.push(Change {
+                time,
+                canister_version: c.version,
+                origin: caller,
+                details: ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
+                    from_canister_id: None,
+                    snapshot_id: snapshot.id.clone(),
+                    canister_version: c.version,
+                    taken_at_timestamp: snapshot.taken_at,
+                    source: ic00::SnapshotSource::TakenFromCanister(candid::Reserved),
+                }),
+            });
+            s.sync_timer(c);
+            Ok(())
+        })
+        .expect("checked")
+    }
+}
+
+fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
+    ic00::Snapshot { id: s.id.clone(), taken_at_timestamp: s.taken_at, total_size: s.size() }
+}
+
+fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {
+    Reject::canister_error(format!("Could not find the snapshot ID {} for canister {id}.", hex::encode(snapshot)))
+        .with_error_code("IC0524")
+}
+
+fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings, caller: Principal, time: u64) {
+    if let Some(controllers) = &s.controllers {
+        c.controllers = controllers.clone();
+        c.history.push(Change {
+            time,
+            canister_version: c.version + 1,
+            origin: caller,
+            details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
+                controllers: controllers.clone(),
+            }),
+        });
+    }
+    let st = &mut c.settings;
+    if let Some(v) = &s.compute_allocation {
+        st.compute_allocation = nat_u64(v);
+    }
+    if let Some(v) = &s.memory_allocation {
+        st.memory_allocation = nat_u64(v);
+    }
+    if let Some(v) = &s.freezing_threshold {
+        st.freezing_threshold = nat_u64(v);
+    }
+    if let Some(v) = &s.reserved_cycles_limit {
+        st.reserved_cycles_limit = nat_u128(v);
+    }
+    if let Some(v) = &s.wasm_memory_limit {
+        st.wasm_memory_limit = nat_u64(v);
+    }
+    if let Some(v) = &s.wasm_memory_threshold {
+        st.wasm_memory_threshold = nat_u64(v);
+    }
+}
+
+fn definite_settings(c: &Canister) -> ic00::DefiniteCanisterSettings {
+    let st = &c.settings;
+    ic00::DefiniteCanisterSettings {
+        controllers: c.controllers.clone(),
+        compute_allocation: Nat::from(st.compute_allocation),
+        memory_allocation: Nat::from(st.memory_allocation),
+        freezing_threshold: Nat::from(st.freezing_threshold),
+        reserved_cycles_limit: Nat::from(st.reserved_cycles_limit),
+        wasm_memory_limit: Nat::from(st.wasm_memory_limit),
+        wasm_memory_threshold: Nat::from(st.wasm_memory_threshold),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,671 @@
+//! The replica's state and its rounds: timers, heartbeats, deadlines, then message delivery.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use candid::Principal;
+
+use crate::canister::{CallContext, Callback, Canister, CanisterStatus, Origin};
+use crate::error::{Reject, RejectCode};
+use crate::execution::{self, Entry, RunResult, Runtime, Snapshot};
+use crate::faults::Faults;
+use crate::system_api::{EntryKind, MsgCtx, Response};
+use crate::wasm_module::ModuleCache;
+use crate::{ExecutionRecord, ManagementCall, ReplicaConfig};
+
+/// Instruction limit of `canister_inspect_message` (facts §4).
+const INSPECT_INSTRUCTION_LIMIT: u64 = 200_000_000;
+
+pub struct Request {
+    pub sender: Principal,
+    pub receiver: Principal,
+    pub method: String,
+    pub payload: Vec<u8>,
+    pub cycles: u128,
+    pub origin: Origin,
+}
+
+pub struct ResponseMsg {
+    pub to: Principal,
+    pub callback: u64,
+    pub result: Result<Vec<u8>, Reject>,
+    pub refund: u128,
+}
+
+pub enum Message {
+    Request(Request),
+    Response(ResponseMsg),
+}
+
+/// How an execution's effects are kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Commit unless the execution traps (updates, callbacks, timers).
+    OnTrap,
+    /// Never commit (queries, inspect_message).
+    Always,
+    /// The caller takes care of it (install_code's phases).
+    Caller,
+}
+
+pub struct Exec {
+    pub kind: EntryKind,
+    pub entry: Entry,
+    pub caller: Option<Principal>,
+    pub arg: Vec<u8>,
+    pub reject: (u32, String),
+    pub context: Option<u64>,
+    pub fuel: u64,
+    pub rollback: Rollback,
+    pub method_name: String,
+    /// The limit named in the "exceeded the limit" trap (install_code's phases share one budget).
+    pub limit: u64,
+    /// Cycles refunded with the response a callback processes.
+    pub refunded: u128,
+}
+
+impl Exec {
+    pub fn new(kind: EntryKind, entry: Entry, fuel: u64, rollback: Rollback) -> Self {
+        Self {
+            kind,
+            entry,
+            caller: None,
+            arg: Vec::new(),
+            reject: (0, String::new()),
+            context: None,
+            fuel,
+            rollback,
+            method_name: String::new(),
+            limit: fuel,
+            refunded: 0,
+        }
+    }
+}
+
+pub fn error_from(canister: Principal, trap: &str) -> Reject {
+    Reject::canister_error(format!("Error from Canister {canister}: {trap}."))
+}
+
+pub struct State {
+    pub config: ReplicaConfig,
+    pub runtime: Runtime,
+    pub modules: ModuleCache,
+    pub canisters: BTreeMap<Principal, Canister>,
+    pub next_canister_index: u64,
+    /// Completed rounds.
+    pub round: u64,
+    pub time: u64,
+    pub subnet_id: Principal,
+    queue: VecDeque<(u64, Message)>,
+    next_id: u64,
+    pub ingress: BTreeMap<u64, Option<Result<Vec<u8>, Reject>>>,
+    /// (global timer, canister) for every canister with an active timer.
+    timers: BTreeSet<(u64, Principal)>,
+    /// (deadline, canister, callback) for bounded-wait calls.
+    deadlines: BTreeSet<(u64, Principal, u64)>,
+    /// (deadline, canister) of pending stop_canister calls.
+    stop_deadlines: BTreeSet<(u64, Principal)>,
+    pub heartbeats: BTreeSet<Principal>,
+    pub faults: Faults,
+    pub executions: Vec<ExecutionRecord>,
+    pub management_calls: Vec<ManagementCall>,
+}
+
+impl State {
+    pub fn new(config: ReplicaConfig) -> Self {
+        Self {
+            time: config.start_time_nanos,
+            next_canister_index: config.first_canister_index,
+            config,
+            runtime: Runtime::new(),
+            modules: ModuleCache::default(),
+            canisters: BTreeMap::new(),
+            round: 0,
+            subnet_id: Principal::from_slice(&[0x2a; 29]),
+            queue: VecDeque::new(),
+            next_id: 1,
+            ingress: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
+            stop_deadlines: BTreeSet::new(),
+            heartbeats: BTreeSet::new(),
+            faults: Faults::default(),
+            executions: Vec::new(),
+            management_calls: Vec::new(),
+        }
+    }
+
+    pub fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// IC canister ids: an 8-byte big-endian index followed by `0x01 0x01`.
+    pub fn new_canister_id(&mut self) -> Principal {
+        let mut bytes = self.next_canister_index.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1, 1]);
+        self.next_canister_index += 1;
+        Principal::from_slice(&bytes)
+    }
+
+    /// Queues a message for the next round (plus `delay` rounds).
+    pub fn enqueue(&mut self, msg: Message, delay: u64) {
+        self.queue.push_back((self.round + 1 + delay, msg));
+    }
+
+    pub fn has_pending_messages(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Sends the response of a call context to where it came from.
+    pub fn respond(&mut self, origin: &Origin, result: Result<Vec<u8>, Reject>, refund: u128) {
+        match origin {
+            Origin::Ingress(id) => {
+                self.ingress.insert(*id, Some(result));
+            }
+            Origin::Canister { caller, callback, .. } => {
+                let delay = self.faults.response_delay(caller);
+                let msg = ResponseMsg { to: *caller, callback: *callback, result, refund };
+                self.enqueue(Message::Response(msg), delay);
+            }
+            Origin::System => {}
+        }
+    }
+
+    /// Keeps the timer index in step with the canister's global timer.
+    pub fn sync_timer(&mut self, c: &mut Canister) {
+        if c.indexed_timer != c.sys.global_timer {
+            if c.indexed_timer != 0 {
+                self.timers.remove(&(c.indexed_timer, c.id));
+            }
+            if c.sys.global_timer != 0 {
+                self.timers.insert((c.sys.global_timer, c.id));
+            }
+            c.indexed_timer = c.sys.global_timer;
+        }
+    }
+
+    pub fn forget_canister_indexes(&mut self, c: &Canister) {
+        self.timers.remove(&(c.indexed_timer, c.id));
+        self.heartbeats.remove(&c.id);
+        for (id, cb) in &c.callbacks {
+            if let Some(d) = cb.deadline {
+                self.deadlines.remove(&(d, c.id, *id));
+            }
+        }
+    }
+
+    pub fn add_stop_deadline(&mut self, deadline: u64, canister: Principal) {
+        self.stop_deadlines.insert((deadline, canister));
+    }
+
+    /// Takes a canister out of the map for the duration of `f`, so that `f` can use the rest of the state.
+    pub fn with_canister<R>(&mut self, id: Principal, f: impl FnOnce(&mut Self, &mut Canister) -> R) -> Option<R> {
+        let mut c = self.canisters.remove(&id)?;
+        let r = f(self, &mut c);
+        self.canisters.insert(id, c);
+        Some(r)
+    }
+
+    pub fn base_msg(&self, c: &Canister, kind: EntryKind) -> MsgCtx {
+        MsgCtx {
+            kind,
+            canister_id: c.id,
+            subnet_id: self.subnet_id,
+            time: self.time,
+            status: c.status.code(),
+            version: c.version,
+            controllers: c.controllers.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Runs one entry point of `c`: applies injected faults, the rollback policy, and records the execution.
+    pub fn execute(&mut self, c: &mut Canister, e: Exec) -> RunResult {
+        let mut msg = self.base_msg(c, e.kind);
+        msg.caller = e.caller;
+        msg.arg = e.arg;
+        msg.reject = e.reject;
+        msg.method_name = e.method_name;
+        msg.cycles_refunded = e.refunded;
+        let can_respond_here = matches!(
+            e.kind,
+            EntryKind::Update
+                | EntryKind::ReplicatedQuery
+                | EntryKind::Query
+                | EntryKind::CompositeQuery
+                | EntryKind::ReplyCallback
+                | EntryKind::RejectCallback
+        );
+        msg.can_respond = can_respond_here;
+        if let Some(cc) = e.context.and_then(|id| c.call_contexts.get(&id)) {
+            msg.can_respond = can_respond_here && !cc.responded;
+            msg.cycles_available = if cc.responded { 0 } else { cc.cycles_available - cc.cycles_accepted };
+            msg.context_instructions = cc.instructions;
+            if let Origin::Canister { deadline, .. } = cc.origin {
+                msg.deadline = deadline;
+            }
+        }
+        let name = match &e.entry {
+            Entry::Callback { .. } if e.kind == EntryKind::Cleanup => "cleanup callback".to_string(),
+            Entry::Callback { .. } if e.kind == EntryKind::RejectCallback => "reject callback".to_string(),
+            Entry::Callback { .. } => "reply callback".to_string(),
+            other => other.name(),
+        };
+        let Some(live) = c.live.as_mut() else {
+            return RunResult {
+                result: Err("Attempted to execute a message, but the canister contains no Wasm module".into()),
+                instructions: 0,
+                msg,
+            };
+        };
+        let snapshot = (e.rollback != Rollback::Caller).then(|| Snapshot::take(live, &mut c.sys));
+        let mut run = if self.faults.take_trap(c.id, &name) {
+            RunResult {
+                result: Err(format!("Canister called `ic0.trap` with message: 'injected fault in {name}'")),
+                instructions: 0,
+                msg,
+            }
+        } else {
+            execution::run(live, &mut c.sys, msg, &e.entry, e.fuel, e.limit)
+        };
+        if let Some(snapshot) = snapshot {
+            if run.result.is_err() || e.rollback == Rollback::Always {
+                snapshot.restore(&self.runtime, live, &mut c.sys);
+            } else {
+                snapshot.commit(&mut c.sys);
+            }
+        }
+        c.logs.append(&mut run.msg.logs);
+        self.executions.push(ExecutionRecord {
+            round: self.round + 1,
+            canister: c.id,
+            entry: name,
+            instructions: run.instructions,
+            outcome: run.result.clone(),
+        });
+        if e.rollback != Rollback::Caller {
+            self.sync_timer(c);
+        }
+        run
+    }
+
+    /// After an execution in call context `ctx_id`: sends its calls and response, and closes the context when it
+    /// has no outstanding calls (spec "Call contexts"; a context closed without a response is rejected).
+    pub fn finish(&mut self, c: &mut Canister, ctx_id: u64, run: RunResult) {
+        let Some(mut cc) = c.call_contexts.remove(&ctx_id) else { return };
+        cc.instructions += run.instructions;
+        let msg = run.msg;
+        match run.result {
+            Ok(()) => {
+                cc.cycles_accepted += msg.cycles_accepted;
+                for call in msg.outgoing {
+                    let callback = self.fresh_id();
+                    let deadline = call.timeout_seconds.map(|s| self.time + s as u64 * 1_000_000_000);
+                    c.callbacks.insert(
+                        callback,
+                        Callback {
+                            context: ctx_id,
+                            reply: call.reply,
+                            reject: call.reject,
+                            cleanup: call.cleanup,
+                            deadline,
+                        },
+                    );
+                    if let Some(d) = deadline {
+                        self.deadlines.insert((d, c.id, callback));
+                    }
+                    cc.outstanding_calls += 1;
+                    let origin = Origin::Canister { caller: c.id, callback, deadline: deadline.unwrap_or(0) };
+                    let request = Request {
+                        sender: c.id,
+                        receiver: call.callee,
+                        method: call.method,
+                        payload: call.payload,
+                        cycles: call.cycles,
+                        origin,
+                    };
+                    self.enqueue(Message::Request(request), 0);
+                }
+                if let Some(response) = msg.response {
+                    let refund = cc.cycles_available - cc.cycles_accepted;
+                    cc.responded = true;
+                    let result = match response {
+                        Response::Reply(bytes) => Ok(bytes),
+                        Response::Reject(text) => Err(Reject::new(RejectCode::CanisterReject, text)),
+                    };
+                    self.respond(&cc.origin.clone(), result, refund);
+                }
+            }
+            Err(trap) => {
+                if !cc.responded && cc.outstanding_calls == 0 {
+                    cc.responded = true;
+                    let refund = cc.cycles_available - cc.cycles_accepted;
+                    self.respond(&cc.origin.clone(), Err(error_from(c.id, &trap)), refund);
+                }
+            }
+        }
+        if cc.outstanding_calls > 0 {
+            c.call_contexts.insert(ctx_id, cc);
+            return;
+        }
+        if !cc.responded {
+            let refund = cc.cycles_available - cc.cycles_accepted;
+            let reject = Reject::canister_error(format!("Canister {} did not produce a response", c.id))
+                .with_error_code("IC0506");
+            self.respond(&cc.origin, Err(reject), refund);
+        }
+        self.check_stopped(c);
+    }
+
+    /// Spec "stop_canister": a stopping canister becomes stopped once it has no open call contexts.
+    pub fn check_stopped(&mut self, c: &mut Canister) {
+        if c.status != CanisterStatus::Stopping || !c.call_contexts.is_empty() {
+            return;
+        }
+        c.status = CanisterStatus::Stopped;
+        c.version += 1;
+        for stop in std::mem::take(&mut c.pending_stops) {
+            self.management_calls[stop.record].outcome = Some(Ok(()));
+            self.respond(&stop.origin, Ok(candid::encode_args(()).expect("encode ()")), 0);
+        }
+    }
+
+    pub fn new_call_context(&mut self, c: &mut Canister, origin: Origin, caller: Principal, cycles: u128) -> u64 {
+        let id = self.fresh_id();
+        let cc = CallContext {
+            origin,
+            caller,
+            responded: false,
+            outstanding_calls: 0,
+            cycles_available: cycles,
+            cycles_accepted: 0,
+            instructions: 0,
+        };
+        c.call_contexts.insert(id, cc);
+        id
+    }
+
+    // ---- Rounds ----
+
+    /// One round: due global timers, heartbeats, expired deadlines, then every message due this round.
+    pub fn tick(&mut self) {
+        self.fire_timers();
+        self.run_heartbeats();
+        self.expire_deadlines();
+        let round = self.round + 1;
+        let mut due = Vec::new();
+        let mut later = VecDeque::new();
+        for (r, msg) in std::mem::take(&mut self.queue) {
+            if r <= round {
+                due.push(msg);
+            } else {
+                later.push_back((r, msg));
+            }
+        }
+        self.queue = later;
+        for msg in due {
+            match msg {
+                Message::Request(req) if req.receiver == Principal::management_canister() => {
+                    self.handle_management(req)
+                }
+                Message::Request(req) => self.deliver_request(req),
+                Message::Response(resp) => self.deliver_response(resp),
+            }
+        }
+        self.round = round;
+        self.time += self.config.round_duration.as_nanos() as u64;
+    }
+
+    pub fn advance_time(&mut self, d: Duration) {
+        self.time += d.as_nanos() as u64;
+    }
+
+    fn is_frozen(c: &Canister) -> bool {
+        c.sys.cycles == 0
+    }
+
+    /// Spec "Global timer": fires on Running canisters once `time >= timer`; the timer is deactivated first.
+    fn fire_timers(&mut self) {
+        let due: Vec<Principal> =
+            self.timers.range(..(self.time + 1, Principal::management_canister())).map(|(_, p)| *p).collect();
+        for id in due {
+            self.with_canister(id, |s, c| {
+                if c.status != CanisterStatus::Running || Self::is_frozen(c) {
+                    return;
+                }
+                c.sys.global_timer = 0;
+                s.sync_timer(c);
+                if !c.exports("canister_global_timer") {
+                    return;
+                }
+                s.run_system_task(c, "canister_global_timer");
+            });
+        }
+    }
+
+    fn run_heartbeats(&mut self) {
+        for id in self.heartbeats.clone() {
+            self.with_canister(id, |s, c| {
+                if c.status == CanisterStatus::Running && !Self::is_frozen(c) && c.exports("canister_heartbeat") {
+                    s.run_system_task(c, "canister_heartbeat");
+                }
+            });
+        }
+    }
+
+    fn run_system_task(&mut self, c: &mut Canister, export: &str) {
+        let ctx = self.new_call_context(c, Origin::System, Principal::management_canister(), 0);
+        let mut exec = Exec::new(
+            EntryKind::SystemTask,
+            Entry::Export(export.into()),
+            self.config.update_instruction_limit,
+            Rollback::OnTrap,
+        );
+        exec.caller = Some(Principal::management_canister());
+        exec.context = Some(ctx);
+        let run = self.execute(c, exec);
+        self.finish(c, ctx, run);
+    }
+
+    /// Bounded-wait calls past their deadline are rejected with SYS_UNKNOWN (spec "Best-effort responses");
+    /// stop_canister calls past the timeout are rejected with SYS_TRANSIENT (facts §3).
+    fn expire_deadlines(&mut self) {
+        let now = self.time;
+        let expired: Vec<_> =
+            self.deadlines.range(..(now + 1, Principal::management_canister(), 0)).copied().collect();
+        for key @ (_, canister, callback) in expired {
+            self.deadlines.remove(&key);
+            let reject = Reject::new(RejectCode::SysUnknown, "Request timed out.");
+            let msg = ResponseMsg { to: canister, callback, result: Err(reject), refund: 0 };
+            self.queue.push_back((self.round + 1, Message::Response(msg)));
+        }
+        let stops: Vec<_> = self.stop_deadlines.range(..(now + 1, Principal::management_canister())).copied().collect();
+        for key @ (_, canister) in stops {
+            self.stop_deadlines.remove(&key);
+            self.with_canister(canister, |s, c| {
+                let (expired, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut c.pending_stops).into_iter().partition(|p| p.deadline <= now);
+                c.pending_stops = waiting;
+                for stop in expired {
+                    let reject = Reject::new(RejectCode::SysTransient, "Stop canister request timed out")
+                        .with_error_code("IC0206");
+                    s.management_calls[stop.record].outcome = Some(Err(reject.clone()));
+                    s.respond(&stop.origin, Err(reject), 0);
+                }
+            });
+        }
+    }
+
+    fn deliver_request(&mut self, req: Request) {
+        if let Some(reject) = self.faults.take_reject(req.receiver, &req.method) {
+            return self.respond(&req.origin, Err(reject), req.cycles);
+        }
+        let id = req.receiver;
+        if !self.canisters.contains_key(&id) {
+            let reject =
+                Reject::new(RejectCode::DestinationInvalid, format!("Canister {id} not found")).with_error_code("IC0301");
+            return self.respond(&req.origin, Err(reject), req.cycles);
+        }
+        self.with_canister(id, |s, c| s.execute_request(c, req));
+    }
+
+    /// Checks whether `c` accepts a call to `method` now; returns the entry kind to run.
+    pub fn admit(&self, c: &Canister, method: &str, query: bool) -> Result<EntryKind, Reject> {
+        let id = c.id;
+        match c.status {
+            CanisterStatus::Running => {}
+            CanisterStatus::Stopping => {
+                return Err(Reject::canister_error(format!("Canister {id} is stopping")).with_error_code("IC0509"))
+            }
+            CanisterStatus::Stopped => {
+                return Err(Reject::canister_error(format!("Canister {id} is stopped")).with_error_code("IC0508"))
+            }
+        }
+        let Some(module) = c.module() else {
+            return Err(Reject::canister_error(format!(
+                "Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."
+            ))
+            .with_error_code("IC0537"));
+        };
+        if !query && Self::is_frozen(c) {
+            return Err(Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
+                .with_error_code("IC0207"));
+        }
+        if query {
+            if module.queries.contains(method) || module.composite_queries.contains(method) {
+                return Ok(EntryKind::Query);
+            }
+        } else if module.updates.contains(method) {
+            return Ok(EntryKind::Update);
+        } else if module.queries.contains(method) {
+            return Ok(EntryKind::ReplicatedQuery);
+        }
+        let kind = if query { "query" } else { "update" };
+        Err(Reject::canister_error(format!("Error from Canister {id}: Canister has no {kind} method '{method}'."))
+            .with_error_code("IC0536"))
+    }
+
+    fn execute_request(&mut self, c: &mut Canister, req: Request) {
+        let kind = match self.admit(c, &req.method, false) {
+            Ok(kind) => kind,
+            Err(reject) => return self.respond(&req.origin, Err(reject), req.cycles),
+        };
+        let ctx = self.new_call_context(c, req.origin, req.sender, req.cycles);
+        let (export, rollback) = match kind {
+            EntryKind::Update => (format!("canister_update {}", req.method), Rollback::OnTrap),
+            _ => (format!("canister_query {}", req.method), Rollback::Always),
+        };
+        let mut exec = Exec::new(kind, Entry::Export(export), self.config.update_instruction_limit, rollback);
+        exec.caller = Some(req.sender);
+        exec.arg = req.payload;
+        exec.context = Some(ctx);
+        let mut run = self.execute(c, exec);
+        if rollback == Rollback::Always {
+            run.msg.cycles_accepted = 0;
+        }
+        self.finish(c, ctx, run);
+    }
+
+    fn deliver_response(&mut self, resp: ResponseMsg) {
+        self.with_canister(resp.to, |s, c| {
+            // A callback is answered once: a late reply after a timeout (or vice versa) is dropped.
+            let Some(cb) = c.callbacks.remove(&resp.callback) else { return };
+            if let Some(d) = cb.deadline {
+                s.deadlines.remove(&(d, c.id, resp.callback));
+            }
+            c.sys.cycles += resp.refund;
+            let Some(cc) = c.call_contexts.get_mut(&cb.context) else { return };
+            cc.outstanding_calls -= 1;
+            let caller = cc.caller;
+            let refunded = resp.refund;
+            let (kind, (fun, env), arg, reject) = match resp.result {
+                Ok(bytes) => (EntryKind::ReplyCallback, cb.reply, bytes, (0, String::new())),
+                Err(r) => (EntryKind::RejectCallback, cb.reject, Vec::new(), (r.code as u32, r.message)),
+            };
+            let fuel = s.config.update_instruction_limit;
+            let mut exec = Exec::new(kind, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
+            exec.caller = Some(caller);
+            exec.arg = arg;
+            exec.reject = reject;
+            exec.context = Some(cb.context);
+            exec.refunded = refunded;
+            let run = s.execute(c, exec);
+            if run.result.is_err() {
+                if let Some((fun, env)) = cb.cleanup {
+                    // Spec: the cleanup callback runs when the reply or reject callback trapped.
+                    let mut cleanup = Exec::new(EntryKind::Cleanup, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
+                    cleanup.caller = Some(caller);
+                    cleanup.context = Some(cb.context);
+                    s.execute(c, cleanup);
+                }
+            }
+            s.finish(c, cb.context, run);
+        });
+    }
+
+    // ---- Ingress and queries ----
+
+    /// Spec "Ingress message inspection" then queues the message for the next round.
+    pub fn submit(&mut self, sender: Principal, receiver: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+        if receiver != Principal::management_canister() {
+            let inspected = self.with_canister(receiver, |s, c| {
+                if !c.exports("canister_inspect_message") || c.status != CanisterStatus::Running {
+                    return Ok(());
+                }
+                let entry = Entry::Export("canister_inspect_message".into());
+                let mut exec = Exec::new(EntryKind::InspectMessage, entry, INSPECT_INSTRUCTION_LIMIT, Rollback::Always);
+                exec.caller = Some(sender);
+                exec.arg = payload.clone();
+                exec.method_name = method.to_string();
+                let run = s.execute(c, exec);
+                match run.result {
+                    Err(trap) => Err(error_from(c.id, &trap)),
+                    Ok(()) if !run.msg.message_accepted => Err(Reject::new(
+                        RejectCode::CanisterReject,
+                        format!("Canister {} rejected the message", c.id),
+                    )
+                    .with_error_code("IC0516")),
+                    Ok(()) => Ok(()),
+                }
+            });
+            if let Some(Err(reject)) = inspected {
+                return Err(reject);
+            }
+        }
+        let id = self.fresh_id();
+        self.ingress.insert(id, None);
+        let request =
+            Request { sender, receiver, method: method.to_string(), payload, cycles: 0, origin: Origin::Ingress(id) };
+        self.enqueue(Message::Request(request), 0);
+        Ok(id)
+    }
+
+    /// A non-replicated query: runs now, outside rounds; its state changes are discarded.
+    pub fn query(&mut self, sender: Principal, receiver: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, Reject> {
+        let fuel = self.config.query_instruction_limit;
+        let result = self.with_canister(receiver, |s, c| {
+            s.admit(c, method, true)?;
+            let (kind, export) = if c.module().is_some_and(|m| m.composite_queries.contains(method)) {
+                (EntryKind::CompositeQuery, format!("canister_composite_query {method}"))
+            } else {
+                (EntryKind::Query, format!("canister_query {method}"))
+            };
+            let mut exec = Exec::new(kind, Entry::Export(export), fuel, Rollback::Always);
+            exec.caller = Some(sender);
+            exec.arg = payload;
+            let run = s.execute(c, exec);
+            match (run.result, run.msg.response) {
+                (Err(trap), _) => Err(error_from(c.id, &trap)),
+                (Ok(()), Some(Response::Reply(bytes))) => Ok(bytes),
+                (Ok(()), Some(Response::Reject(text))) => Err(Reject::new(RejectCode::CanisterReject, text)),
+                (Ok(()), None) => Err(Reject::canister_error(format!("Canister {} did not produce a response", c.id))
+                    .with_error_code("IC0506")),
+            }
+        });
+        result.unwrap_or_else(|| {
+            Err(Reject::new(RejectCode::DestinationInvalid, format!("Canister {receiver} not found"))
+                .with_error_code("IC0301"))
+        })
+    }
+}

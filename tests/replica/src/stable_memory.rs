@@ -1,0 +1,147 @@
+//! Stable memory: 64 KiB pages stored sparsely, with a journal for rolling back a message.
+
+use std::collections::BTreeMap;
+
+pub const PAGE_SIZE: u64 = 65536;
+/// 500 GiB (facts §4, `MAX_STABLE_MEMORY_IN_BYTES`).
+pub const MAX_PAGES: u64 = 500 * 1024 * 1024 * 1024 / PAGE_SIZE;
+
+type Page = Box<[u8; PAGE_SIZE as usize]>;
+
+/// Pages never written read as zeros and take no space.
+#[derive(Default, Clone)]
+pub struct StableMemory {
+    pages: BTreeMap<u64, Page>,
+    size: u64,
+    journal: Option<Journal>,
+}
+
+#[derive(Default, Clone)]
+struct Journal {
+    size: u64,
+    /// Contents of each page before its first write in this transaction (`None`: it was absent).
+    old_pages: BTreeMap<u64, Option<Page>>,
+}
+
+fn zero_page() -> Page {
+    vec![0u8; PAGE_SIZE as usize].into_boxed_slice().try_into().expect("page size")
+}
+
+impl StableMemory {
+    /// Size in pages.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of pages that hold data (the rest are implicit zeros).
+    pub fn resident_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// `stable64_grow`: the old size in pages, or -1 if the new size would exceed the limit.
+    pub fn grow(&mut self, additional: u64) -> i64 {
+        match self.size.checked_add(additional) {
+            Some(new) if new <= MAX_PAGES => {
+                let old = self.size;
+                self.size = new;
+                old as i64
+            }
+            _ => -1,
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), String> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size * PAGE_SIZE => Ok(()),
+            _ => Err(format!(
+                "stable memory out of bounds: offset {offset} + size {len} exceeds {} bytes",
+                self.size * PAGE_SIZE
+            )),
+        }
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.check_range(offset, buf.len() as u64)?;
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let addr = offset + pos as u64;
+            let (page, in_page) = (addr / PAGE_SIZE, (addr % PAGE_SIZE) as usize);
+            let n = (PAGE_SIZE as usize - in_page).min(buf.len() - pos);
+            match self.pages.get(&page) {
+                Some(p) => buf[pos..pos + n].copy_from_slice(&p[in_page..in_page + n]),
+                None => buf[pos..pos + n].fill(0),
+            }
+            pos += n;
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        self.check_range(offset, data.len() as u64)?;
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let addr = offset + pos as u64;
+            let (page, in_page) = (addr / PAGE_SIZE, (addr % PAGE_SIZE) as usize);
+            let n = (PAGE_SIZE as usize - in_page).min(data.len() - pos);
+            if let Some(journal) = &mut self.journal {
+                journal.old_pages.entry(page).or_insert_with(|| self.pages.get(&page).cloned());
+            }
+            let p = self.pages.entry(page).or_insert_with(zero_page);
+            p[in_page..in_page + n].copy_from_slice(&data[pos..pos + n]);
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Starts journaling writes so that [`Self::rollback`] can undo them. Nested calls are not supported.
+    pub fn begin(&mut self) {
+        debug_assert!(self.journal.is_none(), "stable memory transaction already open");
+        self.journal = Some(Journal { size: self.size, old_pages: BTreeMap::new() });
+    }
+
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    pub fn rollback(&mut self) {
+        if let Some(journal) = self.journal.take() {
+            self.size = journal.size;
+            for (page, old) in journal.old_pages {
+                match old {
+                    Some(p) => {
+                        self.pages.insert(page, p);
+                    }
+                    None => {
+                        self.pages.remove(&page);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_reads_zero_and_rollback_restores() {
+        let mut m = StableMemory::default();
+        assert_eq!(m.grow(1000), 0);
+        let mut buf = [1u8; 8];
+        m.read(999 * PAGE_SIZE, &mut buf).unwrap();
+        assert_eq!(buf, [0; 8]);
+        m.write(PAGE_SIZE - 2, &[7; 4]).unwrap();
+        assert_eq!(m.resident_pages(), 2);
+        m.begin();
+        m.write(PAGE_SIZE - 2, &[9; 4]).unwrap();
+        m.write(500 * PAGE_SIZE, &[9; 4]).unwrap();
+        assert_eq!(m.grow(5), 1000);
+        m.rollback();
+        assert_eq!(m.size(), 1000);
+        assert_eq!(m.resident_pages(), 2);
+        m.read(PAGE_SIZE - 2, &mut buf[..4]).unwrap();
+        assert_eq!(&buf[..4], &[7; 4]);
+        assert!(m.read(1000 * PAGE_SIZE - 1, &mut buf[..2]).is_err());
+    }
+}

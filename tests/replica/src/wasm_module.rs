@@ -1,0 +1,261 @@
+//! Canister modules: decoding (raw or gzip), validation against the IC's rules, and instrumentation so that the
+//! replica can snapshot and restore an instance (all globals, the memory and the table get exported, and the
+//! `(start)` function is exported instead of run at instantiation).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+
+use crate::system_api::IC0_IMPORTS;
+
+/// Uncompressed module limit, facts §4 (`WASM_MAX_SIZE`).
+pub const MAX_WASM_SIZE: usize = 100 * 1024 * 1024;
+pub const EOP_SECTION: &str = "icp:private enhanced-orthogonal-persistence";
+
+pub const MEMORY_EXPORT: &str = "__replica_memory";
+pub const TABLE_EXPORT: &str = "__replica_table";
+pub const START_EXPORT: &str = "__replica_start";
+pub const GLOBAL_EXPORT_PREFIX: &str = "__replica_global_";
+
+const SYSTEM_EXPORTS: &[&str] = &[
+    "canister_init",
+    "canister_pre_upgrade",
+    "canister_post_upgrade",
+    "canister_inspect_message",
+    "canister_heartbeat",
+    "canister_global_timer",
+    "canister_on_low_wasm_memory",
+];
+
+/// A validated, instrumented and compiled module, shared by every canister running the same code.
+pub struct CompiledModule {
+    pub module: wasmi::Module,
+    /// Names after `canister_update `.
+    pub updates: BTreeSet<String>,
+    /// Names after `canister_query ` and `canister_composite_query `.
+    pub queries: BTreeSet<String>,
+    pub composite_queries: BTreeSet<String>,
+    /// Exported system entry points (`canister_init`, ...).
+    pub system_exports: BTreeSet<String>,
+    pub global_count: u32,
+    pub has_memory: bool,
+    pub has_table: bool,
+    pub has_start: bool,
+    /// Carries the `icp:private enhanced-orthogonal-persistence` custom section.
+    pub enhanced_orthogonal_persistence: bool,
+}
+
+impl CompiledModule {
+    pub fn exports(&self, name: &str) -> bool {
+        self.system_exports.contains(name)
+    }
+}
+
+/// Spec "Canister module format": `\0asm` is a raw module, `1f 8b 08` a gzipped one; anything else is invalid.
+pub fn decode(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let raw = if bytes.starts_with(b"\0asm") {
+        bytes.to_vec()
+    } else if bytes.starts_with(&[0x1f, 0x8b, 0x08]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .take(MAX_WASM_SIZE as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("Failed to decode wasm module: failed to decompress gzip: {e}"))?;
+        out
+    } else {
+        return Err("Failed to decode wasm module: unsupported canister module format".into());
+    };
+    if raw.len() > MAX_WASM_SIZE {
+        return Err(format!(
+            "Wasm module size exceeds the limit of {MAX_WASM_SIZE} bytes (uncompressed)"
+        ));
+    }
+    Ok(raw)
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Compiles each distinct module once (keyed by SHA-256 of the uncompressed module).
+#[derive(Default)]
+pub struct ModuleCache {
+    modules: HashMap<[u8; 32], Arc<CompiledModule>>,
+}
+
+impl ModuleCache {
+    pub fn get_or_compile(&mut self, engine: &wasmi::Engine, raw: &[u8]) -> Result<Arc<CompiledModule>, String> {
+        let key = sha256(raw);
+        if let Some(m) = self.modules.get(&key) {
+            return Ok(m.clone());
+        }
+        let compiled = Arc::new(compile(engine, raw)?);
+        self.modules.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    pub fn len(&self) -> usize {
+        self.modules.len()
+    }
+}
+
+fn invalid_import(kind: &str, name: &str, module: &str) -> String {
+    format!(
+        "Wasm module has an invalid import section. Module imports {kind} '{name}' from '{module}' that is not exported by the runtime."
+    )
+}
+
+/// Validates `raw` against the IC's rules (imports, exports, memories) and compiles the instrumented module.
+pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, String> {
+    let mut compiled = CompiledModule {
+        module: wasmi::Module::new(engine, b"\0asm\x01\0\0\0").expect("empty module"),
+        updates: BTreeSet::new(),
+        queries: BTreeSet::new(),
+        composite_queries: BTreeSet::new(),
+        system_exports: BTreeSet::new(),
+        global_count: 0,
+        has_memory: false,
+        has_table: false,
+        has_start: false,
+        enhanced_orthogonal_persistence: false,
+    };
+    let mut out = wasm_encoder::Module::new();
+    let mut start = None;
+    let mut memories = 0u32;
+    let mut exported_memories = 0u32;
+    let mut export_section: Option<wasm_encoder::ExportSection> = None;
+    let mut export_inserted = false;
+
+    let extra_exports = |c: &CompiledModule, start: Option<u32>, section: &mut wasm_encoder::ExportSection| {
+        use wasm_encoder::ExportKind;
+        if c.has_memory {
+            section.export(MEMORY_EXPORT, ExportKind::Memory, 0);
+        }
+        if c.has_table {
+            section.export(TABLE_EXPORT, ExportKind::Table, 0);
+        }
+        if let Some(f) = start {
+            section.export(START_EXPORT, ExportKind::Func, f);
+        }
+        for g in 0..c.global_count {
+            section.export(&format!("{GLOBAL_EXPORT_PREFIX}{g}"), ExportKind::Global, g);
+        }
+    };
+
+    for payload in Parser::new(0).parse_all(raw) {
+        let payload = payload.map_err(|e| format!("Wasm module is not valid: {e}"))?;
+        match &payload {
+            Payload::ImportSection(reader) => {
+                for import in reader.clone() {
+                    let import = import.map_err(|e| e.to_string())?;
+                    let kind = match import.ty {
+                        TypeRef::Func(_) => "function",
+                        TypeRef::Memory(_) => "memory",
+                        TypeRef::Table(_) => "table",
+                        TypeRef::Global(_) => "global",
+                        TypeRef::Tag(_) => "tag",
+                    };
+                    if import.module != "ic0" || kind != "function" || !IC0_IMPORTS.contains(&import.name) {
+                        return Err(invalid_import(kind, import.name, import.module));
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                memories += reader.count();
+                compiled.has_memory = true;
+            }
+            Payload::TableSection(reader) => compiled.has_table = reader.count() > 0,
+            Payload::GlobalSection(reader) => compiled.global_count = reader.count(),
+            Payload::StartSection { func, .. } => {
+                start = Some(*func);
+                compiled.has_start = true;
+            }
+            Payload::CustomSection(c) if c.name() == EOP_SECTION => {
+                compiled.enhanced_orthogonal_persistence = true;
+            }
+            Payload::ExportSection(reader) => {
+                let mut section = wasm_encoder::ExportSection::new();
+                for export in reader.clone() {
+                    let export = export.map_err(|e| e.to_string())?;
+                    let kind = match export.kind {
+                        ExternalKind::Func => wasm_encoder::ExportKind::Func,
+                        ExternalKind::Table => wasm_encoder::ExportKind::Table,
+                        ExternalKind::Memory => {
+                            exported_memories += 1;
+                            wasm_encoder::ExportKind::Memory
+                        }
+                        ExternalKind::Global => wasm_encoder::ExportKind::Global,
+                        ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+                    };
+                    section.export(export.name, kind, export.index);
+                    if export.kind == ExternalKind::Func {
+                        classify_export(&mut compiled, export.name)?;
+                    }
+                }
+                export_section = Some(section);
+                continue;
+            }
+            _ => {}
+        }
+        let Some((id, range)) = payload.as_section() else { continue };
+        // Sections that come after the export section in a module: start (8), element (9), data count (12),
+        // code (10), data (11).
+        if matches!(id, 8..=12) && !export_inserted {
+            let mut section = export_section.take().unwrap_or_default();
+            extra_exports(&compiled, start, &mut section);
+            out.section(&section);
+            export_inserted = true;
+        }
+        if id == 8 {
+            continue; // The start function is exported instead and run by the replica as `(start)`.
+        }
+        out.section(&wasm_encoder::RawSection { id, data: &raw[range] });
+    }
+    if !export_inserted {
+        let mut section = export_section.take().unwrap_or_default();
+        extra_exports(&compiled, start, &mut section);
+        out.section(&section);
+    }
+    if memories > 1 {
+        return Err("Wasm module has an invalid memory section. The module defines more than one memory.".into());
+    }
+    if exported_memories > 1 {
+        return Err("Wasm module has an invalid export section. Exporting more than one memory is not allowed.".into());
+    }
+    compiled.module = wasmi::Module::new(engine, out.finish()).map_err(|e| format!("Wasm module is not valid: {e}"))?;
+    Ok(compiled)
+}
+
+/// Spec "Entry points": the only `canister_`-prefixed exports the IC accepts.
+fn classify_export(c: &mut CompiledModule, name: &str) -> Result<(), String> {
+    let duplicate = |m: &str| {
+        format!(
+            "Wasm module has an invalid export section. Duplicate function '{m}' exported multiple times with different call types: update, query, or composite_query."
+        )
+    };
+    let (set, method) = if let Some(m) = name.strip_prefix("canister_update ") {
+        (&mut c.updates, m)
+    } else if let Some(m) = name.strip_prefix("canister_query ") {
+        (&mut c.queries, m)
+    } else if let Some(m) = name.strip_prefix("canister_composite_query ") {
+        (&mut c.composite_queries, m)
+    } else if SYSTEM_EXPORTS.contains(&name) {
+        c.system_exports.insert(name.to_string());
+        return Ok(());
+    } else if name.starts_with("canister_") {
+        return Err(format!(
+            "Wasm module has an invalid export section. Exporting reserved function '{name}' with \"canister_\" prefix"
+        ));
+    } else {
+        return Ok(());
+    };
+    set.insert(method.to_string());
+    let count = [&c.updates, &c.queries, &c.composite_queries].iter().filter(|s| s.contains(method)).count();
+    if count > 1 {
+        return Err(duplicate(method));
+    }
+    Ok(())
+}
