@@ -5,11 +5,8 @@
 //! reading older records). Hence: add fields only as `Option` with `#[serde(default)]`; never rename, retype or
 //! remove a field. Rewriting a record drops the fields the writing build does not know.
 
-use std::borrow::Cow;
-
 use candid::Principal;
-use ic_stable_structures::storable::{Bound, Storable};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use shared::child::{AuditEntry, Member, MemberInput};
 
 /// A member as stored; its id is the map key.
@@ -74,40 +71,7 @@ pub struct Config {
 #[serde(transparent)]
 pub struct AuditRecord(pub AuditEntry);
 
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    minicbor_serde::to_vec(value).expect("CBOR encoding into a Vec cannot fail")
-}
-
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> T {
-    minicbor_serde::from_slice(bytes).unwrap_or_else(|err| {
-        panic!(
-            "undecodable {} in stable memory: {err}",
-            std::any::type_name::<T>()
-        )
-    })
-}
-
-macro_rules! storable_as_cbor {
-    ($($record:ty),*) => {$(
-        impl Storable for $record {
-            const BOUND: Bound = Bound::Unbounded;
-
-            fn to_bytes(&self) -> Cow<'_, [u8]> {
-                Cow::Owned(encode(self))
-            }
-
-            fn into_bytes(self) -> Vec<u8> {
-                encode(&self)
-            }
-
-            fn from_bytes(bytes: Cow<[u8]>) -> Self {
-                decode(&bytes)
-            }
-        }
-    )*};
-}
-
-storable_as_cbor!(MemberRecord, Config, AuditRecord);
+shared::storable_as_cbor!(MemberRecord, Config, AuditRecord);
 
 #[cfg(test)]
 mod tests;

@@ -1,1 +1,169 @@
+//! The parent (index) canister: carries one child release (embedded at build time), keeps a registry of its children
+//! in stable memory, and rolls the release out to every child that does not run it yet.
+//!
+//! Endpoints below only authorize and delegate. Layout: `memory` (stable layout), `model` (stored values), `state`
+//! (access), `rollout` (pure state machine), `driver` (timers and workers), `ic` (effects), `admin`, `queries`,
+//! `lifecycle`, `release` (the embedded child).
 
+mod admin;
+mod driver;
+mod ic;
+mod lifecycle;
+mod memory;
+mod model;
+mod queries;
+mod release;
+mod rollout;
+mod state;
+#[cfg(test)]
+mod testing;
+
+use candid::{Nat, Principal};
+use ic::CdkIc;
+use shared::parent::{
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError,
+    ReleaseRecord, RolloutStatus, Settings,
+};
+use shared::release::ReleaseInfo;
+use state::{mutate_state, read_state};
+use std::time::Duration;
+
+/// Controllers of the parent and admins only; everyone else gets `NotAuthorized`.
+fn guard() -> Result<(), ParentError> {
+    let caller = ic_cdk::api::msg_caller();
+    let is_controller = ic_cdk::api::is_controller(&caller);
+    read_state(|s| admin::authorize(s, caller, is_controller))
+}
+
+fn now() -> u64 {
+    ic_cdk::api::time()
+}
+
+/// Wakes the rollout driver (a no-op if a tick is already due) and passes `value` through.
+fn kick<T>(value: T) -> T {
+    driver::schedule_tick(Duration::ZERO);
+    value
+}
+
+#[ic_cdk::init]
+fn init(arg: Option<ParentArg>) {
+    lifecycle::init(arg)
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade(arg: Option<ParentArg>) {
+    lifecycle::post_upgrade(arg)
+}
+
+#[ic_cdk::update]
+async fn create_children(
+    n: u32,
+    spec: Option<ChildSpec>,
+) -> Result<CreateChildrenResult, ParentError> {
+    guard()?;
+    admin::create_children(&CdkIc, n, spec).await
+}
+
+#[ic_cdk::update]
+async fn register_child(canister_id: Principal) -> Result<ChildInfo, ParentError> {
+    guard()?;
+    admin::register_child(&CdkIc, canister_id).await
+}
+
+#[ic_cdk::update]
+fn remove_child(canister_id: Principal) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::remove_child(s, canister_id))
+}
+
+#[ic_cdk::update]
+fn set_concurrency(k: u32) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_concurrency(s, k)).map(kick)
+}
+
+#[ic_cdk::update]
+fn start_rollout() -> Result<u64, ParentError> {
+    guard()?;
+    Ok(kick(mutate_state(|s| admin::start_rollout(s, now()))))
+}
+
+#[ic_cdk::update]
+fn retry_failed() -> Result<u64, ParentError> {
+    guard()?;
+    Ok(kick(mutate_state(|s| admin::retry_failed(s, now()))))
+}
+
+#[ic_cdk::update]
+fn set_admins(admins: Vec<Principal>) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_admins(s, admins))
+}
+
+#[ic_cdk::update]
+fn set_cycles_per_child(cycles: Nat) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_cycles_per_child(s, cycles))
+}
+
+#[ic_cdk::update]
+fn set_extra_controllers(controllers: Vec<Principal>) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_extra_controllers(s, ic_cdk::api::canister_self(), controllers))
+}
+
+#[ic_cdk::query]
+fn rollout_status() -> RolloutStatus {
+    read_state(queries::rollout_status)
+}
+
+#[ic_cdk::query]
+fn list_children(arg: ListChildrenArg) -> Vec<ChildInfo> {
+    read_state(|s| queries::list_children(s, arg))
+}
+
+#[ic_cdk::query]
+fn get_child(canister_id: Principal) -> Option<ChildInfo> {
+    read_state(|s| queries::get_child(s, canister_id))
+}
+
+#[ic_cdk::query]
+fn child_release() -> ReleaseInfo {
+    read_state(|s| s.release.info())
+}
+
+#[ic_cdk::query]
+fn releases() -> Vec<ReleaseRecord> {
+    read_state(queries::releases)
+}
+
+#[ic_cdk::query]
+fn settings() -> Settings {
+    read_state(|s| admin::settings_view(s.settings()))
+}
+
+ic_cdk::export_candid!();
+
+#[cfg(test)]
+mod candid_tests {
+    use candid_parser::utils::{service_equal, CandidSource};
+
+    /// The committed `parent.did` must match the interface the code exports. To regenerate after an intended change:
+    /// `UPDATE_PARENT_DID=1 cargo test -p parent candid`.
+    #[test]
+    fn candid_interface_matches_parent_did() {
+        let exported = super::__export_service();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("parent.did");
+        if std::env::var_os("UPDATE_PARENT_DID").is_some() {
+            std::fs::write(&path, &exported).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).expect("parent/parent.did");
+        service_equal(
+            CandidSource::Text(&committed),
+            CandidSource::Text(&exported),
+        )
+        .unwrap_or_else(|e| {
+            panic!("parent.did is out of date with the code: {e:?}\nexported:\n{exported}")
+        });
+    }
+}

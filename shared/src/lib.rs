@@ -2,6 +2,7 @@
 //!
 //! This crate makes no `ic_cdk` runtime calls, so it builds natively and on wasm alike.
 
+pub mod cbor;
 pub mod child;
 pub mod parent;
 pub mod release;

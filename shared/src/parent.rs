@@ -1,1 +1,223 @@
 //! Types of the parent canister interface.
+//!
+//! Timestamps are IC time in nanoseconds since the Unix epoch. Hashes are SHA-256 of the gzipped child module exactly
+//! as installed, i.e. the value the IC reports as `module_hash`.
+
+use candid::{CandidType, Nat, Principal};
+use serde::{Deserialize, Serialize};
+
+/// Argument of the parent's `init` and `post_upgrade` (`opt ParentArg`). Every field is optional: a missing field keeps
+/// the stored value (or the default on a fresh install).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParentArg {
+    /// Replaces the admin list (principals allowed to manage the fleet besides the parent's controllers).
+    pub admins: Option<Vec<Principal>>,
+    /// Replaces the rollout concurrency K (children upgraded at the same time; 0 pauses).
+    pub concurrency: Option<u32>,
+    /// Replaces the cycles given to each new child on top of the creation fee.
+    pub cycles_per_child: Option<Nat>,
+    /// Replaces the extra controllers given to each new child besides the parent.
+    pub extra_controllers: Option<Vec<Principal>>,
+}
+
+/// The parent's settings, as returned by `settings()`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Principals allowed to manage the fleet besides the parent's controllers.
+    pub admins: Vec<Principal>,
+    /// At most this many children are being stopped, upgraded or started at the same time (as many more may be in
+    /// their final read-only status check); 0 pauses the rollout.
+    pub concurrency: u32,
+    /// Cycles given to each new child on top of the creation fee.
+    pub cycles_per_child: Nat,
+    /// Controllers given to each new child besides the parent itself.
+    pub extra_controllers: Vec<Principal>,
+}
+
+/// Options of `create_children`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildSpec {
+    /// Cycles for each new child on top of the creation fee; defaults to `Settings::cycles_per_child`.
+    pub cycles: Option<Nat>,
+}
+
+/// Result of `create_children`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CreateChildrenResult {
+    /// Every child that was created, in its recorded state (`Failed` with `last_error` if its install failed).
+    pub created: Vec<ChildInfo>,
+    /// The first `create_canister` failure, if some children could not be created.
+    pub error: Option<ParentError>,
+}
+
+/// Argument of `list_children`: children are listed in principal order, starting after `start_after`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListChildrenArg {
+    /// Continue after this principal (the last one of the previous page); `None` starts at the beginning.
+    pub start_after: Option<Principal>,
+    /// Page size; capped by the parent (see the parent's `MAX_PAGE`).
+    pub limit: u32,
+}
+
+/// One child as the parent records it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub canister_id: Principal,
+    /// The module hash the child was last confirmed to run (`None`: unknown or empty).
+    pub installed_hash: Option<Vec<u8>>,
+    pub state: ChildState,
+    /// The error of the last failed operation on this child.
+    pub last_error: Option<String>,
+    /// Operations started on this child since it was last planned (each resume or retry counts).
+    pub attempts: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Where a child stands relative to the release the parent carries.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ChildState {
+    /// Confirmed to run the parent's release.
+    UpToDate,
+    /// Runs another module and is not queued yet (the rollout planner has not reached it).
+    Outdated,
+    /// Queued for an upgrade.
+    Pending,
+    /// An operation is under way (the child is locked) at `step`, which started at `since`.
+    Upgrading { step: RolloutStep, since: u64 },
+    /// The last operation failed; see `last_error`. `retry_failed` re-queues it.
+    Failed,
+}
+
+/// One step of a child operation.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutStep {
+    /// `stop_canister`.
+    Stopping,
+    /// `install_code` in upgrade mode.
+    Installing,
+    /// `install_code` in install mode (a new, empty child).
+    InstallingNew,
+    /// `start_canister` (always follows a stop, whether the stop or the install worked or not).
+    Starting,
+    /// `canister_status` after the start: the child must be running the release.
+    Confirming,
+    /// `canister_status` to find out where an interrupted operation stands.
+    Rechecking,
+}
+
+/// A child with an operation under way.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct InFlightChild {
+    pub canister_id: Principal,
+    pub step: RolloutStep,
+    pub since: u64,
+    pub attempts: u32,
+}
+
+/// A child whose last operation failed.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildFailure {
+    pub canister_id: Principal,
+    pub error: String,
+    pub attempts: u32,
+    pub updated_at: u64,
+}
+
+/// Progress of the rollout of the parent's release, as returned by `rollout_status()`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutStatus {
+    /// The release being rolled out (the child the parent carries).
+    pub release: crate::release::ReleaseInfo,
+    /// Increases with every new rollout (a new release, `start_rollout`).
+    pub rollout_id: u64,
+    pub started_at: u64,
+    /// Set once nothing is planned, queued or in flight.
+    pub finished_at: Option<u64>,
+    /// The planner is still scanning the registry for children to upgrade.
+    pub planning: bool,
+    /// Concurrency is 0: nothing new starts until it is raised.
+    pub paused: bool,
+    pub concurrency: u32,
+    pub total_children: u64,
+    /// Children confirmed on the release; `None` while the planner is still scanning.
+    pub up_to_date: Option<u64>,
+    /// Children queued for an upgrade.
+    pub pending: u64,
+    /// Children locked by an operation under way (see `Settings::concurrency`).
+    pub in_flight: u64,
+    /// Children whose last operation failed.
+    pub failed: u64,
+    /// Children upgraded by this rollout.
+    pub upgraded: u64,
+    /// Children the planner found already on the release (no call made).
+    pub skipped: u64,
+    pub in_flight_children: Vec<InFlightChild>,
+    /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
+    pub failures: Vec<ChildFailure>,
+}
+
+/// A child release the parent has shipped (carried at some point), as returned by `releases()`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    pub size: u64,
+    pub version: String,
+    /// When a parent carrying this release was first installed.
+    pub first_seen: u64,
+}
+
+/// Every expected failure of a parent endpoint. Calls that fail with an error change nothing unless stated.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ParentError {
+    /// The caller is neither a controller of the parent nor an admin.
+    NotAuthorized { caller: Principal },
+    /// The parent is not a controller of this canister.
+    NotController { canister_id: Principal },
+    /// The canister is not in the parent's registry.
+    UnknownChild { canister_id: Principal },
+    /// The canister is already in the parent's registry.
+    AlreadyRegistered { canister_id: Principal },
+    /// An operation on this child is under way; try again later.
+    ChildBusy {
+        canister_id: Principal,
+        step: RolloutStep,
+    },
+    /// An argument is out of range or malformed.
+    InvalidArgument { reason: String },
+    /// A management canister call failed. `code` is the IC reject code (0 if the call was never sent).
+    CallFailed {
+        method: String,
+        code: u32,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for ParentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParentError::NotAuthorized { caller } => write!(f, "caller {caller} is not authorized"),
+            ParentError::NotController { canister_id } => {
+                write!(f, "the parent is not a controller of {canister_id}")
+            }
+            ParentError::UnknownChild { canister_id } => write!(f, "unknown child {canister_id}"),
+            ParentError::AlreadyRegistered { canister_id } => {
+                write!(f, "child {canister_id} is already registered")
+            }
+            ParentError::ChildBusy { canister_id, step } => {
+                write!(f, "child {canister_id} is busy ({step:?})")
+            }
+            ParentError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            ParentError::CallFailed {
+                method,
+                code,
+                message,
+            } => {
+                write!(f, "{method} failed (reject code {code}): {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParentError {}

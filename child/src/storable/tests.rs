@@ -3,6 +3,9 @@ use serde::{Deserialize, Serialize};
 use shared::child::{AuditEntry, AuditKind};
 
 use super::*;
+use ic_stable_structures::Storable;
+use shared::cbor::encode;
+use std::borrow::Cow;
 
 /// The member record of the first layout, before `updated_at`.
 #[derive(Serialize, Deserialize)]

@@ -1,0 +1,311 @@
+//! Admin operations: access control, settings, and fleet membership (create, register, remove).
+//!
+//! Validation happens before anything is written or called, so a call rejected with an error changes nothing.
+
+use crate::driver;
+use crate::ic::{CallError, Ic};
+use crate::model::{Phase, Settings};
+use crate::queries::child_info;
+use crate::rollout::{self, MAX_CONCURRENCY};
+use crate::state::{mutate_state, read_state, State};
+use candid::{Nat, Principal};
+use shared::parent::{ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError};
+use std::time::Duration;
+
+/// Cycles given to a new child on top of the creation fee, unless configured otherwise.
+pub const DEFAULT_CYCLES_PER_CHILD: u128 = 1_000_000_000_000;
+/// Guards against typos (a misplaced digit could drain the parent): 1,000 T cycles.
+pub const MAX_CYCLES_PER_CHILD: u128 = 1_000_000_000_000_000;
+/// Children created by one `create_children` call (they are created concurrently).
+pub const MAX_CREATE_PER_CALL: u32 = 50;
+pub const MAX_ADMINS: usize = 100;
+/// A canister has at most 10 controllers; the parent is always one of them.
+pub const MAX_EXTRA_CONTROLLERS: usize = 9;
+/// Failed children re-queued by one `retry_failed` call (call again for more).
+pub const MAX_RETRY_PER_CALL: usize = 5_000;
+
+fn invalid(reason: impl Into<String>) -> ParentError {
+    ParentError::InvalidArgument {
+        reason: reason.into(),
+    }
+}
+
+/// Controllers of the parent and admins may manage the fleet; nobody else.
+pub fn authorize(
+    s: &State,
+    caller: Principal,
+    caller_is_controller: bool,
+) -> Result<(), ParentError> {
+    if caller_is_controller || s.settings().admins.contains(&caller) {
+        Ok(())
+    } else {
+        Err(ParentError::NotAuthorized { caller })
+    }
+}
+
+// --- settings --------------------------------------------------------------------------------------------------
+
+fn validate_admins(admins: Vec<Principal>) -> Result<Vec<Principal>, ParentError> {
+    let mut admins = admins;
+    admins.sort();
+    admins.dedup();
+    if admins.len() > MAX_ADMINS {
+        return Err(invalid(format!("at most {MAX_ADMINS} admins")));
+    }
+    if admins.contains(&Principal::anonymous()) {
+        return Err(invalid("the anonymous principal cannot be an admin"));
+    }
+    Ok(admins)
+}
+
+fn validate_concurrency(k: u32) -> Result<u32, ParentError> {
+    if k > MAX_CONCURRENCY {
+        return Err(invalid(format!(
+            "concurrency must be at most {MAX_CONCURRENCY}"
+        )));
+    }
+    Ok(k)
+}
+
+fn validate_cycles(cycles: &Nat) -> Result<u128, ParentError> {
+    match u128::try_from(cycles.0.clone()) {
+        Ok(c) if c <= MAX_CYCLES_PER_CHILD => Ok(c),
+        _ => Err(invalid(format!(
+            "cycles per child must be at most {MAX_CYCLES_PER_CHILD}"
+        ))),
+    }
+}
+
+fn validate_extra_controllers(
+    self_id: Principal,
+    list: Vec<Principal>,
+) -> Result<Vec<Principal>, ParentError> {
+    let mut list: Vec<Principal> = list.into_iter().filter(|p| *p != self_id).collect();
+    list.sort();
+    list.dedup();
+    if list.len() > MAX_EXTRA_CONTROLLERS {
+        return Err(invalid(format!(
+            "at most {MAX_EXTRA_CONTROLLERS} extra controllers"
+        )));
+    }
+    if list.contains(&Principal::anonymous()) || list.contains(&Principal::management_canister()) {
+        return Err(invalid(
+            "extra controllers cannot include the anonymous principal or the management canister",
+        ));
+    }
+    Ok(list)
+}
+
+/// Applies an init/upgrade argument. All fields are validated before any is written.
+pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<(), ParentError> {
+    let admins = arg.admins.map(validate_admins).transpose()?;
+    let k = arg.concurrency.map(validate_concurrency).transpose()?;
+    let cycles = arg
+        .cycles_per_child
+        .as_ref()
+        .map(validate_cycles)
+        .transpose()?;
+    let extra = arg
+        .extra_controllers
+        .map(|l| validate_extra_controllers(self_id, l))
+        .transpose()?;
+    s.update_settings(|st| {
+        if let Some(a) = admins {
+            st.admins = a;
+        }
+        if let Some(k) = k {
+            st.concurrency = k;
+        }
+        if let Some(c) = cycles {
+            st.cycles_per_child = c;
+        }
+        if let Some(e) = extra {
+            st.extra_controllers = e;
+        }
+    });
+    Ok(())
+}
+
+pub fn set_admins(s: &mut State, admins: Vec<Principal>) -> Result<(), ParentError> {
+    let admins = validate_admins(admins)?;
+    s.update_settings(|st| st.admins = admins);
+    Ok(())
+}
+
+/// Sets K. 0 pauses: nothing new starts, operations under way finish, all state is kept.
+pub fn set_concurrency(s: &mut State, k: u32) -> Result<(), ParentError> {
+    let k = validate_concurrency(k)?;
+    s.update_settings(|st| st.concurrency = k);
+    Ok(())
+}
+
+pub fn set_cycles_per_child(s: &mut State, cycles: Nat) -> Result<(), ParentError> {
+    let c = validate_cycles(&cycles)?;
+    s.update_settings(|st| st.cycles_per_child = c);
+    Ok(())
+}
+
+pub fn set_extra_controllers(
+    s: &mut State,
+    self_id: Principal,
+    list: Vec<Principal>,
+) -> Result<(), ParentError> {
+    let list = validate_extra_controllers(self_id, list)?;
+    s.update_settings(|st| st.extra_controllers = list);
+    Ok(())
+}
+
+pub fn settings_view(s: &Settings) -> shared::parent::Settings {
+    shared::parent::Settings {
+        admins: s.admins.clone(),
+        concurrency: s.concurrency,
+        cycles_per_child: Nat::from(s.cycles_per_child),
+        extra_controllers: s.extra_controllers.clone(),
+    }
+}
+
+// --- rollout control -------------------------------------------------------------------------------------------
+
+/// Re-plans the current release over the whole registry (children not on it, and failed ones). Returns the rollout id.
+pub fn start_rollout(s: &mut State, now: u64) -> u64 {
+    rollout::new_rollout(s, now)
+}
+
+/// Re-queues failed children (at most `MAX_RETRY_PER_CALL`). Returns how many.
+pub fn retry_failed(s: &mut State, now: u64) -> u64 {
+    rollout::requeue_failed(s, now, MAX_RETRY_PER_CALL)
+}
+
+// --- fleet membership ------------------------------------------------------------------------------------------
+
+/// Drops a child from the registry (the canister itself is left alone). Refused while an operation holds its lock.
+pub fn remove_child(s: &mut State, id: Principal) -> Result<(), ParentError> {
+    let entry = s
+        .child(&id)
+        .ok_or(ParentError::UnknownChild { canister_id: id })?;
+    if let Phase::InFlight(op) = &entry.phase {
+        return Err(ParentError::ChildBusy {
+            canister_id: id,
+            step: op.step.into(),
+        });
+    }
+    s.remove_child(&id);
+    Ok(())
+}
+
+fn check_registrable(s: &State, self_id: Principal, id: Principal) -> Result<(), ParentError> {
+    if id == self_id || id == Principal::management_canister() || id == Principal::anonymous() {
+        return Err(invalid(format!("{id} cannot be a child")));
+    }
+    if s.child(&id).is_some() {
+        return Err(ParentError::AlreadyRegistered { canister_id: id });
+    }
+    Ok(())
+}
+
+/// Adopts an existing canister: checks with `canister_status` that the parent controls it, records its module hash,
+/// and queues it if it does not run the release.
+pub async fn register_child<I: Ic>(ic: &I, id: Principal) -> Result<ChildInfo, ParentError> {
+    let self_id = ic.self_id();
+    // Prepare: validate (nothing written).
+    read_state(|s| check_registrable(s, self_id, id))?;
+    // Await: canister_status is answered only to controllers (unless the child made its status public, in which
+    // case the controller list in the reply decides).
+    let status = ic.status(id).await.map_err(|e: CallError| {
+        if e.is_not_controller() {
+            ParentError::NotController { canister_id: id }
+        } else {
+            e.into()
+        }
+    })?;
+    if status
+        .controllers
+        .as_ref()
+        .is_some_and(|c| !c.contains(&self_id))
+    {
+        return Err(ParentError::NotController { canister_id: id });
+    }
+    // Commit: validate again (another call may have registered it meanwhile), then record.
+    let now = ic.now();
+    let info = mutate_state(|s| {
+        check_registrable(s, self_id, id)?;
+        let entry = rollout::adopt_child(s, id, status.module_hash, now);
+        Ok::<_, ParentError>(child_info(s, id, &entry))
+    })?;
+    if info.state == shared::parent::ChildState::Pending {
+        ic.schedule_tick(Duration::ZERO);
+    }
+    Ok(info)
+}
+
+/// Creates `n` children concurrently: `create_canister` (controllers: the parent plus the extra controllers, with the
+/// configured cycles), then `install_code` (install mode) of the embedded release with `ChildInitArg { parent }`.
+pub async fn create_children<I: Ic + Clone + 'static>(
+    ic: &I,
+    n: u32,
+    spec: Option<ChildSpec>,
+) -> Result<CreateChildrenResult, ParentError> {
+    if n == 0 || n > MAX_CREATE_PER_CALL {
+        return Err(invalid(format!(
+            "the number of children must be between 1 and {MAX_CREATE_PER_CALL}"
+        )));
+    }
+    let self_id = ic.self_id();
+    // Prepare: read the settings (nothing written).
+    let (extra, default_cycles) = read_state(|s| {
+        (
+            s.settings().extra_controllers.clone(),
+            s.settings().cycles_per_child,
+        )
+    });
+    let cycles = match spec.and_then(|s| s.cycles) {
+        Some(c) => validate_cycles(&c)?,
+        None => default_cycles,
+    };
+    let mut controllers = vec![self_id];
+    controllers.extend(extra.into_iter().filter(|p| *p != self_id));
+
+    let futures = (0..n)
+        .map(|_| create_one(ic, controllers.clone(), cycles))
+        .collect();
+    let results = driver::join_all(futures).await;
+
+    let mut created = Vec::new();
+    let mut error = None;
+    for r in results {
+        match r {
+            Ok(id) => created.push(id),
+            Err(e) => {
+                error.get_or_insert(ParentError::from(e));
+            }
+        }
+    }
+    if created.is_empty() {
+        return Err(error.expect("n > 0, so some result is an error"));
+    }
+    let created = read_state(|s| {
+        created
+            .iter()
+            .filter_map(|id| s.child(id).map(|e| child_info(s, *id, &e)))
+            .collect()
+    });
+    Ok(CreateChildrenResult { created, error })
+}
+
+async fn create_one<I: Ic + Clone + 'static>(
+    ic: &I,
+    controllers: Vec<Principal>,
+    cycles: u128,
+) -> Result<Principal, CallError> {
+    // Await create_canister: nothing is written before it, so a failure leaves no trace.
+    let id = ic.create(controllers, cycles).await?;
+    // Commit: the new child is recorded (locked at InstallNew) before the install goes out, so a parent upgrade in
+    // between finds it and re-checks it.
+    let now = ic.now();
+    let launch = mutate_state(|s| rollout::adopt_new_child(s, id, now));
+    driver::drive_op(ic, launch).await;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests;

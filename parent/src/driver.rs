@@ -1,0 +1,161 @@
+//! Drives the rollout: performs the steps `rollout.rs` hands out, through `Ic`, and commits their results.
+//!
+//! The tick is a one-shot timer (re-armed while work remains, OpenChat "PerRoundTimer" style; nothing runs when the
+//! rollout is idle). It launches up to K operations, each a worker future. When a worker's child reaches its
+//! read-only confirm, the confirm continues as a task of its own and the worker takes the next queued child at once
+//! (in the same callback), so the pipeline stays full without waiting for a batch or a tick.
+//!
+//! Every await follows prepare → await → commit: the lock and step are in stable memory before a call goes out, no
+//! state borrow is held across the await, and the result is committed with a fresh `mutate_state` that first checks
+//! the lock is still ours.
+
+use crate::ic::{CdkIc, Ic, InstallMode};
+use crate::model::Step;
+use crate::rollout::{self, Launch, Outcome};
+use crate::state::{mutate_state, read_state};
+use candid::Principal;
+use shared::child::{ChildInitArg, ChildUpgradeArg};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+/// The upgrade argument: `opt ChildUpgradeArg` with no changes.
+pub fn upgrade_arg() -> Vec<u8> {
+    candid::encode_one(Some(ChildUpgradeArg::default())).expect("encode ChildUpgradeArg")
+}
+
+/// The install argument of a new child.
+pub fn init_arg(parent: Principal) -> Vec<u8> {
+    candid::encode_one(ChildInitArg { parent }).expect("encode ChildInitArg")
+}
+
+/// Performs one step. Reads no state: everything it needs is in `launch`.
+async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
+    let child = launch.child;
+    match launch.step {
+        Step::Stop => Outcome::Unit(ic.stop(child).await),
+        Step::Install => {
+            Outcome::Unit(ic.install(child, InstallMode::Upgrade, upgrade_arg()).await)
+        }
+        Step::InstallNew => Outcome::Unit(
+            ic.install(child, InstallMode::Install, init_arg(ic.self_id()))
+                .await,
+        ),
+        Step::Start => Outcome::Unit(ic.start(child).await),
+        Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
+    }
+}
+
+/// Runs one child operation until it ends (Done or Failed), its lock is taken over, or it reaches the read-only
+/// `Confirm`: then the confirm goes on as a task of its own and this returns, so the caller can start the next child
+/// while the confirm is under way (the child stays locked until the confirm is committed).
+pub async fn drive_op<I: Ic + Clone + 'static>(ic: &I, mut launch: Launch) {
+    loop {
+        // Before the await: the lock (`launch.op_id`) and this step are already committed to stable memory.
+        let outcome = perform(ic, &launch).await;
+        // After the await: commit the result under the same lock; `None` = the operation ended or is no longer ours.
+        let now = ic.now();
+        match mutate_state(|s| rollout::on_result(s, launch.child, launch.op_id, outcome, now)) {
+            Some(next) if next.step == Step::Confirm => {
+                ic.spawn(finish_op(ic.clone(), next));
+                return;
+            }
+            Some(next) => launch = next,
+            None => return,
+        }
+    }
+}
+
+/// An operation continued in a task of its own (see `drive_op`).
+fn finish_op<I: Ic + Clone + 'static>(ic: I, launch: Launch) -> Pin<Box<dyn Future<Output = ()>>> {
+    Box::pin(async move { drive_op(&ic, launch).await })
+}
+
+/// A worker: runs `launch`, then keeps taking the next queued child while admission allows (`rollout::launch`).
+pub async fn run_worker<I: Ic + Clone + 'static>(ic: I, mut launch: Launch) {
+    loop {
+        drive_op(&ic, launch).await;
+        if !ic.self_running() {
+            // The parent is stopping (e.g. for its own upgrade): start nothing new so its call contexts can close.
+            // A timer set now fires after a restart; an upgrade clears it and post_upgrade re-arms.
+            if read_state(rollout::has_work) {
+                ic.schedule_tick(Duration::ZERO);
+            }
+            return;
+        }
+        let now = ic.now();
+        match mutate_state(|s| rollout::launch(s, now, 1)).pop() {
+            Some(next) => launch = next,
+            None => return,
+        }
+    }
+}
+
+/// One tick: commits the planner's progress and the new locks, re-arms itself if needed, and returns the operations
+/// to start.
+pub fn tick<I: Ic>(ic: &I) -> Vec<Launch> {
+    let now = ic.now();
+    let plan = mutate_state(|s| rollout::tick(s, now));
+    if let Some(delay) = plan.rearm {
+        ic.schedule_tick(delay);
+    }
+    plan.launches
+}
+
+thread_local! {
+    /// The armed tick (timer id, due time). Heap only: timers do not survive an upgrade either.
+    static ARMED: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+}
+
+/// Arms the tick after `delay` unless one is already armed to fire by then. Allowed in init and post_upgrade (it
+/// only sets the global timer); the tick itself runs as its own timer execution.
+///
+/// A recorded tick whose time has passed is not trusted (its execution may have trapped, which also rolls back the
+/// reset of `ARMED`): a new one is armed. A duplicate tick is harmless: launches go through the same admission.
+pub fn schedule_tick(delay: Duration) {
+    let now = ic_cdk::api::time();
+    let due = now.saturating_add(delay.as_nanos() as u64);
+    if let Some((id, at)) = ARMED.get() {
+        if at >= now && at <= due {
+            return;
+        }
+        ic_cdk_timers::clear_timer(id);
+    }
+    let id = ic_cdk_timers::set_timer(delay, async {
+        ARMED.set(None);
+        for launch in tick(&CdkIc) {
+            ic_cdk::futures::spawn(run_worker(CdkIc, launch));
+        }
+    });
+    ARMED.set(Some((id, due)));
+}
+
+/// Awaits all futures concurrently (a minimal `join_all`, so as not to pull in the `futures` crate).
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(
+                outputs
+                    .iter_mut()
+                    .map(|o| o.take().expect("every future completed"))
+                    .collect(),
+            )
+        }
+    })
+    .await
+}

@@ -1,0 +1,322 @@
+//! Values kept in stable memory.
+//!
+//! Upgrade compatibility: every value is CBOR (`shared::cbor`) with `Bound::Unbounded`, so it can grow. To stay readable by
+//! the next release and by the one after it:
+//! - add fields only with `#[serde(default)]` (or as `Option`), so entries written by older code still decode;
+//! - never rename or remove a field or an enum variant that may be stored (CBOR uses the names); retire it instead;
+//! - a new enum variant cannot be read by older code, so a downgrade past its introduction is not supported.
+//!
+//! Unknown fields are ignored on decode, so a downgrade that only dropped fields still reads newer entries.
+
+use std::borrow::Cow;
+
+use candid::Principal;
+use ic_stable_structures::{storable::Bound, Storable};
+use serde::{Deserialize, Serialize};
+
+/// What admins set (memory `SETTINGS`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Principals allowed to administer the parent besides its controllers.
+    pub admins: Vec<Principal>,
+    /// K: children in flight at most; 0 pauses the rollout.
+    pub concurrency: u32,
+    /// Cycles attached to each `create_canister`, on top of the creation fee.
+    pub cycles_per_child: u128,
+    /// Controllers every new child gets besides the parent.
+    pub extra_controllers: Vec<Principal>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            admins: Vec::new(),
+            concurrency: crate::rollout::DEFAULT_CONCURRENCY,
+            cycles_per_child: crate::admin::DEFAULT_CYCLES_PER_CHILD,
+            extra_controllers: Vec::new(),
+        }
+    }
+}
+
+shared::storable_as_cbor!(Settings);
+
+/// Runtime bookkeeping (memory `META`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Bumped by every `init`/`post_upgrade`. An operation stamped with an older epoch was cut off by an upgrade:
+    /// its callbacks are lost, so the rollout re-checks that child.
+    pub epoch: u64,
+    /// The id of the next child operation (a lock token: a result for an older id is ignored).
+    pub next_op_id: u64,
+}
+shared::storable_as_cbor!(Meta);
+
+/// A planner pass over the whole registry in progress: it resumes after `after` on the next tick.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanCursor {
+    pub after: Option<Principal>,
+}
+
+/// The current rollout (memory `ROLLOUT`). The default (empty release) means "no rollout yet".
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    pub id: u64,
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    pub started_at: u64,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    /// `Some` while the planner still has registry entries to scan.
+    #[serde(default)]
+    pub plan: Option<PlanCursor>,
+    /// Children this rollout upgraded and confirmed.
+    #[serde(default)]
+    pub upgraded: u64,
+    /// Children the planner found already on the release.
+    #[serde(default)]
+    pub skipped: u64,
+}
+shared::storable_as_cbor!(Rollout);
+
+/// A release the parent has carried (memory `RELEASES`, keyed by its hash).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseEntry {
+    pub size: u64,
+    pub version: String,
+    pub first_seen: u64,
+}
+shared::storable_as_cbor!(ReleaseEntry);
+
+/// One step of a child operation; see `rollout.rs` for the transitions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Stop,
+    Install,
+    InstallNew,
+    Start,
+    Confirm,
+    Recheck,
+}
+
+impl Step {
+    /// Steps that call `canister_status`.
+    pub fn is_status(self) -> bool {
+        matches!(self, Step::Confirm | Step::Recheck)
+    }
+}
+
+impl From<Step> for shared::parent::RolloutStep {
+    fn from(s: Step) -> Self {
+        use shared::parent::RolloutStep as R;
+        match s {
+            Step::Stop => R::Stopping,
+            Step::Install => R::Installing,
+            Step::InstallNew => R::InstallingNew,
+            Step::Start => R::Starting,
+            Step::Confirm => R::Confirming,
+            Step::Recheck => R::Rechecking,
+        }
+    }
+}
+
+/// A child operation under way: the per-child lock.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    /// Lock token; see `Meta::next_op_id`.
+    pub id: u64,
+    /// The epoch the current step was launched in; see `Meta::epoch`.
+    pub epoch: u64,
+    pub step: Step,
+    /// When the current step was launched. A lock older than `rollout::LOCK_TIMEOUT_NS` is stale.
+    pub since: u64,
+    /// Errors of earlier steps of this operation, reported if it ends in failure.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing to do or not planned yet; up to date iff `installed_hash` is the release.
+    Idle,
+    Pending,
+    InFlight(Op),
+    Failed,
+}
+
+/// One child in the registry (memory `CHILDREN`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildEntry {
+    /// The module hash the child was last confirmed to run.
+    #[serde(default, with = "serde_bytes")]
+    pub installed_hash: Option<Vec<u8>>,
+    pub phase: Phase,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Operations started since the child was last planned; bounded by `rollout::MAX_ATTEMPTS` for retries.
+    #[serde(default)]
+    pub attempts: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+shared::storable_as_cbor!(ChildEntry);
+
+impl ChildEntry {
+    pub fn new(installed_hash: Option<Vec<u8>>, phase: Phase, now: u64) -> Self {
+        Self {
+            installed_hash,
+            phase,
+            last_error: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn op(&self) -> Option<&Op> {
+        match &self.phase {
+            Phase::InFlight(op) => Some(op),
+            _ => None,
+        }
+    }
+}
+
+/// Value of the IN_FLIGHT index: enough to tell a live lock from an orphaned or stale one, and whether it takes a
+/// concurrency slot, without decoding the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockMark {
+    pub epoch: u64,
+    pub since: u64,
+    /// The operation may change the child (every step but the read-only `Confirm`): it counts against K.
+    pub slot: bool,
+}
+
+impl LockMark {
+    pub fn of(op: &Op) -> Self {
+        Self {
+            epoch: op.epoch,
+            since: op.since,
+            slot: op.step != Step::Confirm,
+        }
+    }
+}
+
+impl Storable for LockMark {
+    const BOUND: Bound = Bound::Bounded {
+        max_size: 17,
+        is_fixed_size: true,
+    };
+
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&self.epoch.to_be_bytes());
+        v.extend_from_slice(&self.since.to_be_bytes());
+        v.push(self.slot as u8);
+        v
+    }
+
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        let b = bytes.as_ref();
+        assert_eq!(b.len(), 17, "corrupt LockMark in stable memory");
+        Self {
+            epoch: u64::from_be_bytes(b[..8].try_into().unwrap()),
+            since: u64::from_be_bytes(b[8..16].try_into().unwrap()),
+            slot: b[16] != 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct ChildEntryV0 {
+        phase: Phase,
+        created_at: u64,
+        updated_at: u64,
+    }
+
+    #[derive(Serialize)]
+    struct ChildEntryFromTheFuture {
+        installed_hash: Option<serde_bytes::ByteBuf>,
+        phase: Phase,
+        last_error: Option<String>,
+        attempts: u32,
+        created_at: u64,
+        updated_at: u64,
+        a_field_added_later: Vec<u64>,
+    }
+
+    use shared::cbor::encode as cbor;
+
+    #[test]
+    fn child_entry_round_trips_through_cbor() {
+        let e = ChildEntry {
+            installed_hash: Some(vec![7; 32]),
+            phase: Phase::InFlight(Op {
+                id: 3,
+                epoch: 2,
+                step: Step::Install,
+                since: 9,
+                error: Some("x".into()),
+            }),
+            last_error: Some("boom".into()),
+            attempts: 2,
+            created_at: 1,
+            updated_at: 5,
+        };
+        assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
+    }
+
+    #[test]
+    fn child_entry_reads_entries_with_fewer_fields() {
+        let old = cbor(&ChildEntryV0 {
+            phase: Phase::Failed,
+            created_at: 1,
+            updated_at: 2,
+        });
+        let e = ChildEntry::from_bytes(Cow::Owned(old));
+        assert_eq!(
+            e,
+            ChildEntry {
+                installed_hash: None,
+                phase: Phase::Failed,
+                last_error: None,
+                attempts: 0,
+                created_at: 1,
+                updated_at: 2
+            }
+        );
+    }
+
+    #[test]
+    fn child_entry_ignores_fields_it_does_not_know() {
+        let newer = cbor(&ChildEntryFromTheFuture {
+            installed_hash: Some(serde_bytes::ByteBuf::from(vec![1, 2])),
+            phase: Phase::Idle,
+            last_error: None,
+            attempts: 1,
+            created_at: 1,
+            updated_at: 2,
+            a_field_added_later: vec![1, 2, 3],
+        });
+        let e = ChildEntry::from_bytes(Cow::Owned(newer));
+        assert_eq!(e.installed_hash, Some(vec![1, 2]));
+        assert_eq!(e.attempts, 1);
+    }
+
+    #[test]
+    fn lock_mark_round_trips() {
+        let m = LockMark {
+            epoch: u64::MAX - 1,
+            since: 42,
+            slot: true,
+        };
+        assert_eq!(LockMark::from_bytes(m.to_bytes()), m);
+    }
+}

@@ -1,0 +1,138 @@
+//! Read-only views. Each reads a bounded number of entries, whatever the fleet size.
+
+use crate::model::{ChildEntry, Phase};
+use crate::state::State;
+use candid::Principal;
+use shared::parent::{
+    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord,
+    RolloutStatus,
+};
+use std::ops::Bound;
+
+/// Largest `list_children` page.
+pub const MAX_PAGE: usize = 500;
+/// Failures listed by `rollout_status` (the count is exact; the list is the first ones in principal order).
+pub const MAX_LISTED_FAILURES: usize = 100;
+/// In-flight children listed by `rollout_status` (locked children ≤ 2K ≤ 200, so normally all of them).
+pub const MAX_LISTED_IN_FLIGHT: usize = 200;
+
+pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
+    match &entry.phase {
+        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
+        Phase::Idle => ChildState::Outdated,
+        Phase::Pending => ChildState::Pending,
+        Phase::InFlight(op) => ChildState::Upgrading {
+            step: op.step.into(),
+            since: op.since,
+        },
+        Phase::Failed => ChildState::Failed,
+    }
+}
+
+pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
+    ChildInfo {
+        canister_id: id,
+        installed_hash: entry.installed_hash.clone(),
+        state: child_state(s, entry),
+        last_error: entry.last_error.clone(),
+        attempts: entry.attempts,
+        created_at: entry.created_at,
+        updated_at: entry.updated_at,
+    }
+}
+
+pub fn get_child(s: &State, id: Principal) -> Option<ChildInfo> {
+    s.child(&id).map(|e| child_info(s, id, &e))
+}
+
+pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
+    let lower = match arg.start_after {
+        Some(p) => Bound::Excluded(p),
+        None => Bound::Unbounded,
+    };
+    let limit = (arg.limit as usize).min(MAX_PAGE);
+    s.children()
+        .range((lower, Bound::Unbounded))
+        .take(limit)
+        .map(|e| {
+            let (id, entry) = e.into_pair();
+            child_info(s, id, &entry)
+        })
+        .collect()
+}
+
+pub fn rollout_status(s: &State) -> RolloutStatus {
+    let r = s.rollout();
+    let settings = s.settings();
+    let total = s.child_count();
+    let (pending, in_flight, failed) = (s.pending().len(), s.in_flight().len(), s.failed().len());
+    let in_flight_children = s
+        .in_flight()
+        .keys()
+        .take(MAX_LISTED_IN_FLIGHT)
+        .filter_map(|id| {
+            let e = s.child(&id)?;
+            let op = e.op()?;
+            Some(InFlightChild {
+                canister_id: id,
+                step: op.step.into(),
+                since: op.since,
+                attempts: e.attempts,
+            })
+        })
+        .collect();
+    let failures = s
+        .failed()
+        .keys()
+        .take(MAX_LISTED_FAILURES)
+        .filter_map(|id| {
+            let e = s.child(&id)?;
+            Some(ChildFailure {
+                canister_id: id,
+                error: e.last_error.clone().unwrap_or_default(),
+                attempts: e.attempts,
+                updated_at: e.updated_at,
+            })
+        })
+        .collect();
+    RolloutStatus {
+        release: s.release.info(),
+        rollout_id: r.id,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        planning: r.plan.is_some(),
+        paused: settings.concurrency == 0,
+        concurrency: settings.concurrency,
+        total_children: total,
+        // Once the planner is done, every child that is not queued, locked or failed is on the release.
+        up_to_date: r
+            .plan
+            .is_none()
+            .then(|| total.saturating_sub(pending + in_flight + failed)),
+        pending,
+        in_flight,
+        failed,
+        upgraded: r.upgraded,
+        skipped: r.skipped,
+        in_flight_children,
+        failures,
+    }
+}
+
+pub fn releases(s: &State) -> Vec<ReleaseRecord> {
+    let mut out: Vec<ReleaseRecord> = s
+        .releases()
+        .iter()
+        .map(|e| {
+            let (hash, r) = e.into_pair();
+            ReleaseRecord {
+                hash: hash.to_vec(),
+                size: r.size,
+                version: r.version,
+                first_seen: r.first_seen,
+            }
+        })
+        .collect();
+    out.sort_by_key(|r| r.first_seen);
+    out
+}

@@ -1,0 +1,748 @@
+use super::*;
+use crate::driver;
+use crate::ic::{ChildStatus, RunStatus};
+use crate::model::{ChildEntry, Op, Phase, Step};
+use crate::state::test_support::{fresh_state, install_global, principal, OLD};
+use crate::state::{mutate_state, read_state, State};
+use crate::testing::{block_on, FakeIc, Fault, Method};
+
+const NOW: u64 = 1_000;
+
+fn add_idle(s: &mut State, id: Principal, hash: Option<&[u8]>) {
+    s.put_child(
+        id,
+        ChildEntry::new(hash.map(|h| h.to_vec()), Phase::Idle, 0),
+    );
+}
+
+fn release(s: &State) -> Vec<u8> {
+    s.release.hash.to_vec()
+}
+
+fn set_k(s: &mut State, k: u32) {
+    s.update_settings(|st| st.concurrency = k);
+}
+
+fn ok() -> Outcome {
+    Outcome::Unit(Ok(()))
+}
+
+fn status(st: RunStatus, hash: &[u8]) -> Outcome {
+    Outcome::Status(Ok(ChildStatus {
+        status: st,
+        module_hash: Some(hash.to_vec()),
+        controllers: None,
+    }))
+}
+
+/// Completes the operation behind `launch` with every call succeeding (stop, install, start, confirm on release).
+fn complete_ok(s: &mut State, launch: Launch, now: u64) {
+    let mut next = Some(launch);
+    while let Some(l) = next {
+        let outcome = match l.step {
+            Step::Confirm | Step::Recheck => status(RunStatus::Running, &s.release.hash.clone()),
+            _ => ok(),
+        };
+        next = on_result(s, l.child, l.op_id, outcome, now);
+    }
+}
+
+/// A global-state fleet of `n` children running OLD, registered and simulated, with the rollout started.
+fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
+    let mut s = fresh_state();
+    set_k(&mut s, k);
+    let ic = FakeIc::new(&s.release.hash);
+    let ids: Vec<Principal> = (0..n).map(principal).collect();
+    for id in &ids {
+        add_idle(&mut s, *id, Some(&OLD));
+        ic.add_child(*id, RunStatus::Running, Some(&OLD));
+    }
+    on_install(&mut s, NOW);
+    install_global(s);
+    (ic, ids)
+}
+
+/// Runs ticks and the workers they launch (one after another) until the rollout has no work left.
+fn run_rollout(ic: &FakeIc) {
+    for _ in 0..1_000 {
+        for launch in driver::tick(ic) {
+            block_on(driver::run_worker(ic.clone(), launch));
+        }
+        ic.run_spawned();
+        if !read_state(has_work) {
+            return;
+        }
+    }
+    panic!("rollout did not finish");
+}
+
+fn entry(id: Principal) -> ChildEntry {
+    read_state(|s| s.child(&id).unwrap())
+}
+
+// --- planning ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn plan_queues_only_children_not_on_the_release() {
+    let mut s = fresh_state();
+    let rel = release(&s);
+    add_idle(&mut s, principal(1), Some(&OLD));
+    add_idle(&mut s, principal(2), Some(&rel));
+    add_idle(&mut s, principal(3), None);
+    add_idle(&mut s, principal(4), Some(&rel));
+    // Queued for an earlier release, but already on this one.
+    s.put_child(
+        principal(6),
+        ChildEntry::new(Some(rel.clone()), Phase::Pending, 0),
+    );
+    let mut failed = ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0);
+    failed.attempts = 3;
+    s.put_child(principal(5), failed);
+    set_k(&mut s, 0);
+    assert!(on_install(&mut s, NOW));
+    tick(&mut s, NOW);
+
+    let pending: Vec<Principal> = s.pending().keys().collect();
+    assert_eq!(pending, vec![principal(1), principal(3), principal(5)]);
+    assert_eq!(s.rollout().skipped, 3);
+    assert_eq!(s.child(&principal(6)).unwrap().phase, Phase::Idle);
+    assert_eq!(
+        s.child(&principal(5)).unwrap().attempts,
+        0,
+        "re-planning restarts the attempt budget"
+    );
+    assert!(s.rollout().plan.is_none());
+    s.check_invariants();
+}
+
+#[test]
+fn a_rollout_upgrades_every_outdated_child_and_skips_the_rest() {
+    let (ic, ids) = fleet(6, 2);
+    // Two of the six already run the release: no call may touch them.
+    let rel = read_state(release);
+    for id in &ids[..2] {
+        mutate_state(|s| add_idle(s, *id, Some(&rel)));
+        ic.add_child(*id, RunStatus::Running, Some(&rel));
+    }
+    run_rollout(&ic);
+    for id in &ids[..2] {
+        assert!(ic.methods_for(*id).is_empty());
+    }
+    for id in &ids[2..] {
+        assert_eq!(
+            ic.methods_for(*id),
+            vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+        );
+        assert_eq!(ic.canister(*id).module_hash.as_deref(), Some(&rel[..]));
+        assert_eq!(ic.canister(*id).status, RunStatus::Running);
+        assert_eq!(entry(*id).installed_hash.as_deref(), Some(&rel[..]));
+    }
+    read_state(|s| {
+        assert_eq!((s.rollout().upgraded, s.rollout().skipped), (4, 2));
+        assert_eq!(s.rollout().finished_at, Some(1_000));
+        s.check_invariants();
+    });
+}
+
+// --- concurrency ------------------------------------------------------------------------------------------------
+
+#[test]
+fn tick_launches_at_most_k_and_hands_over_one_for_one() {
+    let mut s = fresh_state();
+    for i in 0..30 {
+        add_idle(&mut s, principal(i), Some(&OLD));
+    }
+    set_k(&mut s, 5);
+    on_install(&mut s, NOW);
+    let plan = tick(&mut s, NOW);
+    assert_eq!(plan.launches.len(), 5);
+    assert_eq!((s.in_flight().len(), s.pending().len()), (5, 25));
+    assert!(
+        launch(&mut s, NOW, usize::MAX).is_empty(),
+        "K operations are live: nothing more may start"
+    );
+    assert!(tick(&mut s, NOW).launches.is_empty());
+
+    let mut launches = plan.launches.into_iter();
+    complete_ok(&mut s, launches.next().unwrap(), NOW);
+    assert_eq!(s.in_flight().len(), 4);
+    let next = launch(&mut s, NOW, 1);
+    assert_eq!(next.len(), 1);
+    assert_eq!(s.in_flight().len(), 5);
+    assert!(launch(&mut s, NOW, 1).is_empty());
+    s.check_invariants();
+}
+
+#[test]
+fn workers_keep_at_most_k_children_changing_and_drain_the_queue() {
+    let (ic, ids) = fleet(40, 3);
+    let first = driver::tick(&ic);
+    assert_eq!(first.len(), 3);
+    for launch in first {
+        block_on(driver::run_worker(ic.clone(), launch));
+    }
+    // Each worker took the next child as soon as its child reached the confirm, until 2K children were locked.
+    read_state(|s| {
+        assert_eq!(s.in_flight().len(), 6);
+        assert_eq!(s.slot_count(), 0, "every locked child is confirming");
+    });
+    assert_eq!(ic.run_spawned(), 6);
+    run_rollout(&ic);
+    let sim = ic.0.borrow();
+    assert!(
+        sim.max_slots <= 3,
+        "at most K children being stopped, installed or started"
+    );
+    assert!(sim.max_in_flight <= 6, "at most 2K children locked");
+    assert!(
+        sim.max_in_flight > 3,
+        "confirms overlapped the next children"
+    );
+    drop(sim);
+    assert_eq!(
+        ic.calls().len(),
+        40 * 4,
+        "exactly stop, install, start, status per child"
+    );
+    for id in ids {
+        assert_eq!(entry(id).phase, Phase::Idle);
+    }
+}
+
+#[test]
+fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
+    let mut s = fresh_state();
+    for i in 0..5 {
+        add_idle(&mut s, principal(i), Some(&OLD));
+    }
+    set_k(&mut s, 1);
+    on_install(&mut s, NOW);
+    let advance_to_confirm = |s: &mut State, l: Launch| {
+        let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
+        let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
+        let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
+        assert_eq!(l.step, Step::Confirm);
+        l
+    };
+    let a = tick(&mut s, NOW).launches.pop().unwrap();
+    assert!(launch(&mut s, NOW, 1).is_empty(), "A holds the only slot");
+    let a_confirm = advance_to_confirm(&mut s, a);
+    let b = launch(&mut s, NOW, 1)
+        .pop()
+        .expect("A's confirm released the slot");
+    let _b_confirm = advance_to_confirm(&mut s, b);
+    assert!(launch(&mut s, NOW, 1).is_empty(), "2K = 2 children locked");
+    assert!(
+        matches!(s.child(&a_confirm.child).unwrap().phase, Phase::InFlight(_)),
+        "A is still locked while confirming"
+    );
+    let rel = release(&s);
+    assert!(on_result(
+        &mut s,
+        a_confirm.child,
+        a_confirm.op_id,
+        status(RunStatus::Running, &rel),
+        NOW
+    )
+    .is_none());
+    assert_eq!(launch(&mut s, NOW, 1).len(), 1);
+    s.check_invariants();
+}
+
+#[test]
+fn concurrency_zero_pauses_and_keeps_state() {
+    let mut s = fresh_state();
+    for i in 0..10 {
+        add_idle(&mut s, principal(i), Some(&OLD));
+    }
+    set_k(&mut s, 0);
+    on_install(&mut s, NOW);
+    let plan = tick(&mut s, NOW);
+    assert!(plan.launches.is_empty());
+    assert_eq!(plan.rearm, None, "a paused rollout does not spin");
+    assert_eq!(s.pending().len(), 10);
+    assert!(s.rollout().finished_at.is_none());
+
+    // Pausing with work in flight: nothing new starts, the in-flight lock stays.
+    set_k(&mut s, 2);
+    let two = tick(&mut s, NOW).launches;
+    assert_eq!(two.len(), 2);
+    set_k(&mut s, 0);
+    complete_ok(&mut s, two[0].clone(), NOW);
+    assert!(launch(&mut s, NOW, 1).is_empty());
+    assert_eq!((s.in_flight().len(), s.pending().len()), (1, 8));
+
+    set_k(&mut s, 3);
+    assert_eq!(
+        tick(&mut s, NOW).launches.len(),
+        2,
+        "resumes with K=3 minus the one in flight"
+    );
+    s.check_invariants();
+}
+
+#[test]
+fn a_stopping_parent_starts_no_new_child() {
+    let (ic, ids) = fleet(5, 1);
+    let launches = driver::tick(&ic);
+    ic.0.borrow_mut().running = false;
+    ic.0.borrow_mut().ticks.clear();
+    block_on(driver::run_worker(ic.clone(), launches[0].clone()));
+    ic.run_spawned();
+    // The child under way was finished (and started), but no other was touched.
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+    );
+    assert_eq!(ic.calls().len(), 4);
+    assert_eq!(
+        ic.0.borrow().ticks,
+        vec![Duration::ZERO],
+        "a tick is armed to resume after a restart"
+    );
+}
+
+// --- start always follows stop -------------------------------------------------------------------------------
+
+#[test]
+fn start_runs_after_a_failed_stop() {
+    let (ic, ids) = fleet(1, 1);
+    ic.fault(Method::Stop, ids[0], Fault::Reject(5, "stop refused"));
+    run_rollout(&ic);
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Method::Stop, Method::Start, Method::Status]
+    );
+    let e = entry(ids[0]);
+    assert_eq!(e.phase, Phase::Failed);
+    assert!(
+        e.last_error.as_deref().unwrap().contains("stop refused"),
+        "{e:?}"
+    );
+    assert_eq!(ic.canister(ids[0]).status, RunStatus::Running);
+}
+
+#[test]
+fn start_runs_after_a_failed_install() {
+    let (ic, ids) = fleet(1, 1);
+    ic.fault(Method::Install, ids[0], Fault::Reject(5, "install trapped"));
+    run_rollout(&ic);
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+    );
+    let e = entry(ids[0]);
+    assert_eq!(e.phase, Phase::Failed);
+    assert!(
+        e.last_error.as_deref().unwrap().contains("install trapped"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.installed_hash.as_deref(),
+        Some(&OLD[..]),
+        "the confirm saw the old module"
+    );
+    assert_eq!(
+        ic.canister(ids[0]).status,
+        RunStatus::Running,
+        "the child is never left stopped"
+    );
+    read_state(|s| {
+        assert_eq!(s.failed().len(), 1);
+        assert!(s.rollout().finished_at.is_some());
+        s.check_invariants();
+    });
+}
+
+#[test]
+fn an_install_with_unknown_outcome_is_started_and_confirmed() {
+    let (ic, ids) = fleet(2, 2);
+    ic.fault(Method::Install, ids[0], Fault::UnknownApplied);
+    ic.fault(Method::Install, ids[1], Fault::Unknown);
+    run_rollout(&ic);
+    for id in &ids {
+        assert_eq!(
+            ic.methods_for(*id),
+            vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+        );
+        assert_eq!(ic.canister(*id).status, RunStatus::Running);
+    }
+    assert_eq!(
+        entry(ids[0]).phase,
+        Phase::Idle,
+        "it did take effect: confirmed"
+    );
+    assert_eq!(
+        entry(ids[1]).phase,
+        Phase::Failed,
+        "it did not: failed, with the old hash recorded"
+    );
+    assert_eq!(entry(ids[1]).installed_hash.as_deref(), Some(&OLD[..]));
+}
+
+#[test]
+fn a_confirm_that_does_not_see_the_release_fails_the_child() {
+    let (ic, ids) = fleet(1, 1);
+    ic.fault(Method::Install, ids[0], Fault::Noop);
+    run_rollout(&ic);
+    let e = entry(ids[0]);
+    assert_eq!(e.phase, Phase::Failed);
+    assert!(
+        e.last_error.as_deref().unwrap().contains("confirm"),
+        "{e:?}"
+    );
+    assert_eq!(e.installed_hash.as_deref(), Some(&OLD[..]));
+    read_state(|s| assert_eq!(s.rollout().upgraded, 0));
+}
+
+#[test]
+fn a_confirm_that_sees_a_stopped_child_fails_it() {
+    let mut s = fresh_state();
+    add_idle(&mut s, principal(1), Some(&OLD));
+    on_install(&mut s, NOW);
+    let l = tick(&mut s, NOW).launches.pop().unwrap();
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+    assert_eq!(l.step, Step::Confirm);
+    let rel = release(&s);
+    assert!(on_result(
+        &mut s,
+        l.child,
+        l.op_id,
+        status(RunStatus::Stopped, &rel),
+        NOW
+    )
+    .is_none());
+    assert_eq!(s.child(&principal(1)).unwrap().phase, Phase::Failed);
+}
+
+// --- resuming interrupted operations --------------------------------------------------------------------------
+
+/// A child caught mid-step by a parent upgrade: its lock carries the previous epoch and its callbacks are lost.
+fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc, Principal) {
+    let mut s = fresh_state();
+    let ic = FakeIc::new(&s.release.hash);
+    let id = principal(7);
+    on_install(&mut s, NOW); // the instance that launched the operation
+    let epoch = s.meta().epoch;
+    let op = Op {
+        id: s.next_op_id(),
+        epoch,
+        step,
+        since: NOW,
+        error: None,
+    };
+    let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
+    e.attempts = 1;
+    s.put_child(id, e);
+    ic.add_child(id, sim_status, sim_hash);
+    on_install(&mut s, NOW); // post_upgrade of the next instance
+    install_global(s);
+    (ic, id)
+}
+
+#[test]
+fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
+    let rel = fresh_state().release.hash;
+    use Method::*;
+    // (step the operation was cut off at, what the child is now, module it runs, calls expected to finish it)
+    type Case<'a> = (Step, RunStatus, Option<&'a [u8]>, Vec<Method>);
+    let cases: Vec<Case> = vec![
+        // Stopped with the release (install done, start lost): just start it.
+        (
+            Step::Install,
+            RunStatus::Stopped,
+            Some(&rel),
+            vec![Status, Start, Status],
+        ),
+        (
+            Step::Start,
+            RunStatus::Stopped,
+            Some(&rel),
+            vec![Status, Start, Status],
+        ),
+        // Running the release: nothing to do.
+        (Step::Start, RunStatus::Running, Some(&rel), vec![Status]),
+        (Step::Confirm, RunStatus::Running, Some(&rel), vec![Status]),
+        (Step::Recheck, RunStatus::Running, Some(&rel), vec![Status]),
+        // Stopped on the old module (stop done, install lost or failed): install, start, confirm.
+        (
+            Step::Stop,
+            RunStatus::Stopped,
+            Some(&OLD),
+            vec![Status, Install, Start, Status],
+        ),
+        (
+            Step::Install,
+            RunStatus::Stopped,
+            Some(&OLD),
+            vec![Status, Install, Start, Status],
+        ),
+        // Still stopping: wait for the stop again, then carry on.
+        (
+            Step::Stop,
+            RunStatus::Stopping,
+            Some(&OLD),
+            vec![Status, Stop, Install, Start, Status],
+        ),
+        // Running the old module (the stop never happened): redo from stop.
+        (
+            Step::Stop,
+            RunStatus::Running,
+            Some(&OLD),
+            vec![Status, Stop, Install, Start, Status],
+        ),
+        // A new child whose install was cut off: install it.
+        (
+            Step::InstallNew,
+            RunStatus::Running,
+            None,
+            vec![Status, InstallNew],
+        ),
+    ];
+    for (step, st, hash, expected) in cases {
+        let (ic, id) = orphan(step, st, hash);
+        run_rollout(&ic);
+        let label = format!("{step:?} / {st:?} / {:?}", hash.map(|h| h[0]));
+        assert_eq!(ic.methods_for(id), expected, "{label}");
+        assert_eq!(entry(id).phase, Phase::Idle, "{label}");
+        assert_eq!(
+            entry(id).installed_hash.as_deref(),
+            Some(&rel[..]),
+            "{label}"
+        );
+        assert_eq!(ic.canister(id).status, RunStatus::Running, "{label}");
+        read_state(|s| s.check_invariants());
+    }
+}
+
+#[test]
+fn rechecks_that_keep_failing_end_after_max_attempts_with_a_start() {
+    let (ic, id) = orphan(Step::Stop, RunStatus::Stopped, Some(&OLD));
+    for _ in 0..10 {
+        ic.fault(Method::Status, id, Fault::Reject(2, "status unavailable"));
+    }
+    run_rollout(&ic);
+    use Method::*;
+    // take-over (attempt 2) → recheck fails → retry (attempt 3) → fails → out of attempts: start, then confirm fails.
+    assert_eq!(ic.methods_for(id), vec![Status, Status, Start, Status]);
+    let e = entry(id);
+    assert_eq!(e.phase, Phase::Failed);
+    assert_eq!(e.attempts, MAX_ATTEMPTS);
+    assert_eq!(ic.canister(id).status, RunStatus::Running);
+}
+
+#[test]
+fn a_child_that_never_upgrades_fails_after_max_attempts() {
+    let (ic, id) = orphan(Step::Stop, RunStatus::Running, Some(&OLD));
+    // Every install "succeeds" without effect.
+    for _ in 0..10 {
+        ic.fault(Method::Install, id, Fault::Noop);
+    }
+    run_rollout(&ic);
+    use Method::*;
+    // take-over (attempt 2): running the old module → redo (attempt 3) → the confirm still sees it: failed.
+    assert_eq!(
+        ic.methods_for(id),
+        vec![Status, Stop, Install, Start, Status]
+    );
+    let e = entry(id);
+    assert_eq!(e.phase, Phase::Failed);
+    assert_eq!(e.installed_hash.as_deref(), Some(&OLD[..]));
+    assert_eq!(ic.canister(id).status, RunStatus::Running);
+}
+
+// --- locks ----------------------------------------------------------------------------------------------------
+
+#[test]
+fn the_lock_prevents_a_second_operation_on_a_child() {
+    let mut s = fresh_state();
+    add_idle(&mut s, principal(1), Some(&OLD));
+    add_idle(&mut s, principal(2), Some(&OLD));
+    set_k(&mut s, 1);
+    on_install(&mut s, NOW);
+    let first = tick(&mut s, NOW).launches;
+    assert_eq!(first.len(), 1);
+    let locked = first[0].child;
+
+    // Overlapping rollouts re-plan, but a locked child is neither queued nor launched again.
+    set_k(&mut s, 10);
+    new_rollout(&mut s, NOW);
+    let plan = tick(&mut s, NOW);
+    assert!(plan.launches.iter().all(|l| l.child != locked), "{plan:?}");
+    assert!(!s.pending().contains_key(&locked));
+    new_rollout(&mut s, NOW);
+    assert!(tick(&mut s, NOW).launches.is_empty());
+
+    // Only the lock holder may advance the operation.
+    let before = s.child(&locked).unwrap();
+    assert!(on_result(&mut s, locked, first[0].op_id + 100, ok(), NOW).is_none());
+    assert_eq!(s.child(&locked).unwrap(), before);
+    assert!(on_result(&mut s, locked, first[0].op_id, ok(), NOW).is_some());
+    s.check_invariants();
+}
+
+#[test]
+fn a_stale_lock_is_taken_over_and_the_old_holder_is_ignored() {
+    let mut s = fresh_state();
+    add_idle(&mut s, principal(1), Some(&OLD));
+    on_install(&mut s, NOW);
+    let plan = tick(&mut s, NOW);
+    let old = plan.launches[0].clone();
+    assert_eq!(
+        plan.rearm,
+        Some(LOCK_CHECK_INTERVAL),
+        "a tick comes back to look for stale locks"
+    );
+
+    assert!(
+        tick(&mut s, NOW + LOCK_TIMEOUT_NS - 1).launches.is_empty(),
+        "not stale yet"
+    );
+    let later = NOW + LOCK_TIMEOUT_NS;
+    let taken = tick(&mut s, later).launches;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].step, Step::Recheck);
+    assert_ne!(taken[0].op_id, old.op_id);
+
+    // The old holder's late result changes nothing.
+    let before = s.child(&principal(1)).unwrap();
+    assert!(on_result(&mut s, old.child, old.op_id, ok(), later).is_none());
+    assert_eq!(s.child(&principal(1)).unwrap(), before);
+    s.check_invariants();
+}
+
+#[test]
+fn orphans_are_taken_over_within_k() {
+    let mut s = fresh_state();
+    set_k(&mut s, 4);
+    for i in 0..6 {
+        add_idle(&mut s, principal(i), Some(&OLD));
+    }
+    on_install(&mut s, NOW);
+    assert_eq!(tick(&mut s, NOW).launches.len(), 4);
+    on_install(&mut s, NOW); // upgrade: four orphans
+    set_k(&mut s, 2);
+    let plan = tick(&mut s, NOW);
+    assert_eq!(plan.launches.len(), 2);
+    assert!(plan.launches.iter().all(|l| l.step == Step::Recheck));
+    assert!(
+        tick(&mut s, NOW).launches.is_empty(),
+        "two live ones fill K=2; the other orphans wait"
+    );
+    complete_ok(&mut s, plan.launches[0].clone(), NOW);
+    let next = launch(&mut s, NOW, 1);
+    assert_eq!(
+        next[0].step,
+        Step::Recheck,
+        "orphans are taken over before new children start"
+    );
+    s.check_invariants();
+}
+
+// --- bounded work per tick and parent upgrades ----------------------------------------------------------------
+
+#[test]
+fn each_tick_reads_a_bounded_batch_and_launches_at_most_k() {
+    let mut s = fresh_state();
+    let n = 2 * PLAN_BATCH as u64 + 123;
+    for i in 0..n {
+        add_idle(&mut s, principal(i), Some(&OLD));
+    }
+    set_k(&mut s, 7);
+    on_install(&mut s, NOW);
+    let mut ticks = 0;
+    loop {
+        let queued_before = s.pending().len() + s.in_flight().len();
+        let plan = tick(&mut s, NOW);
+        ticks += 1;
+        assert!(plan.launches.len() <= 7);
+        let queued_after = s.pending().len() + s.in_flight().len();
+        assert!(
+            queued_after - queued_before <= PLAN_BATCH as u64,
+            "planned more than a batch in one tick"
+        );
+        if s.rollout().plan.is_none() {
+            break;
+        }
+        assert_eq!(
+            plan.rearm,
+            Some(Duration::ZERO),
+            "planning continues on the next round"
+        );
+    }
+    assert_eq!(ticks, 3);
+    assert_eq!(s.pending().len() + s.in_flight().len(), n);
+    assert_eq!(s.in_flight().len(), 7);
+    s.check_invariants();
+}
+
+#[test]
+fn a_parent_upgrade_with_the_same_child_touches_no_child() {
+    let (ic, _) = fleet(20, 5);
+    run_rollout(&ic);
+    let calls = ic.calls().len();
+    assert_eq!(calls, 80);
+    let has_work = mutate_state(|s| on_install(s, 5_000));
+    assert!(!has_work, "nothing to arm: no timer, no call");
+    assert!(driver::tick(&ic).is_empty());
+    assert_eq!(ic.calls().len(), calls);
+    read_state(|s| {
+        assert_eq!(s.rollout().id, 1, "no new rollout");
+        assert_eq!(s.releases().len(), 1);
+        assert_eq!(
+            s.releases().get(&s.release.hash).unwrap().first_seen,
+            NOW,
+            "first-seen time kept"
+        );
+    });
+}
+
+#[test]
+fn a_new_release_starts_a_new_rollout_and_is_recorded() {
+    let (ic, _) = fleet(3, 5);
+    run_rollout(&ic);
+    // The next parent build carries another child.
+    mutate_state(|s| {
+        s.release.hash = [0x22; 32];
+        s.release.version = "3.0.0".into();
+        assert!(on_install(s, 9_000));
+        assert_eq!(s.rollout().id, 2);
+        assert_eq!(s.rollout().release, vec![0x22; 32]);
+        assert_eq!(s.releases().len(), 2);
+        assert_eq!(s.releases().get(&[0x22; 32]).unwrap().first_seen, 9_000);
+        tick(s, 9_000);
+        assert_eq!(s.pending().len() + s.in_flight().len(), 3);
+    });
+}
+
+#[test]
+fn failed_children_are_requeued_and_the_rollout_reopens() {
+    let (ic, ids) = fleet(3, 3);
+    ic.fault(Method::Install, ids[1], Fault::Reject(5, "boom"));
+    run_rollout(&ic);
+    read_state(|s| {
+        assert_eq!(s.failed().len(), 1);
+        assert!(s.rollout().finished_at.is_some());
+    });
+    assert_eq!(mutate_state(|s| requeue_failed(s, NOW, 100)), 1);
+    read_state(|s| {
+        assert!(s.rollout().finished_at.is_none());
+        assert_eq!(s.child(&ids[1]).unwrap().attempts, 0);
+    });
+    run_rollout(&ic);
+    assert_eq!(entry(ids[1]).phase, Phase::Idle);
+    read_state(|s| assert!(s.rollout().finished_at.is_some()));
+}
+
+#[test]
+fn a_child_with_no_known_module_is_checked_before_anything_is_done() {
+    let (ic, _) = fleet(0, 1);
+    let id = principal(9);
+    ic.add_child(id, RunStatus::Running, None);
+    mutate_state(|s| adopt_child(s, id, None, NOW));
+    run_rollout(&ic);
+    assert_eq!(ic.methods_for(id), vec![Method::Status, Method::InstallNew]);
+    assert_eq!(entry(id).phase, Phase::Idle);
+}

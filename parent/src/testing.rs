@@ -1,0 +1,351 @@
+//! Native test support: `FakeIc` simulates the management canister and the children, records every call, and can
+//! inject faults. Its futures complete at once, so `block_on` drives them without an executor.
+
+use crate::ic::{CallError, ChildStatus, Ic, InstallMode, RunStatus, SYS_UNKNOWN};
+use candid::Principal;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// Polls a future that completes without waiting (everything `FakeIc` returns is ready at once).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..1_000 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+    panic!("future did not complete (FakeIc futures never wait)");
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    Create,
+    Stop,
+    Install,
+    InstallNew,
+    Start,
+    Status,
+}
+
+/// An injected fault for the next matching call.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Rejected with this code and message; nothing happens.
+    Reject(u32, &'static str),
+    /// Times out (SYS_UNKNOWN) without having taken effect.
+    Unknown,
+    /// Times out (SYS_UNKNOWN) after having taken effect.
+    UnknownApplied,
+    /// Replies success but does nothing (a lying or racing environment).
+    Noop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimCanister {
+    pub status: RunStatus,
+    pub module_hash: Option<Vec<u8>>,
+    pub controllers: Vec<Principal>,
+}
+
+pub struct Sim {
+    pub now: u64,
+    pub self_id: Principal,
+    pub running: bool,
+    /// The hash an install produces (the release the parent carries).
+    pub release: Vec<u8>,
+    pub canisters: BTreeMap<Principal, SimCanister>,
+    pub faults: Vec<(Method, Principal, Fault)>,
+    pub calls: Vec<(Method, Principal)>,
+    pub ticks: Vec<Duration>,
+    pub next_id: u64,
+    /// The most children ever locked (IN_FLIGHT) when a call went out.
+    pub max_in_flight: u64,
+    /// The most locks in slot-taking steps (all but the read-only confirm) when a call went out.
+    pub max_slots: u64,
+    /// Tasks handed to `spawn`, run by `run_spawned`.
+    pub spawned: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+fn canister_id(n: u64) -> Principal {
+    let mut bytes = n.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0xC0, 1, 1]);
+    Principal::from_slice(&bytes)
+}
+
+#[derive(Clone)]
+pub struct FakeIc(pub Rc<RefCell<Sim>>);
+
+impl FakeIc {
+    pub fn new(release: &[u8]) -> Self {
+        Self(Rc::new(RefCell::new(Sim {
+            now: 1_000,
+            self_id: Principal::from_slice(&[0xEE; 10]),
+            running: true,
+            release: release.to_vec(),
+            canisters: BTreeMap::new(),
+            faults: Vec::new(),
+            calls: Vec::new(),
+            ticks: Vec::new(),
+            next_id: 0,
+            max_in_flight: 0,
+            max_slots: 0,
+            spawned: Vec::new(),
+        })))
+    }
+
+    /// A child the parent controls, in `status`, running `hash`.
+    pub fn add_child(&self, id: Principal, status: RunStatus, hash: Option<&[u8]>) {
+        let mut sim = self.0.borrow_mut();
+        let controllers = vec![sim.self_id];
+        sim.canisters.insert(
+            id,
+            SimCanister {
+                status,
+                module_hash: hash.map(|h| h.to_vec()),
+                controllers,
+            },
+        );
+    }
+
+    /// Runs the spawned tasks (and those they spawn) to completion. Returns how many ran.
+    pub fn run_spawned(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let tasks = std::mem::take(&mut self.0.borrow_mut().spawned);
+            if tasks.is_empty() {
+                return n;
+            }
+            for t in tasks {
+                block_on(t);
+                n += 1;
+            }
+        }
+    }
+
+    /// The principal the next `create` will return.
+    pub fn peek_next_canister(&self) -> Principal {
+        canister_id(self.0.borrow().next_id + 1)
+    }
+
+    pub fn fault(&self, method: Method, child: Principal, fault: Fault) {
+        self.0.borrow_mut().faults.push((method, child, fault));
+    }
+
+    pub fn calls(&self) -> Vec<(Method, Principal)> {
+        self.0.borrow().calls.clone()
+    }
+
+    pub fn methods_for(&self, child: Principal) -> Vec<Method> {
+        self.0
+            .borrow()
+            .calls
+            .iter()
+            .filter(|(_, c)| *c == child)
+            .map(|(m, _)| *m)
+            .collect()
+    }
+
+    pub fn canister(&self, id: Principal) -> SimCanister {
+        self.0.borrow().canisters[&id].clone()
+    }
+
+    /// Records the call and takes the first fault injected for it, if any.
+    fn enter(&self, method: Method, child: Principal) -> Option<Fault> {
+        let (in_flight, slots) =
+            crate::state::read_state(|s| (s.in_flight().len(), s.slot_count()));
+        let mut sim = self.0.borrow_mut();
+        sim.max_in_flight = sim.max_in_flight.max(in_flight);
+        sim.max_slots = sim.max_slots.max(slots);
+        sim.calls.push((method, child));
+        let i = sim
+            .faults
+            .iter()
+            .position(|(m, c, _)| *m == method && *c == child)?;
+        Some(sim.faults.remove(i).2)
+    }
+
+    /// Runs `effect` on the simulated canister as the IC would, with `fault` applied.
+    fn exec<T>(
+        &self,
+        method: Method,
+        name: &str,
+        child: Principal,
+        effect: impl FnOnce(&mut Sim, Principal) -> Result<T, CallError>,
+        noop: impl FnOnce() -> T,
+    ) -> Result<T, CallError> {
+        let fault = self.enter(method, child);
+        let mut sim = self.0.borrow_mut();
+        let self_id = sim.self_id;
+        let check = |sim: &Sim| match sim.canisters.get(&child) {
+            None => Err(CallError::new(
+                name,
+                3,
+                format!("Canister {child} not found"),
+            )),
+            Some(c) if !c.controllers.contains(&self_id) => Err(CallError::new(
+                name,
+                5,
+                format!("Only controllers of canister {child} can call ic00 method {name}"),
+            )),
+            Some(_) => Ok(()),
+        };
+        match fault {
+            Some(Fault::Reject(code, msg)) => Err(CallError::new(name, code, msg)),
+            Some(Fault::Unknown) => Err(CallError::new(name, SYS_UNKNOWN, "deadline expired")),
+            Some(Fault::UnknownApplied) => {
+                check(&sim)?;
+                effect(&mut sim, child)?;
+                Err(CallError::new(name, SYS_UNKNOWN, "deadline expired"))
+            }
+            Some(Fault::Noop) => Ok(noop()),
+            None => {
+                check(&sim)?;
+                effect(&mut sim, child)
+            }
+        }
+    }
+}
+
+impl Ic for FakeIc {
+    fn now(&self) -> u64 {
+        self.0.borrow().now
+    }
+
+    fn self_id(&self) -> Principal {
+        self.0.borrow().self_id
+    }
+
+    fn self_running(&self) -> bool {
+        self.0.borrow().running
+    }
+
+    fn schedule_tick(&self, delay: Duration) {
+        self.0.borrow_mut().ticks.push(delay);
+    }
+
+    /// Queued, not run: the caller goes on first, as on the IC.
+    fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        self.0.borrow_mut().spawned.push(Box::pin(task));
+    }
+
+    async fn create(
+        &self,
+        controllers: Vec<Principal>,
+        _cycles: u128,
+    ) -> Result<Principal, CallError> {
+        let fault = self.enter(Method::Create, Principal::management_canister());
+        if let Some(Fault::Reject(code, msg)) = fault {
+            return Err(CallError::new("create_canister", code, msg));
+        }
+        let mut sim = self.0.borrow_mut();
+        sim.next_id += 1;
+        let id = canister_id(sim.next_id);
+        sim.canisters.insert(
+            id,
+            SimCanister {
+                status: RunStatus::Running,
+                module_hash: None,
+                controllers,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn stop(&self, child: Principal) -> Result<(), CallError> {
+        self.exec(
+            Method::Stop,
+            "stop_canister",
+            child,
+            |sim, c| {
+                sim.canisters.get_mut(&c).unwrap().status = RunStatus::Stopped;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        _arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let method = match mode {
+            InstallMode::Install => Method::InstallNew,
+            InstallMode::Upgrade => Method::Install,
+        };
+        self.exec(
+            method,
+            "install_code",
+            child,
+            |sim, c| {
+                let release = sim.release.clone();
+                let can = sim.canisters.get_mut(&c).unwrap();
+                match (mode, &can.module_hash) {
+                    (InstallMode::Upgrade, None) => {
+                        return Err(CallError::new(
+                            "install_code",
+                            5,
+                            "canister is empty; cannot upgrade",
+                        ))
+                    }
+                    (InstallMode::Install, Some(_)) => {
+                        return Err(CallError::new(
+                            "install_code",
+                            5,
+                            "canister is not empty; cannot install",
+                        ))
+                    }
+                    _ => {}
+                }
+                can.module_hash = Some(release);
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn start(&self, child: Principal) -> Result<(), CallError> {
+        self.exec(
+            Method::Start,
+            "start_canister",
+            child,
+            |sim, c| {
+                sim.canisters.get_mut(&c).unwrap().status = RunStatus::Running;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {
+        let snapshot = |sim: &Sim, c: Principal| {
+            let can = &sim.canisters[&c];
+            ChildStatus {
+                status: can.status,
+                module_hash: can.module_hash.clone(),
+                controllers: Some(can.controllers.clone()),
+            }
+        };
+        let sim_for_noop = self.0.borrow().canisters.get(&child).cloned();
+        self.exec(
+            Method::Status,
+            "canister_status",
+            child,
+            |sim, c| Ok(snapshot(sim, c)),
+            move || {
+                let c = sim_for_noop.expect("Noop status needs a simulated canister");
+                ChildStatus {
+                    status: c.status,
+                    module_hash: c.module_hash,
+                    controllers: Some(c.controllers),
+                }
+            },
+        )
+    }
+}
