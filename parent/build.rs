@@ -1,8 +1,8 @@
 //! Embeds the child release into the parent.
 //!
 //! Input: `$CHILD_WASM_GZ` (a path; relative paths are taken from this crate's directory) or, if unset,
-//! `<crate>/../wasm/child.wasm.gz`, written by `scripts/build.sh`. `$CHILD_VERSION` names the child's version
-//! (`scripts/build.sh` exports it); without it the version is "unknown".
+//! `<crate>/../wasm/child.wasm.gz`, written by `scripts/build.sh`, which also writes the child's version into
+//! `child.version` beside it.
 //!
 //! Output in `$OUT_DIR`: `child.wasm.gz` (the bytes, unchanged) and `child_release.rs` with the SHA-256 of those bytes
 //! and the version. Nothing else goes into the wasm: no paths, times or git hashes, so the build is reproducible.
@@ -15,7 +15,6 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CHILD_WASM_GZ");
-    println!("cargo:rerun-if-env-changed=CHILD_VERSION");
 
     let manifest_dir = PathBuf::from(
         env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"),
@@ -40,13 +39,15 @@ fn main() {
         path.display()
     );
 
-    let version = match env::var("CHILD_VERSION") {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
-        _ => {
-            println!("cargo:warning=CHILD_VERSION is not set; the embedded child release is labelled \"unknown\"");
-            "unknown".to_string()
-        }
-    };
+    let version_path = path.with_file_name("child.version");
+    println!("cargo:rerun-if-changed={}", version_path.display());
+    let version = fs::read_to_string(&version_path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the child's version from {}: {e} (scripts/build.sh writes it)",
+            version_path.display()
+        )
+    });
+    let version = version.trim();
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     fs::write(out_dir.join("child.wasm.gz"), &bytes).expect("write child.wasm.gz into OUT_DIR");

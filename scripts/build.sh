@@ -42,8 +42,8 @@ release() { # <out dir> [child cargo args...]
   version=$(cargo pkgid --quiet -p child | sed 's/.*[#@]//')
   [ $# -eq 0 ] || version="$version-next"
   printf '%s\n' "$version" >"$out/child.version"
-  # The parent embeds exactly these bytes; parent/build.rs hashes them at compile time.
-  CHILD_WASM_GZ=$root/$out/child.wasm.gz CHILD_VERSION=$version build "$out" parent
+  # The parent embeds exactly these bytes and that version; parent/build.rs hashes the bytes at compile time.
+  CHILD_WASM_GZ=$root/$out/child.wasm.gz build "$out" parent
 }
 
 case "${1:-}" in

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the committed sources again in a fresh directory, with a fresh target dir, and checks that every
-# .wasm.gz is byte-identical to the one in wasm/. Run scripts/build.sh first.
+# Builds the sources again as another machine would: in a fresh directory, with a fresh target dir and a
+# CARGO_HOME at another path, then checks that every .wasm.gz is byte-identical to the one in wasm/.
+# Run scripts/build.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -11,7 +12,11 @@ trap 'rm -rf "$other"' EXIT
 git ls-files -z --cached --others --exclude-standard |
   while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
   xargs -0 cp --parents -t "$other"
-(cd "$other" && CARGO_TARGET_DIR="$other/target" scripts/build.sh >/dev/null)
+# Another CARGO_HOME path, holding the same registry (hard links, so no download and no copy).
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+mkdir -p "$other/cargo-home"
+cp -al "$cargo_home/registry" "$other/cargo-home/registry"
+(cd "$other" && CARGO_HOME="$other/cargo-home" CARGO_TARGET_DIR="$other/target" scripts/build.sh >/dev/null)
 
 status=0
 for f in wasm/child.wasm.gz wasm/parent.wasm.gz; do
