@@ -1,0 +1,11 @@
+//! Benchmarks on the in-process replica (`tests/replica`).
+//!
+//! `cargo run -p bench --release --bin upgrade-cost` measures how the instructions of one upgrade grow with the data
+//! a canister stores, for our child and for a heap-serializing baseline, and writes `RESULTS.md` and
+//! `upgrade-cost.png` beside this crate's `Cargo.toml`.
+
+pub mod fit;
+pub mod measure;
+pub mod plot;
+pub mod report;
+pub mod results;
