@@ -13,15 +13,15 @@ use crate::measure::{IC_INSTALL_LIMIT, MIB};
 use crate::report::{format_size, group_digits};
 use crate::results::{Results, Series};
 
-const FONT: &str = "sans-serif";
-const SIZE: (u32, u32) = (1200, 760);
-const SERIES_COLORS: [RGBColor; 3] = [
+pub(crate) const FONT: &str = "sans-serif";
+pub(crate) const SIZE: (u32, u32) = (1200, 760);
+pub(crate) const SERIES_COLORS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
 ];
 
-fn register_font() {
+pub(crate) fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err()
@@ -168,7 +168,7 @@ where
 }
 
 /// `1500000` → `1.5M`; `300000000000` → `300B`.
-fn short_count(n: f64) -> String {
+pub(crate) fn short_count(n: f64) -> String {
     let (value, unit) = match n {
         n if n >= 1e12 => (n / 1e12, "T"),
         n if n >= 1e9 => (n / 1e9, "B"),

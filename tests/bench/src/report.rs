@@ -298,6 +298,34 @@ pub fn format_size(mib: f64) -> String {
     }
 }
 
+/// Cores, CPU model and RAM, from the OS.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram_kib: Option<f64> = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok());
+    let ram = ram_kib.map_or("unknown RAM".to_string(), |kib| {
+        format!("{:.1} GiB RAM", kib / (1024.0 * 1024.0))
+    });
+    format!(
+        "{cores} cores (nproc), {}, {ram}",
+        cpu.unwrap_or("unknown CPU")
+    )
+}
+
+pub fn minutes_and_seconds(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    format!("{} min {} s", secs / 60, secs % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

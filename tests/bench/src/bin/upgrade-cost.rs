@@ -8,10 +8,10 @@
 //! ```
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bench::measure::{measure_series, Kind, Module, Scenario};
-use bench::report::{self, RunInfo};
+use bench::report::{self, machine, minutes_and_seconds, RunInfo};
 use bench::results::Results;
 
 /// Data sizes in MiB, for every canister.
@@ -100,32 +100,4 @@ fn sizes_from_args() -> Option<Vec<u64>> {
             std::process::exit(2);
         }
     }
-}
-
-/// Cores, CPU model and RAM, from the OS.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']));
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let ram_kib: Option<f64> = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok());
-    let ram = ram_kib.map_or("unknown RAM".to_string(), |kib| {
-        format!("{:.1} GiB RAM", kib / (1024.0 * 1024.0))
-    });
-    format!(
-        "{cores} cores (nproc), {}, {ram}",
-        cpu.unwrap_or("unknown CPU")
-    )
-}
-
-fn minutes_and_seconds(d: Duration) -> String {
-    let secs = d.as_secs();
-    format!("{} min {} s", secs / 60, secs % 60)
 }
