@@ -1,0 +1,144 @@
+//! Typed calls to a child canister: one method per Candid method of `child/child.did`.
+//!
+//! Updates take the sender and return the method's `Result`; a reject panics with the method name (use
+//! [`ChildApi::try_update`] to see rejects). Queries are sent by the anonymous principal except `audit_log`, which
+//! is for the parent and controllers only and takes a sender.
+
+use candid::utils::ArgumentEncoder;
+use candid::{CandidType, Principal};
+use replica::{Reject, Replica};
+use serde::de::DeserializeOwned;
+use shared::child::{
+    AuditEntry, ChildError, DataChecksum, FillArg, Health, ListMembersArg, Member, MemberInput,
+    MemberPage,
+};
+
+/// The child canister `id` on `replica`.
+#[derive(Clone, Copy)]
+pub struct ChildApi<'a> {
+    pub replica: &'a Replica,
+    pub id: Principal,
+}
+
+impl<'a> ChildApi<'a> {
+    pub fn new(replica: &'a Replica, id: Principal) -> Self {
+        Self { replica, id }
+    }
+
+    /// Any update with any arguments, rejects returned.
+    pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, Reject> {
+        let payload = candid::encode_args(args).expect("encode arguments");
+        let bytes = self.replica.update_call(self.id, sender, method, payload)?;
+        Ok(candid::decode_one(&bytes)
+            .unwrap_or_else(|e| panic!("decoding the reply of child.{method}: {e}")))
+    }
+
+    pub fn update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        self.try_update(sender, method, args)
+            .unwrap_or_else(|e| panic!("child {}.{method} was rejected: {e}", self.id))
+    }
+
+    /// Any query as `sender`, rejects returned.
+    pub fn try_query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, Reject> {
+        let payload = candid::encode_args(args).expect("encode arguments");
+        let bytes = self.replica.query_call(self.id, sender, method, payload)?;
+        Ok(candid::decode_one(&bytes)
+            .unwrap_or_else(|e| panic!("decoding the reply of child.{method}: {e}")))
+    }
+
+    pub fn query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> R {
+        self.try_query(Principal::anonymous(), method, args)
+            .unwrap_or_else(|e| panic!("child {}.{method} was rejected: {e}", self.id))
+    }
+
+    // ---- updates ----
+
+    pub fn add_member(
+        &self,
+        sender: Principal,
+        id: &str,
+        input: MemberInput,
+    ) -> Result<Member, ChildError> {
+        self.update(sender, "add_member", (id, input))
+    }
+
+    pub fn update_member(
+        &self,
+        sender: Principal,
+        id: &str,
+        input: MemberInput,
+    ) -> Result<Member, ChildError> {
+        self.update(sender, "update_member", (id, input))
+    }
+
+    pub fn remove_member(&self, sender: Principal, id: &str) -> Result<Member, ChildError> {
+        self.update(sender, "remove_member", (id,))
+    }
+
+    pub fn set_parent(&self, sender: Principal, parent: Principal) -> Result<(), ChildError> {
+        self.update(sender, "set_parent", (parent,))
+    }
+
+    pub fn admin_fill(&self, sender: Principal, arg: FillArg) -> Result<u64, ChildError> {
+        self.update(sender, "admin_fill", (arg,))
+    }
+
+    // ---- queries ----
+
+    pub fn get_member(&self, id: &str) -> Result<Member, ChildError> {
+        self.query("get_member", (id,))
+    }
+
+    pub fn list_members(&self, arg: ListMembersArg) -> MemberPage {
+        self.query("list_members", (arg,))
+    }
+
+    pub fn member_count(&self) -> u64 {
+        self.query("member_count", ())
+    }
+
+    pub fn version(&self) -> String {
+        self.query("version", ())
+    }
+
+    pub fn health(&self) -> Health {
+        self.query("health", ())
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.query("request_count", ())
+    }
+
+    pub fn data_checksum(&self) -> DataChecksum {
+        self.query("data_checksum", ())
+    }
+
+    pub fn audit_log(
+        &self,
+        sender: Principal,
+        start: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ChildError> {
+        self.try_query(sender, "audit_log", (start, limit))
+            .unwrap_or_else(|e| panic!("child {}.audit_log was rejected: {e}", self.id))
+    }
+}

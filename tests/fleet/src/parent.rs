@@ -1,0 +1,186 @@
+//! Typed calls to the parent canister: one method per Candid method of `parent/parent.did`.
+//!
+//! Updates take the sender and return the method's `Result`; a reject (trap, decode error, ...) panics with the
+//! method name. Use the `try_*` form ([`ParentApi::try_update`]) to see rejects. Queries are sent by the anonymous
+//! principal (the parent's queries are public).
+
+use candid::utils::ArgumentEncoder;
+use candid::{CandidType, Nat, Principal};
+use replica::{Reject, Replica};
+use serde::de::DeserializeOwned;
+use shared::parent::{
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord,
+    RetryOptions, RolloutStatus, Settings,
+};
+use shared::release::ReleaseInfo;
+
+/// The parent's `MAX_CREATE_PER_CALL` (children per `create_children` call).
+pub const MAX_CREATE_PER_CALL: u32 = 50;
+/// Page size used by [`ParentApi::list_all_children`] (the parent caps pages itself).
+pub const LIST_PAGE: u32 = 1_000;
+
+/// The parent canister `id` on `replica`.
+#[derive(Clone, Copy)]
+pub struct ParentApi<'a> {
+    pub replica: &'a Replica,
+    pub id: Principal,
+}
+
+impl<'a> ParentApi<'a> {
+    pub fn new(replica: &'a Replica, id: Principal) -> Self {
+        Self { replica, id }
+    }
+
+    /// Any update with any arguments, rejects returned.
+    pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> Result<R, Reject> {
+        let payload = candid::encode_args(args).expect("encode arguments");
+        let bytes = self.replica.update_call(self.id, sender, method, payload)?;
+        Ok(candid::decode_one(&bytes)
+            .unwrap_or_else(|e| panic!("decoding the reply of parent.{method}: {e}")))
+    }
+
+    /// Any update; panics on a reject.
+    pub fn update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        sender: Principal,
+        method: &str,
+        args: A,
+    ) -> R {
+        self.try_update(sender, method, args)
+            .unwrap_or_else(|e| panic!("parent.{method} was rejected: {e}"))
+    }
+
+    /// Any query, rejects returned.
+    pub fn try_query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> Result<R, Reject> {
+        let payload = candid::encode_args(args).expect("encode arguments");
+        let bytes = self
+            .replica
+            .query_call(self.id, Principal::anonymous(), method, payload)?;
+        Ok(candid::decode_one(&bytes)
+            .unwrap_or_else(|e| panic!("decoding the reply of parent.{method}: {e}")))
+    }
+
+    /// Any query; panics on a reject.
+    pub fn query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
+        &self,
+        method: &str,
+        args: A,
+    ) -> R {
+        self.try_query(method, args)
+            .unwrap_or_else(|e| panic!("parent.{method} was rejected: {e}"))
+    }
+
+    // ---- updates ----
+
+    pub fn create_children(
+        &self,
+        sender: Principal,
+        n: u32,
+        spec: Option<ChildSpec>,
+    ) -> Result<CreateChildrenResult, ParentError> {
+        self.update(sender, "create_children", (n, spec))
+    }
+
+    pub fn register_child(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+    ) -> Result<ChildInfo, ParentError> {
+        self.update(sender, "register_child", (canister_id,))
+    }
+
+    pub fn remove_child(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+    ) -> Result<(), ParentError> {
+        self.update(sender, "remove_child", (canister_id,))
+    }
+
+    pub fn retry_child(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+        options: RetryOptions,
+    ) -> Result<u64, ParentError> {
+        self.update(sender, "retry_child", (canister_id, options))
+    }
+
+    pub fn retry_failed(&self, sender: Principal) -> Result<u64, ParentError> {
+        self.update(sender, "retry_failed", ())
+    }
+
+    pub fn start_rollout(&self, sender: Principal) -> Result<u64, ParentError> {
+        self.update(sender, "start_rollout", ())
+    }
+
+    pub fn set_admins(&self, sender: Principal, admins: Vec<Principal>) -> Result<(), ParentError> {
+        self.update(sender, "set_admins", (admins,))
+    }
+
+    pub fn set_concurrency(&self, sender: Principal, k: u32) -> Result<(), ParentError> {
+        self.update(sender, "set_concurrency", (k,))
+    }
+
+    pub fn set_cycles_per_child(&self, sender: Principal, cycles: Nat) -> Result<(), ParentError> {
+        self.update(sender, "set_cycles_per_child", (cycles,))
+    }
+
+    pub fn set_extra_controllers(
+        &self,
+        sender: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<(), ParentError> {
+        self.update(sender, "set_extra_controllers", (controllers,))
+    }
+
+    // ---- queries ----
+
+    pub fn rollout_status(&self) -> RolloutStatus {
+        self.query("rollout_status", ())
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.query("settings", ())
+    }
+
+    pub fn child_release(&self) -> ReleaseInfo {
+        self.query("child_release", ())
+    }
+
+    pub fn releases(&self) -> Vec<ReleaseRecord> {
+        self.query("releases", ())
+    }
+
+    pub fn get_child(&self, canister_id: Principal) -> Option<ChildInfo> {
+        self.query("get_child", (canister_id,))
+    }
+
+    pub fn list_children(&self, arg: ListChildrenArg) -> Vec<ChildInfo> {
+        self.query("list_children", (arg,))
+    }
+
+    /// Every registered child, in principal order (all pages of `list_children`).
+    pub fn list_all_children(&self) -> Vec<ChildInfo> {
+        let mut all: Vec<ChildInfo> = Vec::new();
+        loop {
+            let page = self.list_children(ListChildrenArg {
+                start_after: all.last().map(|c| c.canister_id),
+                limit: LIST_PAGE,
+            });
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    }
+}

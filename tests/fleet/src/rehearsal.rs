@@ -1,0 +1,577 @@
+//! The release rehearsal: a whole fleet rollout on the replica with real modules, as `rehearse` runs it.
+//!
+//! 1. Install the parent of release A (`from`).
+//! 2. Create N children and fill each with M members.
+//! 3. Inject the requested faults into chosen children (deterministic from the seed).
+//! 4. Upgrade the parent to release B (`to`) as `dfx canister install parent --mode upgrade` does.
+//! 5. Drive rounds until the rollout ends.
+//! 6. Verify every child: running, on B's child (from the parent's `child_release` after the upgrade) or, for a
+//!    child with an injected fault, still on A's child and marked failed; data checksum unchanged; the registry
+//!    agrees.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use candid::Principal;
+use replica::RejectCode;
+use shared::parent::{ChildFailure, ChildState, RolloutStatus};
+
+use crate::fleet::{ChildFacts, Fleet, FleetConfig, ParentUpgrade};
+use crate::hash8;
+use crate::records::{self, Occupancy, Stats};
+use crate::wasms::Release;
+
+/// Instruction limits of the IC (facts §4) that the report compares against.
+pub const INSTALL_LIMIT: u64 = 300_000_000_000;
+pub const UPDATE_LIMIT: u64 = 40_000_000_000;
+
+#[derive(Clone, Debug)]
+pub struct RehearsalConfig {
+    /// Parent module of the release the fleet runs now (A).
+    pub from: PathBuf,
+    /// Parent module of the release to roll out (B).
+    pub to: PathBuf,
+    pub children: u32,
+    /// Members per child (written with `admin_fill`).
+    pub members: u32,
+    /// Bytes per member value.
+    pub value_size: u32,
+    /// Rollout concurrency K.
+    pub concurrency: u32,
+    /// Percent of children whose `post_upgrade` traps (the upgrade is rolled back).
+    pub fail_post_upgrade: u32,
+    /// Percent of children whose `install_code` the management canister rejects (a transient error).
+    pub reject_install: u32,
+    /// Percent of children drained of cycles before the upgrade (frozen: the install is refused).
+    pub drain_cycles: u32,
+    /// Chooses the faulty children.
+    pub seed: u64,
+    pub parent_upgrade: ParentUpgrade,
+    /// Give up after this many rounds.
+    pub max_rounds: u64,
+}
+
+impl Default for RehearsalConfig {
+    fn default() -> Self {
+        Self {
+            from: PathBuf::from("wasm/parent.wasm.gz"),
+            to: PathBuf::from("wasm/next/parent.wasm.gz"),
+            children: 100,
+            members: 200,
+            value_size: 256,
+            concurrency: 10,
+            fail_post_upgrade: 0,
+            reject_install: 0,
+            drain_cycles: 0,
+            seed: 1,
+            parent_upgrade: ParentUpgrade::Direct,
+            max_rounds: 100_000,
+        }
+    }
+}
+
+/// A fault injected into one child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    PostUpgradeTrap,
+    InstallRejected,
+    CyclesDrained,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fault::PostUpgradeTrap => "post_upgrade trap",
+            Fault::InstallRejected => "install_code rejected",
+            Fault::CyclesDrained => "out of cycles",
+        })
+    }
+}
+
+/// Receives progress while the rehearsal runs.
+pub trait Progress {
+    /// A setup phase starts.
+    fn phase(&mut self, _message: &str) {}
+    /// Before every round of the rollout (`round` counts from 0) and at its end.
+    fn rollout(&mut self, _round: u64, _status: &RolloutStatus) {}
+    /// The rollout ended (or gave up).
+    fn rollout_done(&mut self, _status: &RolloutStatus) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What happened to one child that did not end on the new release, or should not have.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub child: Principal,
+    pub what: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub config: RehearsalConfig,
+    pub old_child_hash: Vec<u8>,
+    pub new_child_hash: Vec<u8>,
+    pub new_version: String,
+    pub finished: bool,
+    pub rounds: u64,
+    pub simulated: Duration,
+    pub wall_setup: Duration,
+    pub wall_rollout: Duration,
+    /// Instructions per child `install_code` (pre_upgrade + start + post_upgrade).
+    pub child_install: Stats,
+    /// Instructions per parent timer execution (`canister_global_timer`, the timer self-call).
+    pub parent_timer: Stats,
+    /// Instructions per replicated parent execution (timers, updates, callbacks; queries left out).
+    pub parent_all: Stats,
+    pub cycles_before: u128,
+    pub cycles_after: u128,
+    /// Children holding a slot / a lock at most, from the management-call record.
+    pub max_slots: usize,
+    pub max_locks: usize,
+    /// install_code calls by the parent per child, at most.
+    pub max_installs_per_child: usize,
+    pub install_calls: usize,
+    /// Children running the new child release.
+    pub upgraded: usize,
+    pub injected: BTreeMap<Principal, Fault>,
+    /// Injected children that ended as expected: running the old release, data intact, marked failed.
+    pub failed_as_injected: usize,
+    pub failed_count: u64,
+    /// The first failures as `rollout_status` lists them.
+    pub failures: Vec<ChildFailure>,
+    pub data_lost: usize,
+    /// Children whose data could not be read (a stopped child answers no queries).
+    pub data_unreadable: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.finished && self.problems.is_empty()
+    }
+
+    /// The one-line verdict.
+    pub fn verdict(&self) -> String {
+        let n = self.config.children;
+        let data = match (self.data_lost, self.data_unreadable) {
+            (0, 0) => "no data lost".to_string(),
+            (0, u) => format!("data of {u} children unreadable"),
+            (l, 0) => format!("DATA LOST on {l} children"),
+            (l, u) => format!("DATA LOST on {l} children, data of {u} more unreadable"),
+        };
+        let failed = if self.injected.is_empty() {
+            format!("{} failed", self.failed_count)
+        } else {
+            format!(
+                "{} failed ({}/{} injected faults ended on the old release {} with their data)",
+                self.failed_count,
+                self.failed_as_injected,
+                self.injected.len(),
+                hash8(&self.old_child_hash)
+            )
+        };
+        let head = format!(
+            "{}/{n} children on {}, {failed}, {data}",
+            self.upgraded,
+            hash8(&self.new_child_hash)
+        );
+        if self.passed() {
+            format!("PASS: {head}")
+        } else if !self.finished {
+            format!(
+                "FAIL: the rollout did not finish within {} rounds; {head}",
+                self.rounds
+            )
+        } else {
+            format!(
+                "FAIL: {head}; {} problem(s), first: {}: {}",
+                self.problems.len(),
+                self.problems[0].child,
+                self.problems[0].what
+            )
+        }
+    }
+}
+
+fn pct(n: u64, of: u64) -> String {
+    format!("{:.3}%", n as f64 * 100.0 / of as f64)
+}
+
+fn instr(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} B", n as f64 / 1e9)
+    } else {
+        format!("{:.2} M", n as f64 / 1e6)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        writeln!(f, "Rehearsal: {} -> {}", c.from.display(), c.to.display())?;
+        writeln!(
+            f,
+            "  fleet          {} children x {} members of {} B, K = {}",
+            c.children, c.members, c.value_size, c.concurrency
+        )?;
+        writeln!(
+            f,
+            "  child release  {} -> {} ({})",
+            hash8(&self.old_child_hash),
+            hash8(&self.new_child_hash),
+            self.new_version
+        )?;
+        writeln!(
+            f,
+            "  rollout        {} rounds, {:.0} s simulated; wall: setup {:.1} s, rollout {:.1} s",
+            self.rounds,
+            self.simulated.as_secs_f64(),
+            self.wall_setup.as_secs_f64(),
+            self.wall_rollout.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  concurrency    at most {} children stopping/upgrading/starting (K = {}), {} locked (2K = {}); {} install_code calls, at most {} per child",
+            self.max_slots,
+            c.concurrency,
+            self.max_locks,
+            2 * c.concurrency,
+            self.install_calls,
+            self.max_installs_per_child
+        )?;
+        let s = &self.child_install;
+        writeln!(
+            f,
+            "  child upgrade  {} installs: max {} ({} of the 300 B limit), median {}",
+            s.count,
+            instr(s.max),
+            pct(s.max, INSTALL_LIMIT),
+            instr(s.median)
+        )?;
+        let t = &self.parent_timer;
+        writeln!(
+            f,
+            "  parent timer   {} executions: max {} ({} of the 40 B limit), median {}",
+            t.count,
+            instr(t.max),
+            pct(t.max, UPDATE_LIMIT),
+            instr(t.median)
+        )?;
+        let a = &self.parent_all;
+        writeln!(
+            f,
+            "  parent, all    {} executions (timers, callbacks): max {} ({} of 40 B), median {}, total {}",
+            a.count,
+            instr(a.max),
+            pct(a.max, UPDATE_LIMIT),
+            instr(a.median),
+            instr(a.total)
+        )?;
+        let used = self.cycles_before as i128 - self.cycles_after as i128;
+        writeln!(
+            f,
+            "  cycles         {} used by the parent and children (before {}, after {}; this replica charges no fees)",
+            used, self.cycles_before, self.cycles_after
+        )?;
+        if self.injected.is_empty() {
+            writeln!(f, "  faults         none injected")?;
+        } else {
+            let mut by: BTreeMap<Fault, usize> = BTreeMap::new();
+            for fault in self.injected.values() {
+                *by.entry(*fault).or_default() += 1;
+            }
+            let list: Vec<String> = by.iter().map(|(k, v)| format!("{v} x {k}")).collect();
+            writeln!(
+                f,
+                "  faults         injected (seed {}): {}",
+                c.seed,
+                list.join(", ")
+            )?;
+        }
+        writeln!(
+            f,
+            "  failures       {} (rollout_status.failed)",
+            self.failed_count
+        )?;
+        for fail in &self.failures {
+            let fault = self
+                .injected
+                .get(&fail.canister_id)
+                .map(|f| format!(" [injected: {f}]"))
+                .unwrap_or_default();
+            writeln!(f, "    {}{fault}: {}", fail.canister_id, fail.error)?;
+        }
+        if (self.failures.len() as u64) < self.failed_count {
+            writeln!(
+                f,
+                "    ... and {} more",
+                self.failed_count - self.failures.len() as u64
+            )?;
+        }
+        for p in self.problems.iter().take(20) {
+            writeln!(f, "  PROBLEM {}: {}", p.child, p.what)?;
+        }
+        if self.problems.len() > 20 {
+            writeln!(f, "  ... and {} more problems", self.problems.len() - 20)?;
+        }
+        write!(f, "{}", self.verdict())
+    }
+}
+
+/// SplitMix64: deterministic choice of the faulty children.
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Picks disjoint sets of children for the faults: `percent` of `children` each (rounded to nearest), in a
+/// seed-determined order.
+pub fn choose_faults(
+    children: &[Principal],
+    faults: &[(Fault, u32)],
+    seed: u64,
+) -> BTreeMap<Principal, Fault> {
+    let mut order: Vec<Principal> = children.to_vec();
+    let mut state = seed;
+    for i in (1..order.len()).rev() {
+        let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let mut out = BTreeMap::new();
+    let mut next = order.into_iter();
+    for &(fault, percent) in faults {
+        let n = (children.len() * percent.min(100) as usize + 50) / 100;
+        for c in next.by_ref().take(n) {
+            out.insert(c, fault);
+        }
+    }
+    out
+}
+
+/// Runs the rehearsal.
+pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report {
+    let setup_started = Instant::now();
+    let from = Release::from_parent_file(&config.from);
+    let to = Release::from_parent_file(&config.to);
+
+    progress.phase(&format!(
+        "installing the parent from {}",
+        config.from.display()
+    ));
+    let mut fleet = Fleet::new(&from, FleetConfig::with_concurrency(config.concurrency));
+    progress.phase(&format!("creating {} children", config.children));
+    fleet.create_children(config.children);
+    progress.phase(&format!(
+        "filling each child with {} members of {} B",
+        config.members, config.value_size
+    ));
+    if config.members > 0 {
+        fleet.fill_all(config.members, config.value_size);
+    }
+    fleet.record_checksums();
+    let old_child_hash = fleet.parent().child_release().hash;
+
+    let injected = choose_faults(
+        &fleet.children,
+        &[
+            (Fault::PostUpgradeTrap, config.fail_post_upgrade),
+            (Fault::InstallRejected, config.reject_install),
+            (Fault::CyclesDrained, config.drain_cycles),
+        ],
+        config.seed,
+    );
+    for (&c, fault) in &injected {
+        match fault {
+            Fault::PostUpgradeTrap => fleet
+                .replica
+                .fail_next_execution(c, "canister_post_upgrade"),
+            Fault::InstallRejected => fleet.replica.reject_next_call(
+                c,
+                "install_code",
+                RejectCode::SysTransient,
+                "injected: install_code rejected",
+            ),
+            Fault::CyclesDrained => fleet.replica.drain_cycles(c),
+        }
+    }
+    let wall_setup = setup_started.elapsed();
+
+    let calls_from = fleet.replica.management_calls().len();
+    let executions_from = fleet.replica.executions().len();
+    let cycles_before = fleet.total_cycles();
+    let time_before = fleet.replica.time_nanos();
+    let rollout_started = Instant::now();
+
+    progress.phase(&format!("upgrading the parent to {}", config.to.display()));
+    fleet
+        .upgrade_parent(&to, config.parent_upgrade)
+        .unwrap_or_else(|e| panic!("upgrading the parent to {}: {e}", config.to.display()));
+    let release = fleet.parent().child_release();
+    if let Some(h) = to.child_hash {
+        assert_eq!(
+            release.hash,
+            h.to_vec(),
+            "the parent reports another child than the child.wasm.gz beside it"
+        );
+    }
+    let run = fleet.run_rollout_with(config.max_rounds, |round, status| {
+        progress.rollout(round, status)
+    });
+    progress.rollout_done(&run.status);
+    let wall_rollout = rollout_started.elapsed();
+    let simulated = Duration::from_nanos(fleet.replica.time_nanos() - time_before);
+    let cycles_after = fleet.total_cycles();
+
+    // Records.
+    let calls = records::calls_since(&fleet.replica, fleet.parent, calls_from);
+    let installs = records::count_per_target(&calls, "install_code");
+    let occupancy = Occupancy::from_spans(&records::op_spans(&calls), fleet.replica.round());
+    let executions: Vec<_> = fleet
+        .replica
+        .executions()
+        .into_iter()
+        .skip(executions_from)
+        .collect();
+    let child_install = Stats::of(records::child_install_instructions(
+        &executions,
+        &fleet.children,
+    ));
+    let (timer, all) = records::canister_instructions(&executions, fleet.parent);
+
+    // Verification.
+    let new_hash: [u8; 32] = release.hash.clone().try_into().expect("32-byte hash");
+    let old_hash: [u8; 32] = old_child_hash.clone().try_into().expect("32-byte hash");
+    let facts = fleet.verify();
+    let mut problems = Vec::new();
+    let mut upgraded = 0;
+    let mut failed_as_injected = 0;
+    let mut data_lost = 0;
+    let mut data_unreadable = 0;
+    for f in &facts {
+        let mut bad = |what: String| problems.push(Problem { child: f.id, what });
+        if f.checksum.is_none() {
+            data_unreadable += 1;
+            bad(format!(
+                "data_checksum not answered (the child is {:?})",
+                f.status
+            ));
+        } else if !f.data_intact() {
+            data_lost += 1;
+            bad(format!(
+                "data checksum {:?}, recorded {:?}",
+                f.checksum, f.expected_checksum
+            ));
+        }
+        if !f.running() {
+            bad(format!("left {:?}", f.status));
+        }
+        if !f.registry_agrees() {
+            bad(format!(
+                "registry says {:?}, the child runs {:?}",
+                f.registry
+                    .as_ref()
+                    .and_then(|r| r.installed_hash.as_ref())
+                    .map(hex::encode),
+                f.module_hash.map(hex::encode)
+            ));
+        }
+        if f.on(&new_hash) && f.running() {
+            upgraded += 1;
+        }
+        match injected.get(&f.id) {
+            None => {
+                if !f.on(&new_hash) {
+                    bad(format!(
+                        "not upgraded: runs {:?}; last error: {:?}",
+                        f.module_hash.map(hex::encode),
+                        f.last_error()
+                    ));
+                }
+                if f.registry_state() != Some(&ChildState::UpToDate) {
+                    bad(format!("registry state {:?}", f.registry_state()));
+                }
+                if let Some(v) = &to.child_version {
+                    if f.version.as_ref() != Some(v) {
+                        bad(format!("version() is {:?}, expected {v:?}", f.version));
+                    }
+                }
+            }
+            Some(fault) => {
+                if expected_failure_ok(f, &old_hash) {
+                    failed_as_injected += 1;
+                } else {
+                    bad(format!(
+                        "injected {fault}: expected running the old release, marked failed; got {:?} on {:?}, registry {:?}",
+                        f.status,
+                        f.module_hash.map(hex::encode),
+                        f.registry_state()
+                    ));
+                }
+            }
+        }
+    }
+    let max_installs_per_child = installs.values().copied().max().unwrap_or(0);
+    if max_installs_per_child > 1 {
+        let (c, n) = installs.iter().find(|(_, n)| **n > 1).expect("some child");
+        problems.push(Problem {
+            child: *c,
+            what: format!("upgraded {n} times (install_code calls)"),
+        });
+    }
+    if occupancy.max_slots() > config.concurrency as usize {
+        problems.push(Problem {
+            child: fleet.parent,
+            what: format!(
+                "{} children in flight at once, K = {}",
+                occupancy.max_slots(),
+                config.concurrency
+            ),
+        });
+    }
+
+    Report {
+        config: config.clone(),
+        old_child_hash,
+        new_child_hash: release.hash.clone(),
+        new_version: release.version.clone(),
+        finished: run.finished,
+        rounds: run.rounds,
+        simulated,
+        wall_setup,
+        wall_rollout,
+        child_install,
+        parent_timer: Stats::of(timer),
+        parent_all: Stats::of(all),
+        cycles_before,
+        cycles_after,
+        max_slots: occupancy.max_slots(),
+        max_locks: occupancy.max_locks(),
+        max_installs_per_child,
+        install_calls: installs.values().sum(),
+        upgraded,
+        injected,
+        failed_as_injected,
+        failed_count: run.status.failed,
+        failures: run.status.failures.clone(),
+        data_lost,
+        data_unreadable,
+        problems,
+    }
+}
+
+/// An injected child ends running the old release, marked failed with an error, data intact.
+fn expected_failure_ok(f: &ChildFacts, old_hash: &[u8; 32]) -> bool {
+    f.running()
+        && f.on(old_hash)
+        && f.data_intact()
+        && f.registry_state() == Some(&ChildState::Failed)
+        && f.last_error().is_some_and(|e| !e.is_empty())
+}
