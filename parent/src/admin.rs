@@ -4,12 +4,14 @@
 
 use crate::driver;
 use crate::ic::{CallError, Ic};
-use crate::model::{Phase, Settings};
+use crate::model::{Phase, Settings, UpgradeOptions};
 use crate::queries::child_info;
 use crate::rollout::{self, MAX_CONCURRENCY};
 use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
-use shared::parent::{ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError};
+use shared::parent::{
+    ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RetryOptions,
+};
 use std::time::Duration;
 
 /// Cycles given to a new child on top of the creation fee, unless configured otherwise.
@@ -174,6 +176,37 @@ pub fn start_rollout(s: &mut State, now: u64) -> u64 {
 /// Re-queues failed children (at most `MAX_RETRY_PER_CALL`). Returns how many.
 pub fn retry_failed(s: &mut State, now: u64) -> u64 {
     rollout::requeue_failed(s, now, MAX_RETRY_PER_CALL)
+}
+
+/// Queues one child for an operation with `options` (that operation only): a failed or outdated child, or one
+/// already queued (its options are replaced). Refused for a child with an operation under way (`ChildBusy`) and for
+/// one the registry has on the release (nothing to retry; `start_rollout` re-checks the whole fleet). Returns the
+/// rollout id.
+pub fn retry_child(
+    s: &mut State,
+    id: Principal,
+    options: RetryOptions,
+    now: u64,
+) -> Result<u64, ParentError> {
+    let entry = s
+        .child(&id)
+        .ok_or(ParentError::UnknownChild { canister_id: id })?;
+    match &entry.phase {
+        Phase::InFlight(op) => {
+            return Err(ParentError::ChildBusy {
+                canister_id: id,
+                step: op.step.into(),
+            })
+        }
+        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => {
+            return Err(invalid(format!("{id} already runs the release")))
+        }
+        Phase::Idle | Phase::Pending | Phase::Failed => {}
+    }
+    let upgrade = UpgradeOptions {
+        skip_pre_upgrade: options.skip_pre_upgrade.unwrap_or(false),
+    };
+    Ok(rollout::requeue_child(s, id, upgrade, now))
 }
 
 // --- fleet membership ------------------------------------------------------------------------------------------

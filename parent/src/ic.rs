@@ -6,6 +6,7 @@ use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs,
+    UpgradeFlags,
 };
 use serde::Deserialize;
 use shared::parent::ParentError;
@@ -83,8 +84,9 @@ pub struct ChildStatus {
 pub enum InstallMode {
     /// `install` into an empty canister (runs the child's `init`).
     Install,
-    /// `upgrade` with no flags (`Upgrade(None)`): Rust canisters must not ask to keep the heap.
-    Upgrade,
+    /// `upgrade`: `Upgrade(None)`, or with `skip_pre_upgrade = opt true` if asked (`retry_child`). Never
+    /// `wasm_memory_persistence`: Rust canisters must not ask to keep the heap.
+    Upgrade { skip_pre_upgrade: bool },
 }
 
 /// The parent's effects. Async methods are plain `fn -> impl Future` (no async-trait, no dyn): code is generic over it.
@@ -211,7 +213,12 @@ impl Ic for CdkIc {
         let args = InstallCodeArgs {
             mode: match mode {
                 InstallMode::Install => CanisterInstallMode::Install,
-                InstallMode::Upgrade => CanisterInstallMode::Upgrade(None),
+                InstallMode::Upgrade { skip_pre_upgrade } => {
+                    CanisterInstallMode::Upgrade(skip_pre_upgrade.then_some(UpgradeFlags {
+                        skip_pre_upgrade: Some(true),
+                        wasm_memory_persistence: None,
+                    }))
+                }
             },
             canister_id: child,
             wasm_module: crate::release::CHILD_WASM_GZ.to_vec(),

@@ -22,7 +22,7 @@ use candid::{Nat, Principal};
 use ic::CdkIc;
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError,
-    ReleaseRecord, RolloutStatus, Settings,
+    ReleaseRecord, RetryOptions, RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
@@ -37,6 +37,22 @@ fn guard() -> Result<(), ParentError> {
 
 fn now() -> u64 {
     ic_cdk::api::time()
+}
+
+/// Guard of the updates without parameters. ic-cdk does not read the argument of a method without parameters at
+/// all, so any bytes would run it; this accepts only Candid (extra values are ignored, as Candid allows; no bytes
+/// count as `()`) and traps on anything else, as the decoding of a method with parameters does. (A guard rather than
+/// `decode_with`, which would change the exported Candid type.)
+fn candid_args() -> Result<(), String> {
+    let bytes = ic_cdk::api::msg_arg_data();
+    if !bytes.is_empty() {
+        let mut config = candid::DecoderConfig::new();
+        config.set_skipping_quota(10_000);
+        if let Err(e) = candid::utils::decode_args_with_config::<()>(&bytes, &config) {
+            ic_cdk::trap(format!("failed to decode the call arguments: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// Wakes the rollout driver (a no-op if a tick is already due) and passes `value` through.
@@ -82,16 +98,22 @@ fn set_concurrency(k: u32) -> Result<(), ParentError> {
     mutate_state(|s| admin::set_concurrency(s, k)).map(kick)
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "candid_args")]
 fn start_rollout() -> Result<u64, ParentError> {
     guard()?;
     Ok(kick(mutate_state(|s| admin::start_rollout(s, now()))))
 }
 
-#[ic_cdk::update]
+#[ic_cdk::update(guard = "candid_args")]
 fn retry_failed() -> Result<u64, ParentError> {
     guard()?;
     Ok(kick(mutate_state(|s| admin::retry_failed(s, now()))))
+}
+
+#[ic_cdk::update]
+fn retry_child(canister_id: Principal, options: RetryOptions) -> Result<u64, ParentError> {
+    guard()?;
+    mutate_state(|s| admin::retry_child(s, canister_id, options, now())).map(kick)
 }
 
 #[ic_cdk::update]

@@ -119,6 +119,15 @@ impl From<Step> for shared::parent::RolloutStep {
     }
 }
 
+/// How an operation upgrades its child. Set for one operation by `retry_child`: it travels from the queued entry
+/// (`ChildEntry::upgrade`) into the lock (`Op::upgrade`) when the operation starts, and ends with the operation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpgradeOptions {
+    /// `install_code` runs with `skip_pre_upgrade = opt true`: the old module's `pre_upgrade` is not run.
+    #[serde(default)]
+    pub skip_pre_upgrade: bool,
+}
+
 /// A child operation under way: the per-child lock.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Op {
@@ -132,6 +141,9 @@ pub struct Op {
     /// Errors of earlier steps of this operation, reported if it ends in failure.
     #[serde(default)]
     pub error: Option<String>,
+    /// How this operation upgrades the child (taken from the queued entry).
+    #[serde(default)]
+    pub upgrade: UpgradeOptions,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -158,6 +170,10 @@ pub struct ChildEntry {
     pub attempts: u32,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Options for the next operation, set by `retry_child` while the child is `Pending`; moved into the lock when
+    /// the operation starts.
+    #[serde(default)]
+    pub upgrade: UpgradeOptions,
 }
 shared::storable_as_cbor!(ChildEntry);
 
@@ -170,6 +186,7 @@ impl ChildEntry {
             attempts: 0,
             created_at: now,
             updated_at: now,
+            upgrade: UpgradeOptions::default(),
         }
     }
 
@@ -264,11 +281,17 @@ mod tests {
                 step: Step::Install,
                 since: 9,
                 error: Some("x".into()),
+                upgrade: UpgradeOptions {
+                    skip_pre_upgrade: true,
+                },
             }),
             last_error: Some("boom".into()),
             attempts: 2,
             created_at: 1,
             updated_at: 5,
+            upgrade: UpgradeOptions {
+                skip_pre_upgrade: true,
+            },
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
     }
@@ -289,7 +312,8 @@ mod tests {
                 last_error: None,
                 attempts: 0,
                 created_at: 1,
-                updated_at: 2
+                updated_at: 2,
+                upgrade: UpgradeOptions::default(),
             }
         );
     }
@@ -308,6 +332,42 @@ mod tests {
         let e = ChildEntry::from_bytes(Cow::Owned(newer));
         assert_eq!(e.installed_hash, Some(vec![1, 2]));
         assert_eq!(e.attempts, 1);
+    }
+
+    #[test]
+    fn a_lock_written_before_upgrade_options_existed_reads_as_default_options() {
+        #[derive(Serialize)]
+        struct OpV0 {
+            id: u64,
+            epoch: u64,
+            step: Step,
+            since: u64,
+        }
+        #[derive(Serialize)]
+        enum PhaseV0 {
+            InFlight(OpV0),
+        }
+        let old = cbor(&ChildEntryV0Locked {
+            phase: PhaseV0::InFlight(OpV0 {
+                id: 4,
+                epoch: 1,
+                step: Step::Install,
+                since: 3,
+            }),
+            created_at: 1,
+            updated_at: 2,
+        });
+        #[derive(Serialize)]
+        struct ChildEntryV0Locked {
+            phase: PhaseV0,
+            created_at: u64,
+            updated_at: u64,
+        }
+        let e = ChildEntry::from_bytes(Cow::Owned(old));
+        let op = e.op().expect("locked");
+        assert_eq!((op.id, op.step), (4, Step::Install));
+        assert_eq!(op.upgrade, UpgradeOptions::default());
+        assert_eq!(e.upgrade, UpgradeOptions::default());
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! # A child's phase
 //! ```text
 //!   Idle ──(planner, register: not on the release)──> Pending ──(launch: lock taken, attempts += 1)──> InFlight(op)
-//!   Failed ──(planner, retry_failed)─────────────────> Pending                                          │
+//!   Failed ──(planner, retry_failed, retry_child)────> Pending                                          │
 //!   Idle <──(planner: already on the release)──────── Pending                                          │
 //!   Idle, installed_hash = release <──────────────── Done ───────────────── on_result ──────────────────┤
 //!   Failed, last_error <───────────────────────────── Fail ─────────────────────────────────────────────┘
 //! ```
+//! `retry_child` also queues an outdated `Idle` child, and may give the next operation `UpgradeOptions` (e.g.
+//! `skip_pre_upgrade`): they are stored in the queued entry, move into the lock when the operation starts, and end
+//! with it (a take-over keeps them: it is the same operation).
+//!
 //! `InFlight(op)` is the per-child lock: only the holder of `op.id` may advance it. A lock whose epoch is older than
 //! the current one (the parent was upgraded while its calls were outstanding: their callbacks are lost) or whose step
 //! started more than `LOCK_TIMEOUT_NS` ago is taken over as `Recheck`, never blindly redone.
@@ -48,7 +52,7 @@
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
 use crate::ic::{CallError, ChildStatus, RunStatus};
-use crate::model::{ChildEntry, Op, Phase, PlanCursor, Step};
+use crate::model::{ChildEntry, Op, Phase, PlanCursor, Step, UpgradeOptions};
 use crate::state::State;
 use candid::Principal;
 use std::ops::Bound;
@@ -75,6 +79,8 @@ pub struct Launch {
     pub child: Principal,
     pub op_id: u64,
     pub step: Step,
+    /// How `Install` upgrades the child (the operation's options, see `UpgradeOptions`).
+    pub upgrade: UpgradeOptions,
 }
 
 /// The result of performing a step.
@@ -170,6 +176,7 @@ pub fn plan_batch(s: &mut State, now: u64) {
             Phase::Pending if s.release.is(entry.installed_hash.as_deref()) => {
                 skipped += 1;
                 entry.phase = Phase::Idle;
+                entry.upgrade = UpgradeOptions::default();
                 entry.updated_at = now;
                 s.put_child(id, entry);
             }
@@ -237,13 +244,23 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
     out
 }
 
-fn lock(s: &mut State, step: Step, now: u64, error: Option<String>) -> Op {
+fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: UpgradeOptions) -> Op {
     Op {
         id: s.next_op_id(),
         epoch: s.meta().epoch,
         step,
         since: now,
         error,
+        upgrade,
+    }
+}
+
+fn launch_of(child: Principal, op: &Op) -> Launch {
+    Launch {
+        child,
+        op_id: op.id,
+        step: op.step,
+        upgrade: op.upgrade,
     }
 }
 
@@ -262,12 +279,10 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Launch {
         Some(h) if !s.release.is(Some(h)) => Step::Stop,
         _ => Step::Recheck,
     };
-    let op = lock(s, first, now, None);
-    let launch = Launch {
-        child: id,
-        op_id: op.id,
-        step: first,
-    };
+    // The options set by `retry_child` are for this one operation: they move into the lock.
+    let upgrade = std::mem::take(&mut entry.upgrade);
+    let op = lock(s, first, now, None, upgrade);
+    let launch = launch_of(id, &op);
     entry.attempts += 1;
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
@@ -283,12 +298,9 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
     let Phase::InFlight(old) = &entry.phase else {
         panic!("IN_FLIGHT index out of step with {id}")
     };
-    let op = lock(s, Step::Recheck, now, old.error.clone());
-    let launch = Launch {
-        child: id,
-        op_id: op.id,
-        step: Step::Recheck,
-    };
+    // The same operation goes on under a new lock: it keeps its options.
+    let op = lock(s, Step::Recheck, now, old.error.clone(), old.upgrade);
+    let launch = launch_of(id, &op);
     entry.attempts += 1;
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
@@ -298,12 +310,8 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
 
 /// Registers a child the parent just created, locked at `InstallNew`.
 pub fn adopt_new_child(s: &mut State, id: Principal, now: u64) -> Launch {
-    let op = lock(s, Step::InstallNew, now, None);
-    let launch = Launch {
-        child: id,
-        op_id: op.id,
-        step: Step::InstallNew,
-    };
+    let op = lock(s, Step::InstallNew, now, None, UpgradeOptions::default());
+    let launch = launch_of(id, &op);
     let mut entry = ChildEntry::new(None, Phase::InFlight(op), now);
     entry.attempts = 1;
     s.put_child(id, entry);
@@ -339,6 +347,24 @@ pub fn requeue_failed(s: &mut State, now: u64, max: usize) -> u64 {
         reopen(s);
     }
     ids.len() as u64
+}
+
+/// Queues one child that is not locked (failed, outdated, or already queued) for its next operation, with `upgrade`
+/// for that operation only; its attempt budget restarts. The caller checks that it is registered and not locked.
+/// Returns the current rollout id.
+pub fn requeue_child(s: &mut State, id: Principal, upgrade: UpgradeOptions, now: u64) -> u64 {
+    let mut entry = s.child(&id).expect("requeue_child: a registered child");
+    assert!(
+        !matches!(entry.phase, Phase::InFlight(_)),
+        "requeue_child: {id} is locked"
+    );
+    entry.phase = Phase::Pending;
+    entry.attempts = 0;
+    entry.upgrade = upgrade;
+    entry.updated_at = now;
+    s.put_child(id, entry);
+    reopen(s);
+    s.rollout().id
 }
 
 fn reopen(s: &mut State) {
@@ -502,21 +528,19 @@ pub fn on_result(
             if spend_attempt {
                 entry.attempts += 1;
             }
-            let epoch = s.meta().epoch;
-            entry.phase = Phase::InFlight(Op {
+            let next = Op {
                 id: op.id,
-                epoch,
+                epoch: s.meta().epoch,
                 step,
                 since: now,
                 error,
-            });
+                upgrade: op.upgrade,
+            };
+            let launch = launch_of(child, &next);
+            entry.phase = Phase::InFlight(next);
             entry.updated_at = now;
             s.put_child(child, entry);
-            Some(Launch {
-                child,
-                op_id: op.id,
-                step,
-            })
+            Some(launch)
         }
         Next::Done => {
             entry.installed_hash = Some(s.release.hash.to_vec());

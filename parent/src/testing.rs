@@ -50,6 +50,8 @@ pub struct SimCanister {
     pub status: RunStatus,
     pub module_hash: Option<Vec<u8>>,
     pub controllers: Vec<Principal>,
+    /// The module's `pre_upgrade` traps: every upgrade that runs it fails (and changes nothing).
+    pub pre_upgrade_traps: bool,
 }
 
 pub struct Sim {
@@ -61,6 +63,8 @@ pub struct Sim {
     pub canisters: BTreeMap<Principal, SimCanister>,
     pub faults: Vec<(Method, Principal, Fault)>,
     pub calls: Vec<(Method, Principal)>,
+    /// The mode of every `install_code` call that went out, in order.
+    pub installs: Vec<(Principal, InstallMode)>,
     pub ticks: Vec<Duration>,
     pub next_id: u64,
     /// The most children ever locked (IN_FLIGHT) when a call went out.
@@ -90,6 +94,7 @@ impl FakeIc {
             canisters: BTreeMap::new(),
             faults: Vec::new(),
             calls: Vec::new(),
+            installs: Vec::new(),
             ticks: Vec::new(),
             next_id: 0,
             max_in_flight: 0,
@@ -108,6 +113,7 @@ impl FakeIc {
                 status,
                 module_hash: hash.map(|h| h.to_vec()),
                 controllers,
+                pre_upgrade_traps: false,
             },
         );
     }
@@ -251,6 +257,7 @@ impl Ic for FakeIc {
                 status: RunStatus::Running,
                 module_hash: None,
                 controllers,
+                pre_upgrade_traps: false,
             },
         );
         Ok(id)
@@ -277,8 +284,9 @@ impl Ic for FakeIc {
     ) -> Result<(), CallError> {
         let method = match mode {
             InstallMode::Install => Method::InstallNew,
-            InstallMode::Upgrade => Method::Install,
+            InstallMode::Upgrade { .. } => Method::Install,
         };
+        self.0.borrow_mut().installs.push((child, mode));
         self.exec(
             method,
             "install_code",
@@ -287,7 +295,7 @@ impl Ic for FakeIc {
                 let release = sim.release.clone();
                 let can = sim.canisters.get_mut(&c).unwrap();
                 match (mode, &can.module_hash) {
-                    (InstallMode::Upgrade, None) => {
+                    (InstallMode::Upgrade { .. }, None) => {
                         return Err(CallError::new(
                             "install_code",
                             5,
@@ -301,8 +309,22 @@ impl Ic for FakeIc {
                             "canister is not empty; cannot install",
                         ))
                     }
+                    (
+                        InstallMode::Upgrade {
+                            skip_pre_upgrade: false,
+                        },
+                        _,
+                    ) if can.pre_upgrade_traps => {
+                        return Err(CallError::new(
+                            "install_code",
+                            5,
+                            "Canister called `ic0.trap` with message: 'pre_upgrade trapped'",
+                        ))
+                    }
                     _ => {}
                 }
+                // The new module has a working `pre_upgrade` (or none).
+                can.pre_upgrade_traps = false;
                 can.module_hash = Some(release);
                 Ok(())
             },

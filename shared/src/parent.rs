@@ -50,6 +50,15 @@ pub struct CreateChildrenResult {
     pub error: Option<ParentError>,
 }
 
+/// Options of `retry_child`, for the one operation it queues.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// Upgrade with `skip_pre_upgrade = opt true`: the child's current module does not run its `pre_upgrade` (for
+    /// a module whose `pre_upgrade` traps). Only safe for a module that keeps nothing on the heap that its
+    /// `pre_upgrade` would have saved. Default: false.
+    pub skip_pre_upgrade: Option<bool>,
+}
+
 /// Argument of `list_children`: children are listed in principal order, starting after `start_after`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListChildrenArg {

@@ -319,6 +319,7 @@ fn remove_child_refuses_unknown_and_locked_children() {
         step: Step::Install,
         since: 0,
         error: None,
+        upgrade: Default::default(),
     };
     s.put_child(
         locked,
@@ -372,5 +373,117 @@ fn retry_failed_and_start_rollout_replan() {
     let id = s.rollout().id;
     assert_eq!(start_rollout(&mut s, 3), id + 1);
     assert!(s.rollout().plan.is_some());
+    s.check_invariants();
+}
+
+// --- retry_child ----------------------------------------------------------------------------------------------
+
+fn skip() -> RetryOptions {
+    RetryOptions {
+        skip_pre_upgrade: Some(true),
+    }
+}
+
+#[test]
+fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing() {
+    let mut s = fresh_state();
+    rollout::on_install(&mut s, 1);
+    rollout::tick(&mut s, 1);
+    let release = s.release.hash.to_vec();
+    let (locked, current) = (principal(2), principal(3));
+    let op = Op {
+        id: 1,
+        epoch: 1,
+        step: Step::Stop,
+        since: 0,
+        error: None,
+        upgrade: Default::default(),
+    };
+    s.put_child(
+        locked,
+        ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0),
+    );
+    s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
+    let before: Vec<_> = s.children().iter().map(|e| e.into_pair()).collect();
+    let rollout_before = s.rollout().clone();
+
+    assert_eq!(
+        retry_child(&mut s, principal(9), skip(), 5),
+        Err(ParentError::UnknownChild {
+            canister_id: principal(9)
+        })
+    );
+    assert_eq!(
+        retry_child(&mut s, locked, skip(), 5),
+        Err(ParentError::ChildBusy {
+            canister_id: locked,
+            step: RolloutStep::Stopping
+        })
+    );
+    invalid_arg(retry_child(&mut s, current, skip(), 5));
+
+    let after: Vec<_> = s.children().iter().map(|e| e.into_pair()).collect();
+    assert_eq!(after, before);
+    assert_eq!(s.rollout(), &rollout_before);
+    s.check_invariants();
+}
+
+#[test]
+fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
+    let mut s = fresh_state();
+    rollout::on_install(&mut s, 1);
+    rollout::tick(&mut s, 1);
+    assert!(s.rollout().finished_at.is_some());
+    let (failed, outdated, queued) = (principal(1), principal(2), principal(3));
+    let mut f = ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0);
+    f.attempts = rollout::MAX_ATTEMPTS;
+    s.put_child(failed, f);
+    s.put_child(
+        outdated,
+        ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0),
+    );
+    s.put_child(
+        queued,
+        ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0),
+    );
+
+    let id = s.rollout().id;
+    assert_eq!(retry_child(&mut s, failed, skip(), 7), Ok(id));
+    let e = s.child(&failed).unwrap();
+    assert_eq!(
+        (
+            e.phase,
+            e.attempts,
+            e.upgrade.skip_pre_upgrade,
+            e.updated_at
+        ),
+        (Phase::Pending, 0, true, 7)
+    );
+    assert!(
+        s.rollout().finished_at.is_none(),
+        "the rollout reopens for the child"
+    );
+
+    assert_eq!(
+        retry_child(&mut s, outdated, RetryOptions::default(), 7),
+        Ok(id)
+    );
+    assert_eq!(s.child(&outdated).unwrap().phase, Phase::Pending);
+    assert!(!s.child(&outdated).unwrap().upgrade.skip_pre_upgrade);
+
+    // A queued child gets the options; asking again without them takes them back.
+    retry_child(&mut s, queued, skip(), 8).unwrap();
+    assert!(s.child(&queued).unwrap().upgrade.skip_pre_upgrade);
+    retry_child(
+        &mut s,
+        queued,
+        RetryOptions {
+            skip_pre_upgrade: Some(false),
+        },
+        9,
+    )
+    .unwrap();
+    assert!(!s.child(&queued).unwrap().upgrade.skip_pre_upgrade);
+    assert_eq!((s.pending().len(), s.failed().len()), (3, 0));
     s.check_invariants();
 }

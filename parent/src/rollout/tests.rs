@@ -1,7 +1,8 @@
 use super::*;
 use crate::driver;
+use crate::ic::InstallMode;
 use crate::ic::{ChildStatus, RunStatus};
-use crate::model::{ChildEntry, Op, Phase, Step};
+use crate::model::{ChildEntry, Op, Phase, Step, UpgradeOptions};
 use crate::state::test_support::{fresh_state, install_global, principal, OLD};
 use crate::state::{mutate_state, read_state, State};
 use crate::testing::{block_on, FakeIc, Fault, Method};
@@ -432,6 +433,7 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         step,
         since: NOW,
         error: None,
+        upgrade: Default::default(),
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -745,4 +747,122 @@ fn a_child_with_no_known_module_is_checked_before_anything_is_done() {
     run_rollout(&ic);
     assert_eq!(ic.methods_for(id), vec![Method::Status, Method::InstallNew]);
     assert_eq!(entry(id).phase, Phase::Idle);
+}
+
+// --- per-operation upgrade options (retry_child) ----------------------------------------------------------------
+
+fn skip_pre_upgrade() -> UpgradeOptions {
+    UpgradeOptions {
+        skip_pre_upgrade: true,
+    }
+}
+
+fn upgrade_installs(ic: &FakeIc, id: Principal) -> Vec<InstallMode> {
+    ic.0.borrow()
+        .installs
+        .iter()
+        .filter(|(c, _)| *c == id)
+        .map(|(_, m)| *m)
+        .collect()
+}
+
+const PLAIN: InstallMode = InstallMode::Upgrade {
+    skip_pre_upgrade: false,
+};
+const SKIP: InstallMode = InstallMode::Upgrade {
+    skip_pre_upgrade: true,
+};
+
+#[test]
+fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
+    let (ic, ids) = fleet(2, 2);
+    let stuck = ids[0];
+    ic.0.borrow_mut()
+        .canisters
+        .get_mut(&stuck)
+        .unwrap()
+        .pre_upgrade_traps = true;
+    run_rollout(&ic);
+    let e = entry(stuck);
+    assert_eq!(e.phase, Phase::Failed);
+    assert!(
+        e.last_error
+            .as_deref()
+            .unwrap()
+            .contains("pre_upgrade trapped"),
+        "{e:?}"
+    );
+    assert_eq!(ic.canister(stuck).status, RunStatus::Running);
+    assert_eq!(entry(ids[1]).phase, Phase::Idle);
+
+    // A plain retry runs pre_upgrade again and fails again.
+    mutate_state(|s| requeue_failed(s, NOW, 10));
+    run_rollout(&ic);
+    assert_eq!(entry(stuck).phase, Phase::Failed);
+
+    // Queued with skip_pre_upgrade: that operation's install carries the flag, and it goes through.
+    mutate_state(|s| requeue_child(s, stuck, skip_pre_upgrade(), NOW));
+    assert!(entry(stuck).upgrade.skip_pre_upgrade);
+    run_rollout(&ic);
+    let e = entry(stuck);
+    assert_eq!(e.phase, Phase::Idle);
+    assert_eq!(e.upgrade, UpgradeOptions::default(), "used up");
+    assert_eq!(e.installed_hash.as_deref(), Some(&read_state(release)[..]));
+    assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP]);
+    assert_eq!(
+        upgrade_installs(&ic, ids[1]),
+        vec![PLAIN],
+        "no other child is affected"
+    );
+
+    // The next release upgrades it normally again.
+    mutate_state(|s| {
+        s.release.hash = [0x22; 32];
+        on_install(s, NOW);
+    });
+    ic.0.borrow_mut().release = vec![0x22; 32];
+    run_rollout(&ic);
+    assert_eq!(
+        upgrade_installs(&ic, stuck),
+        vec![PLAIN, PLAIN, SKIP, PLAIN]
+    );
+    assert_eq!(entry(stuck).phase, Phase::Idle);
+}
+
+#[test]
+fn a_taken_over_operation_keeps_its_options() {
+    // The parent is upgraded while a skip_pre_upgrade operation is stopped before its install.
+    let (ic, id) = orphan(Step::Stop, RunStatus::Stopped, Some(&OLD));
+    mutate_state(|s| {
+        let mut e = s.child(&id).unwrap();
+        if let Phase::InFlight(op) = &mut e.phase {
+            op.upgrade = skip_pre_upgrade();
+        }
+        s.put_child(id, e);
+    });
+    ic.0.borrow_mut()
+        .canisters
+        .get_mut(&id)
+        .unwrap()
+        .pre_upgrade_traps = true;
+    run_rollout(&ic);
+    use Method::*;
+    assert_eq!(ic.methods_for(id), vec![Status, Install, Start, Status]);
+    assert_eq!(upgrade_installs(&ic, id), vec![SKIP]);
+    assert_eq!(entry(id).phase, Phase::Idle);
+}
+
+#[test]
+fn options_of_a_child_dropped_from_the_queue_are_cleared() {
+    let mut s = fresh_state();
+    let rel = release(&s);
+    // Queued with options for an earlier release, but already on this one.
+    let mut e = ChildEntry::new(Some(rel), Phase::Pending, 0);
+    e.upgrade = skip_pre_upgrade();
+    s.put_child(principal(1), e);
+    on_install(&mut s, NOW);
+    tick(&mut s, NOW);
+    let e = s.child(&principal(1)).unwrap();
+    assert_eq!(e.phase, Phase::Idle);
+    assert_eq!(e.upgrade, UpgradeOptions::default());
 }
