@@ -7,6 +7,8 @@
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Principal};
 use replica::{Reject, Replica};
+
+use crate::call::Target;
 use serde::de::DeserializeOwned;
 use shared::child::{
     AuditEntry, ChildError, DataChecksum, FillArg, Health, ListMembersArg, Member, MemberInput,
@@ -25,6 +27,14 @@ impl<'a> ChildApi<'a> {
         Self { replica, id }
     }
 
+    fn target(&self) -> Target<'a> {
+        Target {
+            replica: self.replica,
+            id: self.id,
+            name: "child",
+        }
+    }
+
     /// Any update with any arguments, rejects returned.
     pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
         &self,
@@ -32,10 +42,7 @@ impl<'a> ChildApi<'a> {
         method: &str,
         args: A,
     ) -> Result<R, Reject> {
-        let payload = candid::encode_args(args).expect("encode arguments");
-        let bytes = self.replica.update_call(self.id, sender, method, payload)?;
-        Ok(candid::decode_one(&bytes)
-            .unwrap_or_else(|e| panic!("decoding the reply of child.{method}: {e}")))
+        self.target().try_update(sender, method, args)
     }
 
     pub fn update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
@@ -44,8 +51,8 @@ impl<'a> ChildApi<'a> {
         method: &str,
         args: A,
     ) -> R {
-        self.try_update(sender, method, args)
-            .unwrap_or_else(|e| panic!("child {}.{method} was rejected: {e}", self.id))
+        self.target()
+            .accepted(method, self.try_update(sender, method, args))
     }
 
     /// Any query as `sender`, rejects returned.
@@ -55,10 +62,7 @@ impl<'a> ChildApi<'a> {
         method: &str,
         args: A,
     ) -> Result<R, Reject> {
-        let payload = candid::encode_args(args).expect("encode arguments");
-        let bytes = self.replica.query_call(self.id, sender, method, payload)?;
-        Ok(candid::decode_one(&bytes)
-            .unwrap_or_else(|e| panic!("decoding the reply of child.{method}: {e}")))
+        self.target().try_query(sender, method, args)
     }
 
     pub fn query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
@@ -66,8 +70,8 @@ impl<'a> ChildApi<'a> {
         method: &str,
         args: A,
     ) -> R {
-        self.try_query(Principal::anonymous(), method, args)
-            .unwrap_or_else(|e| panic!("child {}.{method} was rejected: {e}", self.id))
+        self.target()
+            .accepted(method, self.try_query(Principal::anonymous(), method, args))
     }
 
     // ---- updates ----

@@ -9,6 +9,7 @@
 //!   time, instruction statistics);
 //! - [`rehearsal`]: the whole release rehearsal behind the `rehearse` command.
 
+mod call;
 pub mod child;
 pub mod fleet;
 pub mod parent;

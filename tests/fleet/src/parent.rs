@@ -7,6 +7,8 @@
 use candid::utils::ArgumentEncoder;
 use candid::{CandidType, Nat, Principal};
 use replica::{Reject, Replica};
+
+use crate::call::Target;
 use serde::de::DeserializeOwned;
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord,
@@ -31,6 +33,14 @@ impl<'a> ParentApi<'a> {
         Self { replica, id }
     }
 
+    fn target(&self) -> Target<'a> {
+        Target {
+            replica: self.replica,
+            id: self.id,
+            name: "parent",
+        }
+    }
+
     /// Any update with any arguments, rejects returned.
     pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
         &self,
@@ -38,10 +48,7 @@ impl<'a> ParentApi<'a> {
         method: &str,
         args: A,
     ) -> Result<R, Reject> {
-        let payload = candid::encode_args(args).expect("encode arguments");
-        let bytes = self.replica.update_call(self.id, sender, method, payload)?;
-        Ok(candid::decode_one(&bytes)
-            .unwrap_or_else(|e| panic!("decoding the reply of parent.{method}: {e}")))
+        self.target().try_update(sender, method, args)
     }
 
     /// Any update; panics on a reject.
@@ -51,22 +58,18 @@ impl<'a> ParentApi<'a> {
         method: &str,
         args: A,
     ) -> R {
-        self.try_update(sender, method, args)
-            .unwrap_or_else(|e| panic!("parent.{method} was rejected: {e}"))
+        self.target()
+            .accepted(method, self.try_update(sender, method, args))
     }
 
-    /// Any query, rejects returned.
+    /// Any query (as the anonymous principal: the parent's queries are public), rejects returned.
     pub fn try_query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
         &self,
         method: &str,
         args: A,
     ) -> Result<R, Reject> {
-        let payload = candid::encode_args(args).expect("encode arguments");
-        let bytes = self
-            .replica
-            .query_call(self.id, Principal::anonymous(), method, payload)?;
-        Ok(candid::decode_one(&bytes)
-            .unwrap_or_else(|e| panic!("decoding the reply of parent.{method}: {e}")))
+        self.target()
+            .try_query(Principal::anonymous(), method, args)
     }
 
     /// Any query; panics on a reject.
@@ -75,8 +78,7 @@ impl<'a> ParentApi<'a> {
         method: &str,
         args: A,
     ) -> R {
-        self.try_query(method, args)
-            .unwrap_or_else(|e| panic!("parent.{method} was rejected: {e}"))
+        self.target().accepted(method, self.try_query(method, args))
     }
 
     // ---- updates ----
