@@ -17,13 +17,13 @@ mod memory;
 mod state;
 mod storable;
 
-use candid::Principal;
 use ic_cdk::{init, post_upgrade, query, update};
 use ic_stable_structures::DefaultMemoryImpl;
 use shared::child::{
     AuditEntry, ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Health,
     ListMembersArg, Member, MemberInput, MemberPage,
 };
+use shared::principal::PrincipalArg;
 
 use crate::lifecycle::{Lifecycle, HEARTBEAT_INTERVAL};
 use crate::state::{mutate_state, read_state, CallContext, State};
@@ -95,9 +95,10 @@ fn data_checksum() -> DataChecksum {
     read_state(members::checksum)
 }
 
+// `PrincipalArg` is Candid's `principal`; it decodes without principal text code (see `shared::principal`).
 #[update]
-fn set_parent(parent: Principal) -> Result<(), ChildError> {
-    handle_update(|state, call| admin::set_parent(state, call, parent))
+fn set_parent(parent: PrincipalArg) -> Result<(), ChildError> {
+    handle_update(|state, call| admin::set_parent(state, call, parent.0))
 }
 
 #[query]

@@ -59,7 +59,7 @@ impl MemberRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     /// The principal allowed to make admin calls besides the controllers; `None` before the first install.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shared::principal::deserialize_opt")]
     pub parent: Option<Principal>,
     /// `memory::SCHEMA_VERSION` of the last build that initialised the canister; 0 on a fresh memory.
     #[serde(default)]

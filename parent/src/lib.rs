@@ -168,24 +168,13 @@ ic_cdk::export_candid!();
 
 #[cfg(test)]
 mod candid_tests {
-    use candid_parser::utils::{service_equal, CandidSource};
-
-    /// The committed `parent.did` must match the interface the code exports. To regenerate after an intended change:
-    /// `UPDATE_PARENT_DID=1 cargo test -p parent candid`.
+    /// `parent/parent.did` is the code's interface, comments included. `UPDATE_CANDID=1 cargo test -p parent`
+    /// rewrites it.
     #[test]
     fn candid_interface_matches_parent_did() {
-        let exported = super::__export_service();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("parent.did");
-        if std::env::var_os("UPDATE_PARENT_DID").is_some() {
-            std::fs::write(&path, &exported).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).expect("parent/parent.did");
-        service_equal(
-            CandidSource::Text(&committed),
-            CandidSource::Text(&exported),
-        )
-        .unwrap_or_else(|e| {
-            panic!("parent.did is out of date with the code: {e:?}\nexported:\n{exported}")
-        });
+        shared::did::assert_committed(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/parent.did"),
+            super::__export_service(),
+        );
     }
 }

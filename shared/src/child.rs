@@ -1,4 +1,5 @@
-//! Types of the child canister interface.
+//! Types of the child canister interface. Every `Principal` field decodes through [`crate::principal`], which keeps
+//! principal text code out of the canisters.
 
 use candid::{CandidType, Principal};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ pub const FILL_ID_DIGITS: usize = 6;
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ChildInitArg {
     /// The principal allowed to make admin calls besides the child's controllers.
+    #[serde(deserialize_with = "crate::principal::deserialize")]
     pub parent: Principal,
 }
 
@@ -27,6 +29,7 @@ pub struct ChildInitArg {
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChildUpgradeArg {
     /// A new parent principal, if the child moves to another parent.
+    #[serde(default, deserialize_with = "crate::principal::deserialize_opt")]
     pub parent: Option<Principal>,
 }
 
@@ -77,7 +80,8 @@ pub struct MemberPage {
 /// Argument of `admin_fill`.
 ///
 /// Writes members `{prefix}{i:06}` for `i` in `0..count`, with name equal to the id and a value of `value_size`
-/// bytes all equal to `i % 256`. Existing members with those ids are replaced.
+/// bytes all equal to `i % 256`. Existing members with those ids are replaced. `admin_fill` returns the number of
+/// members stored afterwards.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FillArg {
     /// Members to write, 1 to `MAX_FILL_COUNT`.
@@ -111,6 +115,7 @@ pub struct Health {
     /// Layout version of the stable memory.
     pub schema_version: u32,
     /// The principal allowed to make admin calls besides the controllers.
+    #[serde(default, deserialize_with = "crate::principal::deserialize_opt")]
     pub parent: Option<Principal>,
     /// Members stored.
     pub member_count: u64,
@@ -147,7 +152,10 @@ pub enum AuditKind {
     /// `admin_fill` wrote `count` members with ids starting with `prefix`.
     Filled { prefix: String, count: u32 },
     /// The parent was changed to `parent`.
-    ParentSet { parent: Principal },
+    ParentSet {
+        #[serde(deserialize_with = "crate::principal::deserialize")]
+        parent: Principal,
+    },
 }
 
 /// One entry of the child's append-only audit log.
@@ -160,6 +168,7 @@ pub struct AuditEntry {
     /// When it happened, in nanoseconds since the epoch.
     pub time: u64,
     /// Who caused it (the installer, for install and upgrade).
+    #[serde(deserialize_with = "crate::principal::deserialize")]
     pub caller: Principal,
 }
 
@@ -179,7 +188,10 @@ pub enum ChildError {
     /// The argument is malformed, for the reason given.
     InvalidArgument { reason: String },
     /// Only the parent or a controller may make this call.
-    NotAllowed { caller: Principal },
+    NotAllowed {
+        #[serde(deserialize_with = "crate::principal::deserialize")]
+        caller: Principal,
+    },
 }
 
 impl std::fmt::Display for ChildError {

@@ -4,5 +4,8 @@
 
 pub mod cbor;
 pub mod child;
+#[cfg(feature = "did-check")]
+pub mod did;
 pub mod parent;
+pub mod principal;
 pub mod release;

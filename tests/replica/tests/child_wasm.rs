@@ -6,7 +6,7 @@ use std::time::Duration;
 use candid::{Decode, Encode, Principal};
 use replica::Replica;
 use sha2::{Digest, Sha256};
-use shared::child::{ChildError, ChildInitArg, ChildUpgradeArg, Health, Member, MemberInput};
+use shared::child::{AuditEntry, AuditKind, ChildError, ChildInitArg, ChildUpgradeArg, Health, Member, MemberInput};
 
 /// `wasm/child.wasm.gz`, or the file named by `CHILD_WASM_GZ`.
 fn child_wasm_gz() -> Vec<u8> {
@@ -72,4 +72,48 @@ fn child_installs_takes_writes_upgrades_and_keeps_its_data() {
     assert_eq!(health.total_writes, writes_before);
     assert_eq!(health.request_count, 0, "the heap was replaced");
     assert_ne!(r.global_timer(child), 0, "post_upgrade re-armed the timer");
+}
+
+/// Issue 2's size target: at most 200 KiB gzipped, metadata included.
+#[test]
+fn child_module_fits_its_size_budget() {
+    let size = child_wasm_gz().len();
+    assert!(size <= 200 * 1024, "wasm/child.wasm.gz is {size} B, over the 200 KiB budget");
+}
+
+/// Principals reach the child as Candid arguments (`set_parent`, the upgrade argument) and come back from stable
+/// memory (config and audit log, CBOR); all of them decode through `shared::principal`.
+#[test]
+fn child_decodes_principals_from_calls_and_stable_memory() {
+    let r = Replica::new();
+    let _logs = r.print_logs_on_panic();
+    let controller = Principal::from_slice(&[7; 29]);
+    let (new_parent, stranger) = (Principal::from_slice(&[8; 29]), Principal::from_slice(&[9; 10]));
+    let parent = r.create_canister();
+    let child = r.create_canister_with_settings(Some(controller), None);
+    let gz = child_wasm_gz();
+    r.install_canister(child, gz.clone(), Encode!(&ChildInitArg { parent }).unwrap(), Some(controller));
+    let health = || Decode!(&r.query_call(child, controller, "health", Encode!().unwrap()).unwrap(), Health).unwrap();
+    let set_parent = |sender, arg: Vec<u8>| {
+        let reply = r.update_call(child, sender, "set_parent", arg)?;
+        Ok::<_, replica::Reject>(Decode!(&reply, Result<(), ChildError>).unwrap())
+    };
+
+    let refused = set_parent(stranger, Encode!(&new_parent).unwrap()).unwrap();
+    assert_eq!(refused, Err(ChildError::NotAllowed { caller: stranger }));
+    assert_eq!(set_parent(parent, Encode!(&new_parent).unwrap()).unwrap(), Ok(()));
+    assert_eq!(health().parent, Some(new_parent));
+
+    let before = health();
+    assert!(set_parent(new_parent, Encode!(&"aaaaa-aa").unwrap()).is_err(), "text is not a principal");
+    assert_eq!((health().parent, health().total_writes), (before.parent, before.total_writes));
+
+    let reply = r.query_call(child, controller, "audit_log", Encode!(&0u64, &100u32).unwrap()).unwrap();
+    let log = Decode!(&reply, Result<Vec<AuditEntry>, ChildError>).unwrap().expect("audit_log");
+    let last = log.last().expect("an audit entry");
+    assert_eq!((&last.kind, last.caller), (&AuditKind::ParentSet { parent: new_parent }, parent));
+
+    let arg = Encode!(&Some(ChildUpgradeArg { parent: Some(parent) })).unwrap();
+    r.upgrade_canister(child, gz, arg, Some(controller)).unwrap();
+    assert_eq!(health().parent, Some(parent), "moved back by the upgrade argument");
 }
