@@ -235,9 +235,9 @@ fn goals(results: &Results) -> String {
             "- The baseline would pass the IC's 300B install_code limit at about {} of data: an **extrapolation** \
              of that line, {:.0}× the largest size it upgraded with ({} MiB). It cannot get there: its heap is a \
              wasm32 memory (4 GiB, and a Rust `Vec` at most 2 GiB), and `stable_save` needs the data and its \
-             serialization in the heap at once.{} In wasmi fuel, the baseline runs out of memory long before it runs \
-             out of instructions; the IC, which charges copies per byte, would stop it at a smaller size, which this \
-             replica cannot tell.",
+             serialization in the heap at once.{} Here the baseline runs out of memory long before it runs out of \
+             instructions; wasmi charges its heap copies (`memory.copy`) per 64 bytes, so the IC may stop it at a \
+             smaller size, which this replica cannot tell.",
             format_size(mib),
             mib / largest,
             group_digits(largest as u64),

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use candid::Principal;
-use wasmi::{Caller, Error, Linker, Memory};
+use wasmi::{Caller, Error, Linker, Memory, TrapCode};
 
 use crate::stable_memory::{StableMemory, PAGE_SIZE};
 
@@ -240,12 +240,45 @@ pub struct Env {
 
 type Ctx<'a> = Caller<'a, Env>;
 
-fn check(c: &Ctx, api: &str, allowed: u16) -> Result<(), Error> {
+/// Charges the call's fixed overhead (see [`overhead`]), then checks that `api` may run in this kind of execution.
+fn check(c: &mut Ctx, api: &str, allowed: u16) -> Result<(), Error> {
+    charge(c, overhead(api))?;
     let kind = c.data().msg.kind;
     if allowed & kind.bit() == 0 {
         return Err(violation(format!("\"ic0_{api}\" cannot be executed in {} mode", kind.mode())));
     }
     Ok(())
+}
+
+/// Instructions the IC charges for a System API call on top of the wasm that calls it (dfinity/ic
+/// `rs/embedders/src/wasmtime_embedder/system_api_complexity.rs`, `overhead::new`). Calls its table does
+/// not list (caller info, `msg_deadline`, `call_with_best_effort_response`, `subnet_self_*`, `cost_*`, env vars,
+/// `in_replicated_execution`, `cycles_burn128`) are charged 500, like the rest of their kind.
+fn overhead(api: &str) -> u64 {
+    match api {
+        "stable64_size" | "stable64_read" | "stable64_write" | "stable_size" | "stable_read" | "stable_write" => 20,
+        "debug_print" => 100,
+        "performance_counter" => 200,
+        "is_controller" => 1_000,
+        "call_new" => 1_500,
+        "call_perform" => 5_000,
+        _ => 500,
+    }
+}
+
+/// Instructions per byte of a payload sent out of the canister (`msg_reply_data_append`, `call_data_append`), as
+/// the IC's `BYTE_TRANSMISSION_COST_FACTOR`; every other byte a System API call copies costs one.
+const BYTE_TRANSMISSION_COST: u64 = 50;
+
+/// Takes `instructions` from the execution's budget (wasmi fuel); running out is the IC's instruction-limit trap.
+fn charge(c: &mut Ctx, instructions: u64) -> Result<(), Error> {
+    let fuel = c.get_fuel().expect("fuel metering is enabled");
+    let (left, result) = match fuel.checked_sub(instructions) {
+        Some(left) => (left, Ok(())),
+        None => (0, Err(TrapCode::OutOfFuel.into())),
+    };
+    c.set_fuel(left).expect("fuel metering is enabled");
+    result
 }
 
 fn memory(c: &Ctx) -> Result<Memory, Error> {
@@ -268,6 +301,7 @@ fn write(c: &mut Ctx, ptr: i32, data: &[u8]) -> Result<(), Error> {
 
 /// The `*_copy(dst, offset, size)` pattern: copies `src[offset..offset+size]` to `dst`.
 fn copy_out(c: &mut Ctx, api: &str, src: &[u8], dst: i32, offset: i32, size: i32) -> Result<(), Error> {
+    charge(c, size as u32 as u64)?;
     let (offset, size) = (offset as u32 as usize, size as u32 as usize);
     let slice = offset
         .checked_add(size)
@@ -312,6 +346,7 @@ fn stable_bytes(c: &mut Ctx, dst: i64, offset: i64, size: i64) -> Result<(), Err
     if dst as u64 > u32::MAX as u64 || size as u64 > u32::MAX as u64 {
         return Err(heap_out_of_bounds());
     }
+    charge(c, size as u64)?;
     let mut buf = vec![0u8; size as usize];
     c.data().sys.stable.read(offset as u64, &mut buf).map_err(violation)?;
     write(c, dst as i32, &buf)
@@ -322,6 +357,7 @@ fn stable_write_from(c: &mut Ctx, offset: i64, src: i64, size: i64) -> Result<()
     if src as u64 > u32::MAX as u64 || size as u64 > u32::MAX as u64 {
         return Err(heap_out_of_bounds());
     }
+    charge(c, size as u64)?;
     let data = read(c, src as i32, size as i32)?;
     c.data_mut().sys.stable.write(offset as u64, &data).map_err(violation)
 }
@@ -337,66 +373,67 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     }
 
     // Message arguments and caller.
-    def!("msg_arg_data_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "msg_arg_data_size", I | U | RQ | NRQ | CQ | RY | F)?;
+    def!("msg_arg_data_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "msg_arg_data_size", I | U | RQ | NRQ | CQ | RY | F)?;
         Ok(c.data().msg.arg.len() as i32)
     });
     def!("msg_arg_data_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_arg_data_copy", I | U | RQ | NRQ | CQ | RY | F)?;
+        check(&mut c, "msg_arg_data_copy", I | U | RQ | NRQ | CQ | RY | F)?;
         let arg = std::mem::take(&mut c.data_mut().msg.arg);
         let r = copy_out(&mut c, "msg_arg_data_copy", &arg, dst, off, size);
         c.data_mut().msg.arg = arg;
         r
     });
-    def!("msg_caller_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "msg_caller_size", ALL)?;
+    def!("msg_caller_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "msg_caller_size", ALL)?;
         Ok(c.data().msg.caller.map_or(0, |p| p.as_slice().len()) as i32)
     });
     def!("msg_caller_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_caller_copy", ALL)?;
+        check(&mut c, "msg_caller_copy", ALL)?;
         let caller = c.data().msg.caller.map(|p| p.as_slice().to_vec()).unwrap_or_default();
         copy_out(&mut c, "msg_caller_copy", &caller, dst, off, size)
     });
     // Caller info (ic0 1.1): this replica never attaches any.
     for name in ["msg_caller_info_data_size", "msg_caller_info_signer_size"] {
-        l.func_wrap("ic0", name, move |c: Ctx| -> Result<i32, Error> {
-            check(&c, name, ALL)?;
+        l.func_wrap("ic0", name, move |mut c: Ctx| -> Result<i32, Error> {
+            check(&mut c, name, ALL)?;
             Ok(0)
         })
         .expect("define");
     }
     for name in ["msg_caller_info_data_copy", "msg_caller_info_signer_copy"] {
         l.func_wrap("ic0", name, move |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-            check(&c, name, ALL)?;
+            check(&mut c, name, ALL)?;
             copy_out(&mut c, name, &[], dst, off, size)
         })
         .expect("define");
     }
 
     // Responses.
-    def!("msg_reject_code", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "msg_reject_code", RY | RT)?;
+    def!("msg_reject_code", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "msg_reject_code", RY | RT)?;
         Ok(c.data().msg.reject.0 as i32)
     });
-    def!("msg_reject_msg_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "msg_reject_msg_size", RT)?;
+    def!("msg_reject_msg_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "msg_reject_msg_size", RT)?;
         Ok(c.data().msg.reject.1.len() as i32)
     });
     def!("msg_reject_msg_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_reject_msg_copy", RT)?;
+        check(&mut c, "msg_reject_msg_copy", RT)?;
         let msg = c.data().msg.reject.1.clone();
         copy_out(&mut c, "msg_reject_msg_copy", msg.as_bytes(), dst, off, size)
     });
-    def!("msg_deadline", |c: Ctx| -> Result<i64, Error> {
-        check(&c, "msg_deadline", U | RQ | NRQ | CQ | RY | RT)?;
+    def!("msg_deadline", |mut c: Ctx| -> Result<i64, Error> {
+        check(&mut c, "msg_deadline", U | RQ | NRQ | CQ | RY | RT)?;
         Ok(c.data().msg.deadline as i64)
     });
     const RESPOND: u16 = U | RQ | NRQ | CQ | RY | RT;
     def!("msg_reply_data_append", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_reply_data_append", RESPOND)?;
+        check(&mut c, "msg_reply_data_append", RESPOND)?;
         if !c.data().msg.can_respond {
             return Err(violation("ic0.msg_reply_data_append: the call is already replied to"));
         }
+        charge(&mut c, BYTE_TRANSMISSION_COST * size as u32 as u64)?;
         let data = read(&c, src, size)?;
         let buf = &mut c.data_mut().msg.reply_buf;
         if buf.len() + data.len() > MAX_REPLY_SIZE {
@@ -409,7 +446,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("msg_reply", |mut c: Ctx| -> Result<(), Error> {
-        check(&c, "msg_reply", RESPOND)?;
+        check(&mut c, "msg_reply", RESPOND)?;
         let msg = &mut c.data_mut().msg;
         if !msg.can_respond {
             return Err(violation("ic0.msg_reply: the call is already replied to"));
@@ -419,7 +456,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("msg_reject", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_reject", RESPOND)?;
+        check(&mut c, "msg_reject", RESPOND)?;
+        charge(&mut c, size as u32 as u64)?;
         if !c.data().msg.can_respond {
             return Err(violation("ic0.msg_reject: the call is already replied to"));
         }
@@ -433,18 +471,18 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
 
     // Cycles.
     def!("msg_cycles_available128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
-        check(&c, "msg_cycles_available128", U | RQ | RY | RT)?;
+        check(&mut c, "msg_cycles_available128", U | RQ | RY | RT)?;
         let m = &c.data().msg;
         let available = m.cycles_available - m.cycles_accepted;
         write_u128(&mut c, dst, available)
     });
     def!("msg_cycles_refunded128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
-        check(&c, "msg_cycles_refunded128", RY | RT)?;
+        check(&mut c, "msg_cycles_refunded128", RY | RT)?;
         let refunded = c.data().msg.cycles_refunded;
         write_u128(&mut c, dst, refunded)
     });
     def!("msg_cycles_accept128", |mut c: Ctx, high: i64, low: i64, dst: i32| -> Result<(), Error> {
-        check(&c, "msg_cycles_accept128", U | RQ | RY | RT)?;
+        check(&mut c, "msg_cycles_accept128", U | RQ | RY | RT)?;
         let env = c.data_mut();
         let amount = u128_of(high, low).min(env.msg.cycles_available - env.msg.cycles_accepted);
         env.msg.cycles_accepted += amount;
@@ -452,7 +490,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         write_u128(&mut c, dst, amount)
     });
     def!("cycles_burn128", |mut c: Ctx, high: i64, low: i64, dst: i32| -> Result<(), Error> {
-        check(&c, "cycles_burn128", I | G | U | RY | RT | C | T)?;
+        check(&mut c, "cycles_burn128", I | G | U | RY | RT | C | T)?;
         let sys = &mut c.data_mut().sys;
         let amount = u128_of(high, low).min(sys.cycles);
         sys.cycles -= amount;
@@ -460,59 +498,59 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     });
 
     // The canister itself.
-    def!("canister_self_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "canister_self_size", ALL)?;
+    def!("canister_self_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "canister_self_size", ALL)?;
         Ok(c.data().msg.canister_id.as_slice().len() as i32)
     });
     def!("canister_self_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "canister_self_copy", ALL)?;
+        check(&mut c, "canister_self_copy", ALL)?;
         let id = c.data().msg.canister_id.as_slice().to_vec();
         copy_out(&mut c, "canister_self_copy", &id, dst, off, size)
     });
     def!("canister_cycle_balance128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
-        check(&c, "canister_cycle_balance128", ALL)?;
+        check(&mut c, "canister_cycle_balance128", ALL)?;
         let cycles = c.data().sys.cycles;
         write_u128(&mut c, dst, cycles)
     });
     def!("canister_liquid_cycle_balance128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
-        check(&c, "canister_liquid_cycle_balance128", ALL)?;
+        check(&mut c, "canister_liquid_cycle_balance128", ALL)?;
         let cycles = c.data().sys.cycles;
         write_u128(&mut c, dst, cycles)
     });
-    def!("canister_status", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "canister_status", ALL)?;
+    def!("canister_status", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "canister_status", ALL)?;
         Ok(c.data().msg.status as i32)
     });
-    def!("canister_version", |c: Ctx| -> Result<i64, Error> {
-        check(&c, "canister_version", ALL)?;
+    def!("canister_version", |mut c: Ctx| -> Result<i64, Error> {
+        check(&mut c, "canister_version", ALL)?;
         Ok(c.data().msg.version as i64)
     });
-    def!("subnet_self_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "subnet_self_size", ALL)?;
+    def!("subnet_self_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "subnet_self_size", ALL)?;
         Ok(c.data().msg.subnet_id.as_slice().len() as i32)
     });
     def!("subnet_self_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "subnet_self_copy", ALL)?;
+        check(&mut c, "subnet_self_copy", ALL)?;
         let id = c.data().msg.subnet_id.as_slice().to_vec();
         copy_out(&mut c, "subnet_self_copy", &id, dst, off, size)
     });
-    def!("subnet_self_node_count", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "subnet_self_node_count", ALL)?;
+    def!("subnet_self_node_count", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "subnet_self_node_count", ALL)?;
         Ok(SUBNET_NODES as i32)
     });
 
     // Inspect message.
-    def!("msg_method_name_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "msg_method_name_size", F)?;
+    def!("msg_method_name_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "msg_method_name_size", F)?;
         Ok(c.data().msg.method_name.len() as i32)
     });
     def!("msg_method_name_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "msg_method_name_copy", F)?;
+        check(&mut c, "msg_method_name_copy", F)?;
         let name = c.data().msg.method_name.clone();
         copy_out(&mut c, "msg_method_name_copy", name.as_bytes(), dst, off, size)
     });
     def!("accept_message", |mut c: Ctx| -> Result<(), Error> {
-        check(&c, "accept_message", F)?;
+        check(&mut c, "accept_message", F)?;
         if std::mem::replace(&mut c.data_mut().msg.message_accepted, true) {
             return Err(violation("ic0.accept_message: the message was already accepted"));
         }
@@ -533,7 +571,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
          reject_fun: i32,
          reject_env: i32|
          -> Result<(), Error> {
-            check(&c, "call_new", CALL)?;
+            check(&mut c, "call_new", CALL)?;
+            charge(&mut c, callee_size as u32 as u64 + name_size as u32 as u64)?;
             let callee = Principal::try_from_slice(&read(&c, callee_src, callee_size)?)
                 .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
             let method = String::from_utf8(read(&c, name_src, name_size)?)
@@ -556,7 +595,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         }
     );
     def!("call_on_cleanup", |mut c: Ctx, fun: i32, env: i32| -> Result<(), Error> {
-        check(&c, "call_on_cleanup", CALL)?;
+        check(&mut c, "call_on_cleanup", CALL)?;
         let call = pending(&mut c, "call_on_cleanup")?;
         if call.cleanup.is_some() {
             return Err(violation("ic0.call_on_cleanup: the cleanup callback is already set"));
@@ -565,7 +604,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("call_data_append", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "call_data_append", CALL)?;
+        check(&mut c, "call_data_append", CALL)?;
+        charge(&mut c, BYTE_TRANSMISSION_COST * size as u32 as u64)?;
         let data = read(&c, src, size)?;
         let call = pending(&mut c, "call_data_append")?;
         let total = call.method.len() + call.payload.len() + data.len();
@@ -578,7 +618,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("call_with_best_effort_response", |mut c: Ctx, timeout: i32| -> Result<(), Error> {
-        check(&c, "call_with_best_effort_response", CALL)?;
+        check(&mut c, "call_with_best_effort_response", CALL)?;
         let call = pending(&mut c, "call_with_best_effort_response")?;
         if call.timeout_seconds.is_some() {
             return Err(violation("ic0.call_with_best_effort_response: the timeout is already set"));
@@ -587,7 +627,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("call_cycles_add128", |mut c: Ctx, high: i64, low: i64| -> Result<(), Error> {
-        check(&c, "call_cycles_add128", U | RY | RT | T)?;
+        check(&mut c, "call_cycles_add128", U | RY | RT | T)?;
         let amount = u128_of(high, low);
         pending(&mut c, "call_cycles_add128")?;
         let env = c.data_mut();
@@ -602,7 +642,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(())
     });
     def!("call_perform", |mut c: Ctx| -> Result<i32, Error> {
-        check(&c, "call_perform", CALL)?;
+        check(&mut c, "call_perform", CALL)?;
         let call = c
             .data_mut()
             .msg
@@ -615,26 +655,26 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
 
     // Stable memory (`*` and `s`).
     const STABLE: u16 = ALL | S;
-    def!("stable64_size", |c: Ctx| -> Result<i64, Error> {
-        check(&c, "stable64_size", STABLE)?;
+    def!("stable64_size", |mut c: Ctx| -> Result<i64, Error> {
+        check(&mut c, "stable64_size", STABLE)?;
         Ok(c.data().sys.stable.size() as i64)
     });
     def!("stable64_grow", |mut c: Ctx, pages: i64| -> Result<i64, Error> {
-        check(&c, "stable64_grow", STABLE)?;
+        check(&mut c, "stable64_grow", STABLE)?;
         Ok(c.data_mut().sys.stable.grow(pages as u64))
     });
     def!("stable64_read", |mut c: Ctx, dst: i64, offset: i64, size: i64| -> Result<(), Error> {
-        check(&c, "stable64_read", STABLE)?;
+        check(&mut c, "stable64_read", STABLE)?;
         stable_bytes(&mut c, dst, offset, size)
     });
     def!("stable64_write", |mut c: Ctx, offset: i64, src: i64, size: i64| -> Result<(), Error> {
-        check(&c, "stable64_write", STABLE)?;
+        check(&mut c, "stable64_write", STABLE)?;
         stable_write_from(&mut c, offset, src, size)
     });
     // The 32-bit stable API works while stable memory is at most 4 GiB.
     const MAX_32BIT_PAGES: u64 = (1u64 << 32) / PAGE_SIZE;
-    def!("stable_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "stable_size", STABLE)?;
+    def!("stable_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "stable_size", STABLE)?;
         let size = c.data().sys.stable.size();
         if size > MAX_32BIT_PAGES {
             return Err(violation("32 bit stable memory api used on a memory larger than 4GB"));
@@ -642,7 +682,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(size as i32)
     });
     def!("stable_grow", |mut c: Ctx, pages: i32| -> Result<i32, Error> {
-        check(&c, "stable_grow", STABLE)?;
+        check(&mut c, "stable_grow", STABLE)?;
         let stable = &mut c.data_mut().sys.stable;
         if stable.size() + pages as u32 as u64 > MAX_32BIT_PAGES {
             return Ok(-1);
@@ -650,25 +690,26 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(stable.grow(pages as u32 as u64) as i32)
     });
     def!("stable_read", |mut c: Ctx, dst: i32, offset: i32, size: i32| -> Result<(), Error> {
-        check(&c, "stable_read", STABLE)?;
+        check(&mut c, "stable_read", STABLE)?;
         stable_bytes(&mut c, dst as u32 as i64, offset as u32 as i64, size as u32 as i64)
     });
     def!("stable_write", |mut c: Ctx, offset: i32, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "stable_write", STABLE)?;
+        check(&mut c, "stable_write", STABLE)?;
         stable_write_from(&mut c, offset as u32 as i64, src as u32 as i64, size as u32 as i64)
     });
 
     // Certification.
-    def!("root_key_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "root_key_size", I | G | U | RQ | RY | RT | C | T)?;
+    def!("root_key_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "root_key_size", I | G | U | RQ | RY | RT | C | T)?;
         Ok(root_key().len() as i32)
     });
     def!("root_key_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-        check(&c, "root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
+        check(&mut c, "root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
         copy_out(&mut c, "root_key_copy", &root_key(), dst, off, size)
     });
     def!("certified_data_set", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "certified_data_set", I | G | U | RY | RT | C | T)?;
+        check(&mut c, "certified_data_set", I | G | U | RY | RT | C | T)?;
+        charge(&mut c, size as u32 as u64)?;
         if size as u32 > 32 {
             return Err(violation("ic0.certified_data_set: certified data cannot be larger than 32 bytes"));
         }
@@ -676,30 +717,30 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         c.data_mut().sys.certified_data = data;
         Ok(())
     });
-    def!("data_certificate_present", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "data_certificate_present", ALL)?;
+    def!("data_certificate_present", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "data_certificate_present", ALL)?;
         Ok(0)
     });
-    def!("data_certificate_size", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "data_certificate_size", NRQ | CQ)?;
+    def!("data_certificate_size", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "data_certificate_size", NRQ | CQ)?;
         Err(violation("ic0.data_certificate_size: no data certificate is available (this replica does not certify)"))
     });
-    def!("data_certificate_copy", |c: Ctx, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
-        check(&c, "data_certificate_copy", NRQ | CQ)?;
+    def!("data_certificate_copy", |mut c: Ctx, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
+        check(&mut c, "data_certificate_copy", NRQ | CQ)?;
         Err(violation("ic0.data_certificate_copy: no data certificate is available (this replica does not certify)"))
     });
 
     // Time, timer, counters.
-    def!("time", |c: Ctx| -> Result<i64, Error> {
-        check(&c, "time", ALL)?;
+    def!("time", |mut c: Ctx| -> Result<i64, Error> {
+        check(&mut c, "time", ALL)?;
         Ok(c.data().msg.time as i64)
     });
     def!("global_timer_set", |mut c: Ctx, ts: i64| -> Result<i64, Error> {
-        check(&c, "global_timer_set", I | G | U | RY | RT | C | T)?;
+        check(&mut c, "global_timer_set", I | G | U | RY | RT | C | T)?;
         Ok(std::mem::replace(&mut c.data_mut().sys.global_timer, ts as u64) as i64)
     });
-    def!("performance_counter", |c: Ctx, kind: i32| -> Result<i64, Error> {
-        check(&c, "performance_counter", ALL | S)?;
+    def!("performance_counter", |mut c: Ctx, kind: i32| -> Result<i64, Error> {
+        check(&mut c, "performance_counter", ALL | S)?;
         let used = instructions_used(&c);
         match kind {
             0 => Ok(used as i64),
@@ -707,40 +748,41 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
             _ => Err(violation(format!("ic0.performance_counter: unknown counter type {kind}"))),
         }
     });
-    def!("is_controller", |c: Ctx, src: i32, size: i32| -> Result<i32, Error> {
-        check(&c, "is_controller", ALL | S)?;
+    def!("is_controller", |mut c: Ctx, src: i32, size: i32| -> Result<i32, Error> {
+        check(&mut c, "is_controller", ALL | S)?;
+        charge(&mut c, size as u32 as u64)?;
         let p = Principal::try_from_slice(&read(&c, src, size)?)
             .map_err(|e| violation(format!("ic0.is_controller: invalid principal: {e}")))?;
         Ok(c.data().msg.controllers.contains(&p) as i32)
     });
-    def!("in_replicated_execution", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "in_replicated_execution", ALL | S)?;
+    def!("in_replicated_execution", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "in_replicated_execution", ALL | S)?;
         Ok(!matches!(c.data().msg.kind, EntryKind::Query | EntryKind::CompositeQuery | EntryKind::InspectMessage) as i32)
     });
 
     // Costs (reported for a 13-node subnet).
     def!("cost_call", |mut c: Ctx, method_len: i64, payload_len: i64, dst: i32| -> Result<(), Error> {
-        check(&c, "cost_call", ALL | S)?;
+        check(&mut c, "cost_call", ALL | S)?;
         write_u128(&mut c, dst, cost_call(method_len as u64, payload_len as u64))
     });
     def!("cost_create_canister", |mut c: Ctx, dst: i32| -> Result<(), Error> {
-        check(&c, "cost_create_canister", ALL | S)?;
+        check(&mut c, "cost_create_canister", ALL | S)?;
         write_u128(&mut c, dst, COST_CREATE_CANISTER)
     });
     def!("cost_http_request", |mut c: Ctx, req: i64, max_res: i64, dst: i32| -> Result<(), Error> {
-        check(&c, "cost_http_request", ALL | S)?;
+        check(&mut c, "cost_http_request", ALL | S)?;
         let n = SUBNET_NODES;
         let cost = (3_000_000 + 60_000 * n) * n + 400 * n * req as u64 as u128 + 800 * n * max_res as u64 as u128;
         write_u128(&mut c, dst, cost)
     });
     def!("cost_http_request_v2", |mut c: Ctx, _src: i32, size: i32, dst: i32| -> Result<(), Error> {
-        check(&c, "cost_http_request_v2", ALL | S)?;
+        check(&mut c, "cost_http_request_v2", ALL | S)?;
         let n = SUBNET_NODES;
         write_u128(&mut c, dst, (3_000_000 + 60_000 * n) * n + 400 * n * size as u32 as u128)
     });
     for name in ["cost_sign_with_ecdsa", "cost_sign_with_schnorr", "cost_vetkd_derive_key"] {
         l.func_wrap("ic0", name, move |mut c: Ctx, _src: i32, _size: i32, _curve: i32, dst: i32| -> Result<i32, Error> {
-            check(&c, name, ALL | S)?;
+            check(&mut c, name, ALL | S)?;
             write_u128(&mut c, dst, 26_153_846_153)?;
             Ok(0)
         })
@@ -748,40 +790,42 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     }
 
     // Environment variables: this replica sets none.
-    def!("env_var_count", |c: Ctx| -> Result<i32, Error> {
-        check(&c, "env_var_count", ALL | S)?;
+    def!("env_var_count", |mut c: Ctx| -> Result<i32, Error> {
+        check(&mut c, "env_var_count", ALL | S)?;
         Ok(0)
     });
-    def!("env_var_name_size", |c: Ctx, index: i32| -> Result<i32, Error> {
-        check(&c, "env_var_name_size", ALL | S)?;
+    def!("env_var_name_size", |mut c: Ctx, index: i32| -> Result<i32, Error> {
+        check(&mut c, "env_var_name_size", ALL | S)?;
         Err(violation(format!("ic0.env_var_name_size: index {index} out of bounds (0 variables)")))
     });
-    def!("env_var_name_copy", |c: Ctx, index: i32, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
-        check(&c, "env_var_name_copy", ALL | S)?;
+    def!("env_var_name_copy", |mut c: Ctx, index: i32, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
+        check(&mut c, "env_var_name_copy", ALL | S)?;
         Err(violation(format!("ic0.env_var_name_copy: index {index} out of bounds (0 variables)")))
     });
-    def!("env_var_name_exists", |c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
-        check(&c, "env_var_name_exists", ALL | S)?;
+    def!("env_var_name_exists", |mut c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
+        check(&mut c, "env_var_name_exists", ALL | S)?;
         Ok(0)
     });
-    def!("env_var_value_size", |c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
-        check(&c, "env_var_value_size", ALL | S)?;
+    def!("env_var_value_size", |mut c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
+        check(&mut c, "env_var_value_size", ALL | S)?;
         Err(violation("ic0.env_var_value_size: environment variable not found"))
     });
-    def!("env_var_value_copy", |c: Ctx, _src: i32, _size: i32, _dst: i32, _off: i32, _len: i32| -> Result<(), Error> {
-        check(&c, "env_var_value_copy", ALL | S)?;
+    def!("env_var_value_copy", |mut c: Ctx, _src: i32, _size: i32, _dst: i32, _off: i32, _len: i32| -> Result<(), Error> {
+        check(&mut c, "env_var_value_copy", ALL | S)?;
         Err(violation("ic0.env_var_value_copy: environment variable not found"))
     });
 
     // Debugging.
     def!("debug_print", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "debug_print", ALL | S)?;
+        check(&mut c, "debug_print", ALL | S)?;
+        charge(&mut c, size as u32 as u64)?;
         let text = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
         c.data_mut().msg.logs.push(text);
         Ok(())
     });
-    def!("trap", |c: Ctx, src: i32, size: i32| -> Result<(), Error> {
-        check(&c, "trap", ALL | S)?;
+    def!("trap", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
+        check(&mut c, "trap", ALL | S)?;
+        charge(&mut c, size as u32 as u64)?;
         let text = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
         Err(Error::host(HostTrap(format!("Canister called `ic0.trap` with message: '{text}'"))))
     });

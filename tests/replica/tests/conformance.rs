@@ -299,6 +299,63 @@ fn install_code_has_its_own_instruction_limit() {
     assert!(err.message.contains("limit of 500000 instructions"), "{err}");
 }
 
+/// An update per System API cost: `name` runs its calls and replies with nothing.
+fn metered_module() -> Vec<u8> {
+    module_with(
+        r#"
+        (import "ic0" "stable64_grow" (func $grow (param i64) (result i64)))
+        (import "ic0" "stable64_write" (func $write (param i64 i64 i64)))
+        (import "ic0" "stable64_read" (func $read (param i64 i64 i64)))
+        (import "ic0" "stable64_size" (func $size (result i64)))
+        (import "ic0" "time" (func $time (result i64)))
+        (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
+        (import "ic0" "msg_reply" (func $reply))
+        (memory 2)
+        (func (export "canister_init") (drop (call $grow (i64.const 2))))
+        (func (export "canister_update write_64k") (call $write (i64.const 0) (i64.const 0) (i64.const 65536)) (call $reply))
+        (func (export "canister_update write_128k") (call $write (i64.const 0) (i64.const 0) (i64.const 131072)) (call $reply))
+        (func (export "canister_update read_64k") (call $read (i64.const 0) (i64.const 0) (i64.const 65536)) (call $reply))
+        (func (export "canister_update read_128k") (call $read (i64.const 0) (i64.const 0) (i64.const 131072)) (call $reply))
+        (func (export "canister_update reply_1k") (call $append (i32.const 0) (i32.const 1000)) (call $reply))
+        (func (export "canister_update reply_2k") (call $append (i32.const 0) (i32.const 2000)) (call $reply))
+        (func (export "canister_update reply_4k") (call $append (i32.const 0) (i32.const 4000)) (call $reply))
+        (func (export "canister_update size") (drop (call $size)) (call $reply))
+        (func (export "canister_update time") (drop (call $time)) (call $reply))
+        "#,
+    )
+}
+
+/// Instructions of one update call to the canister `id` with the module above.
+fn instructions_of(r: &Replica, id: Principal, method: &str) -> u64 {
+    r.update_call(id, user(), method, vec![]).unwrap();
+    r.last_execution(id, &format!("canister_update {method}")).unwrap().instructions
+}
+
+#[test]
+fn system_api_calls_cost_what_the_ic_charges() {
+    let r = Replica::new();
+    let id = r.create_canister_with_settings(Some(user()), None);
+    r.install_canister(id, metered_module(), vec![], Some(user()));
+    let cost = |method: &str| instructions_of(&r, id, method);
+    // Each pair runs the same wasm; only the System API charge differs.
+    assert_eq!(cost("write_128k") - cost("write_64k"), 65_536, "stable64_write: one instruction per byte");
+    assert_eq!(cost("read_128k") - cost("read_64k"), 65_536, "stable64_read: one instruction per byte");
+    assert_eq!(cost("reply_2k") - cost("reply_1k"), 50_000, "msg_reply_data_append: 50 per byte sent");
+    assert_eq!(cost("time") - cost("size"), 480, "overheads: time 500, stable64_size 20");
+}
+
+#[test]
+fn system_api_charges_count_against_the_instruction_limit() {
+    let r = Replica::with_config(ReplicaConfig { update_instruction_limit: 100_000, ..Default::default() });
+    let id = r.create_canister_with_settings(Some(user()), None);
+    r.install_canister(id, metered_module(), vec![], Some(user()));
+    assert!(r.update_call(id, user(), "reply_1k", vec![]).is_ok());
+    let err = r.update_call(id, user(), "reply_4k", vec![]).unwrap_err();
+    assert_eq!(err.code, RejectCode::CanisterError);
+    assert!(err.message.contains("exceeded the limit of 100000 instructions"), "{err}");
+    assert_eq!(r.last_execution(id, "canister_update reply_4k").unwrap().instructions, 100_000);
+}
+
 #[test]
 fn performance_counter_counts_this_message_and_executions_are_recorded() {
     let r = Replica::new();
