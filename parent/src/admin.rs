@@ -170,7 +170,13 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
 
 /// Re-plans the current release over the whole registry (children not on it, and failed ones). Returns the rollout id.
 pub fn start_rollout(s: &mut State, now: u64) -> u64 {
-    rollout::new_rollout(s, now)
+    rollout::new_rollout(s, now, false)
+}
+
+/// Starts a rollout that trusts no registry entry: every child is re-checked with `canister_status`, children running
+/// the release are left alone (`verified`), any other is upgraded. Returns the rollout id.
+pub fn verify_fleet(s: &mut State, now: u64) -> u64 {
+    rollout::new_rollout(s, now, true)
 }
 
 /// Re-queues failed children (at most `MAX_RETRY_PER_CALL`). Returns how many.
@@ -180,7 +186,7 @@ pub fn retry_failed(s: &mut State, now: u64) -> u64 {
 
 /// Queues one child for an operation with `options` (that operation only): a failed or outdated child, or one
 /// already queued (its options are replaced). Refused for a child with an operation under way (`ChildBusy`) and for
-/// one the registry has on the release (nothing to retry; `start_rollout` re-checks the whole fleet). Returns the
+/// one the registry has on the release (nothing to retry; `verify_fleet` re-checks such children). Returns the
 /// rollout id.
 pub fn retry_child(
     s: &mut State,

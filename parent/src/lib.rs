@@ -105,6 +105,12 @@ fn start_rollout() -> Result<u64, ParentError> {
 }
 
 #[ic_cdk::update(guard = "candid_args")]
+fn verify_fleet() -> Result<u64, ParentError> {
+    guard()?;
+    Ok(kick(mutate_state(|s| admin::verify_fleet(s, now()))))
+}
+
+#[ic_cdk::update(guard = "candid_args")]
 fn retry_failed() -> Result<u64, ParentError> {
     guard()?;
     Ok(kick(mutate_state(|s| admin::retry_failed(s, now()))))

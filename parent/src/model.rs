@@ -75,6 +75,13 @@ pub struct Rollout {
     /// Children the planner found already on the release.
     #[serde(default)]
     pub skipped: u64,
+    /// A verifying rollout (`verify_fleet`): the planner queues the children the registry has on the release too, and
+    /// their operation starts with a `canister_status` re-check instead of being skipped.
+    #[serde(default)]
+    pub verify: bool,
+    /// Children an operation found running the release and left alone (a re-check was all it took).
+    #[serde(default)]
+    pub verified: u64,
 }
 shared::storable_as_cbor!(Rollout);
 

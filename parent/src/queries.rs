@@ -114,6 +114,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         failed,
         upgraded: r.upgraded,
         skipped: r.skipped,
+        verify: r.verify,
+        verified: r.verified,
         in_flight_children,
         failures,
     }

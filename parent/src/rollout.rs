@@ -3,12 +3,16 @@
 //!
 //! # A child's phase
 //! ```text
-//!   Idle ──(planner, register: not on the release)──> Pending ──(launch: lock taken, attempts += 1)──> InFlight(op)
+//!   Idle ──(planner, register: not on the release;
+//!           verifying planner: any)──────────────────> Pending ──(launch: lock taken, attempts += 1)──> InFlight(op)
 //!   Failed ──(planner, retry_failed, retry_child)────> Pending                                          │
 //!   Idle <──(planner: already on the release)──────── Pending                                          │
 //!   Idle, installed_hash = release <──────────────── Done ───────────────── on_result ──────────────────┤
 //!   Failed, last_error <───────────────────────────── Fail ─────────────────────────────────────────────┘
 //! ```
+//! A child queued while the registry has it on the release (or with no known module) starts with `Recheck`: found
+//! running the release, it is left alone and counted `verified`.
+//!
 //! `retry_child` also queues an outdated `Idle` child, and may give the next operation `UpgradeOptions` (e.g.
 //! `skip_pre_upgrade`): they are stored in the queued entry, move into the lock when the operation starts, and end
 //! with it (a take-over keeps them: it is the same operation).
@@ -107,14 +111,17 @@ pub fn on_install(s: &mut State, now: u64) -> bool {
     s.update_meta(|m| m.epoch += 1);
     s.record_release(now);
     if s.rollout().release != s.release.hash {
-        new_rollout(s, now);
+        new_rollout(s, now, false);
     }
     has_work(s)
 }
 
 /// Starts a rollout of the current release: the planner re-reads the whole registry. Children already queued or
-/// locked are left as they are (one operation per child at a time). Returns the rollout id.
-pub fn new_rollout(s: &mut State, now: u64) -> u64 {
+/// locked are left as they are (one operation per child at a time). With `verify`, children the registry has on the
+/// release are queued as well: their operation starts with a re-check (`canister_status`), which leaves a child
+/// running the release alone and upgrades one whose module was changed behind the parent's back. Returns the
+/// rollout id.
+pub fn new_rollout(s: &mut State, now: u64, verify: bool) -> u64 {
     let release = s.release.hash.to_vec();
     let mut id = 0;
     s.update_rollout(|r| {
@@ -126,6 +133,8 @@ pub fn new_rollout(s: &mut State, now: u64) -> u64 {
         r.plan = Some(PlanCursor::default());
         r.upgraded = 0;
         r.skipped = 0;
+        r.verify = verify;
+        r.verified = 0;
     });
     id
 }
@@ -167,13 +176,15 @@ pub fn plan_batch(s: &mut State, now: u64) {
         .collect();
     let finished = batch.len() < PLAN_BATCH;
     let last = batch.last().map(|(id, _)| *id);
+    let verify = s.rollout().verify;
     let mut skipped = 0;
     for (id, mut entry) in batch {
+        let on_release = s.release.is(entry.installed_hash.as_deref());
         match entry.phase {
-            Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => skipped += 1,
+            Phase::Idle if on_release && !verify => skipped += 1,
             // Queued for an earlier release but already on this one (e.g. the parent went back to a release it
             // had carried): drop it from the queue rather than spend a call on it.
-            Phase::Pending if s.release.is(entry.installed_hash.as_deref()) => {
+            Phase::Pending if on_release && !verify => {
                 skipped += 1;
                 entry.phase = Phase::Idle;
                 entry.upgrade = UpgradeOptions::default();
@@ -543,12 +554,16 @@ pub fn on_result(
             Some(launch)
         }
         Next::Done => {
+            // Found running the release it was recorded on: nothing was done to it.
+            let untouched = op.step == Step::Recheck && s.release.is(entry.installed_hash.as_deref());
             entry.installed_hash = Some(s.release.hash.to_vec());
             entry.phase = Phase::Idle;
             entry.last_error = None;
             entry.updated_at = now;
             s.put_child(child, entry);
-            if op.step != Step::InstallNew {
+            if untouched {
+                s.update_rollout(|r| r.verified += 1);
+            } else if op.step != Step::InstallNew {
                 s.update_rollout(|r| r.upgraded += 1);
             }
             maybe_finish(s, now);

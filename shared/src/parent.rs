@@ -161,6 +161,11 @@ pub struct RolloutStatus {
     pub upgraded: u64,
     /// Children the planner found already on the release (no call made).
     pub skipped: u64,
+    /// This rollout re-checks every child (`verify_fleet`) instead of trusting the registry.
+    pub verify: bool,
+    /// Children found running the release by a re-check and left alone (in a `verify_fleet` rollout, every child
+    /// that was up to date).
+    pub verified: u64,
     pub in_flight_children: Vec<InFlightChild>,
     /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
     pub failures: Vec<ChildFailure>,

@@ -570,11 +570,11 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
 
     // Overlapping rollouts re-plan, but a locked child is neither queued nor launched again.
     set_k(&mut s, 10);
-    new_rollout(&mut s, NOW);
+    new_rollout(&mut s, NOW, false);
     let plan = tick(&mut s, NOW);
     assert!(plan.launches.iter().all(|l| l.child != locked), "{plan:?}");
     assert!(!s.pending().contains_key(&locked));
-    new_rollout(&mut s, NOW);
+    new_rollout(&mut s, NOW, false);
     assert!(tick(&mut s, NOW).launches.is_empty());
 
     // Only the lock holder may advance the operation.
@@ -698,6 +698,43 @@ fn a_parent_upgrade_with_the_same_child_touches_no_child() {
             NOW,
             "first-seen time kept"
         );
+    });
+}
+
+#[test]
+fn only_a_verifying_rollout_finds_a_child_changed_behind_the_parents_back() {
+    let (ic, ids) = fleet(5, 5);
+    run_rollout(&ic);
+    // Another controller puts the old module back on one child; the registry still has it on the release.
+    let drifted = ids[2];
+    ic.add_child(drifted, RunStatus::Running, Some(&OLD));
+    let calls = ic.calls().len();
+
+    mutate_state(|s| new_rollout(s, NOW, false));
+    run_rollout(&ic);
+    assert_eq!(ic.calls().len(), calls, "a plain rollout trusts the registry");
+    assert_eq!(ic.canister(drifted).module_hash.as_deref(), Some(&OLD[..]));
+
+    mutate_state(|s| new_rollout(s, NOW, true));
+    run_rollout(&ic);
+    let new_calls = &ic.calls()[calls..];
+    for id in &ids {
+        let methods: Vec<Method> = new_calls.iter().filter(|(_, c)| c == id).map(|(m, _)| *m).collect();
+        let expected = if *id == drifted {
+            vec![Method::Status, Method::Stop, Method::Install, Method::Start, Method::Status]
+        } else {
+            vec![Method::Status]
+        };
+        assert_eq!(methods, expected, "{id}");
+    }
+    let release = read_state(release);
+    assert_eq!(ic.canister(drifted).module_hash, Some(release.clone()));
+    read_state(|s| {
+        let r = s.rollout();
+        assert!(r.verify);
+        assert_eq!((r.verified, r.upgraded, r.skipped), (4, 1, 0));
+        assert_eq!(entry(drifted).installed_hash, Some(release));
+        s.check_invariants();
     });
 }
 

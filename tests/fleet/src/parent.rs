@@ -125,6 +125,10 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "start_rollout", ())
     }
 
+    pub fn verify_fleet(&self, sender: Principal) -> Result<u64, ParentError> {
+        self.update(sender, "verify_fleet", ())
+    }
+
     pub fn set_admins(&self, sender: Principal, admins: Vec<Principal>) -> Result<(), ParentError> {
         self.update(sender, "set_admins", (admins,))
     }

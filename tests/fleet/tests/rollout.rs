@@ -10,11 +10,12 @@
 
 use std::collections::BTreeSet;
 
-use candid::Nat;
+use candid::{Encode, Nat};
 use candid_parser::utils::CandidSource;
 use fleet::records::{self, Occupancy};
 use fleet::rehearsal::{self, RehearsalConfig};
-use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
+use fleet::{wasms, Fleet, FleetConfig, ParentUpgrade, Release};
+use shared::child::ChildUpgradeArg;
 use shared::parent::{ChildState, ParentError, RetryOptions, RolloutStep};
 
 const MAX_ROUNDS: u64 = 5_000;
@@ -137,6 +138,49 @@ fn upgrading_the_parent_again_with_the_same_child_makes_no_management_calls() {
         for f in fleet.verify() {
             f.assert_healthy_on(&b.expect_child_hash());
         }
+    }
+}
+
+#[test]
+fn verify_fleet_puts_the_release_back_on_a_child_changed_behind_the_parents_back() {
+    let (a, b) = releases();
+    let fleet = fleet_on_a(6, 3);
+    let _logs = fleet.replica.print_logs_on_panic();
+    let (r, admin) = (&fleet.replica, fleet.controller);
+    // Another controller upgrades one child to release B's child; the parent's registry still has it on A.
+    let drifted = fleet.children[1];
+    let b_child = wasms::read("wasm/next/child.wasm.gz");
+    r.stop_canister(drifted, Some(admin)).unwrap();
+    r.upgrade_canister(drifted, b_child, Encode!(&None::<ChildUpgradeArg>).unwrap(), Some(admin)).unwrap();
+    r.start_canister(drifted, Some(admin)).unwrap();
+    assert_eq!(r.module_hash(drifted), Some(b.expect_child_hash()));
+
+    // A plain rollout trusts the registry: no call at all.
+    let since = r.management_calls().len();
+    fleet.parent().start_rollout(admin).unwrap();
+    assert!(fleet.run_rollout_to_end(MAX_ROUNDS).finished);
+    assert_eq!(records::calls_since(r, fleet.parent, since), vec![]);
+    assert_eq!(r.module_hash(drifted), Some(b.expect_child_hash()));
+
+    // verify_fleet asks every child, leaves the five on A alone and puts A back on the drifted one, data intact.
+    let since = r.management_calls().len();
+    fleet.parent().verify_fleet(admin).unwrap();
+    let run = fleet.run_rollout_to_end(MAX_ROUNDS);
+    assert!(run.finished && run.status.verify, "{:?}", run.status);
+    assert_eq!((run.status.verified, run.status.upgraded, run.status.failed), (5, 1, 0));
+    let calls = records::calls_since(r, fleet.parent, since);
+    for child in &fleet.children {
+        let methods: Vec<&str> =
+            calls.iter().filter(|c| c.target == Some(*child)).map(|c| c.method.as_str()).collect();
+        let expected = if *child == drifted {
+            vec!["canister_status", "stop_canister", "install_code", "start_canister", "canister_status"]
+        } else {
+            vec!["canister_status"]
+        };
+        assert_eq!(methods, expected, "calls for {child}");
+    }
+    for f in fleet.verify() {
+        f.assert_healthy_on(&a.expect_child_hash());
     }
 }
 
@@ -412,6 +456,7 @@ fn callers_who_are_not_admins_are_rejected_and_change_nothing() {
     );
     check("retry_failed", p.retry_failed(stranger).map(drop));
     check("start_rollout", p.start_rollout(stranger).map(drop));
+    check("verify_fleet", p.verify_fleet(stranger).map(drop));
     check("set_admins", p.set_admins(stranger, vec![stranger]));
     check("set_concurrency", p.set_concurrency(stranger, 0));
     check(
