@@ -1,7 +1,7 @@
 //! Stable memory layout.
 //!
-//! The whole stable memory belongs to one `MemoryManager`; nothing else may read or write it (no `stable_save`,
-//! no raw `ic_cdk::stable` writes, no `pre_upgrade` serialisation). Each structure owns one virtual memory:
+//! The whole stable memory belongs to one `MemoryManager`; nothing else may read or write it (no whole-heap
+//! save/restore, no raw stable writes, no `pre_upgrade` serialisation; clippy.toml bans those calls). Each structure owns one virtual memory:
 //!
 //! | id | structure                                        | value encoding      |
 //! |----|--------------------------------------------------|---------------------|

@@ -1,7 +1,7 @@
 //! Stable-memory layout of the parent.
 //!
 //! All state lives in stable structures behind one `MemoryManager`; the heap holds nothing that must survive an
-//! upgrade, so there is no `pre_upgrade` hook and the canister never calls `stable_save`/`stable_restore`.
+//! upgrade, so there is no `pre_upgrade` hook and no whole-heap save or restore (clippy.toml bans those calls).
 //!
 //! ```text
 //! stable memory (MemoryManager, default 8 MiB buckets)

@@ -31,6 +31,36 @@ pub(crate) fn register_font() {
     });
 }
 
+pub(crate) type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// A log-log chart on `root` with its caption and mesh drawn; axes are `(description, range)`.
+pub(crate) fn log_log_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    (x_desc, x_range): (&str, std::ops::Range<f64>),
+    (y_desc, y_range): (&str, std::ops::Range<f64>),
+) -> Result<LogLogChart<'a, DB>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FONT, 26))
+        .margin(20)
+        .x_label_area_size(55)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_range.log_scale(), y_range.log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| group_digits(x.round() as u64))
+        .y_label_formatter(&|y| short_count(*y))
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Writes the plot to `path` (PNG).
 pub fn write_png(path: &Path, results: &Results) -> Result<(), Box<dyn std::error::Error>> {
     register_font();
@@ -74,24 +104,12 @@ where
         .fold(limit, f64::min)
         / 3.0;
 
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Instructions of one upgrade vs stored data (wasmi fuel, in-process replica)",
-            (FONT, 26),
-        )
-        .margin(20)
-        .x_label_area_size(55)
-        .y_label_area_size(80)
-        .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..limit * 10.0).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("stored data (MiB, log scale)")
-        .y_desc("instructions per upgrade (log scale)")
-        .x_label_formatter(&|x| group_digits(x.round() as u64))
-        .y_label_formatter(&|y| short_count(*y))
-        .label_style((FONT, 16))
-        .axis_desc_style((FONT, 18))
-        .draw()?;
+    let mut chart = log_log_chart(
+        root,
+        "Instructions of one upgrade vs stored data (wasmi fuel, in-process replica)",
+        ("stored data (MiB, log scale)", 1.0..x_max),
+        ("instructions per upgrade (log scale)", y_min..limit * 10.0),
+    )?;
 
     for (series, color) in measured.iter().zip(SERIES_COLORS) {
         chart

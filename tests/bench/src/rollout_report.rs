@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use crate::plot::{register_font, short_count, FONT, SERIES_COLORS, SIZE};
+use crate::plot::{log_log_chart, register_font, short_count, FONT, SERIES_COLORS, SIZE};
 use crate::report::{group_digits, RunInfo};
 use crate::rollout::{
     NoopPoint, ParentExecutions, RegistryPoint, RolloutPoint, CALLS_PER_CHILD, FLOOR_GOAL_RATIO, IC_MESSAGE_LIMIT,
@@ -301,21 +301,12 @@ pub fn write_png(path: &Path, results: &RolloutResults) -> Result<(), Box<dyn st
     let x_min = points.iter().map(|p| f64::from(p.children)).fold(x_max, f64::min) / 2.0;
     let y_max = points.iter().map(|p| p.rounds.max(p.floor) as f64).fold(10.0, f64::max) * 3.0;
     let y_min = points.iter().map(|p| p.rounds.min(p.floor) as f64).fold(y_max, f64::min).max(1.0) / 2.0;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Rollout A → B: rounds until it ends vs fleet size (in-process replica, 1 s rounds)", (FONT, 26))
-        .margin(20)
-        .x_label_area_size(55)
-        .y_label_area_size(80)
-        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("children N (log scale)")
-        .y_desc("rounds (log scale)")
-        .x_label_formatter(&|x| group_digits(x.round() as u64))
-        .y_label_formatter(&|y| short_count(*y))
-        .label_style((FONT, 16))
-        .axis_desc_style((FONT, 18))
-        .draw()?;
+    let mut chart = log_log_chart(
+        &root,
+        "Rollout A → B: rounds until it ends vs fleet size (in-process replica, 1 s rounds)",
+        ("children N (log scale)", x_min..x_max),
+        ("rounds (log scale)", y_min..y_max),
+    )?;
     let mut ks: Vec<u32> = points.iter().map(|p| p.concurrency).collect();
     ks.sort_unstable();
     ks.dedup();

@@ -1,77 +1,34 @@
 //! Typed calls to a child canister: one method per Candid method of `child/child.did`.
 //!
 //! Updates take the sender and return the method's `Result`; a reject panics with the method name (use
-//! [`ChildApi::try_update`] to see rejects). Queries are sent by the anonymous principal except `audit_log`, which
+//! [`Target::try_update`] to see rejects). Queries are sent by the anonymous principal except `audit_log`, which
 //! is for the parent and controllers only and takes a sender.
 
-use candid::utils::ArgumentEncoder;
-use candid::{CandidType, Principal};
-use replica::{Reject, Replica};
+use candid::Principal;
+use replica::Replica;
 
 use crate::call::Target;
-use serde::de::DeserializeOwned;
 use shared::child::{
     AuditEntry, ChildError, DataChecksum, FillArg, Health, ListMembersArg, Member, MemberInput,
     MemberPage,
 };
 
-/// The child canister `id` on `replica`.
+/// The child canister `id` on `replica`. Untyped calls (`try_update`, `update`, `try_query`, `query`) come from
+/// [`Target`], which it dereferences to.
 #[derive(Clone, Copy)]
-pub struct ChildApi<'a> {
-    pub replica: &'a Replica,
-    pub id: Principal,
+pub struct ChildApi<'a>(Target<'a>);
+
+impl<'a> std::ops::Deref for ChildApi<'a> {
+    type Target = Target<'a>;
+
+    fn deref(&self) -> &Target<'a> {
+        &self.0
+    }
 }
 
 impl<'a> ChildApi<'a> {
     pub fn new(replica: &'a Replica, id: Principal) -> Self {
-        Self { replica, id }
-    }
-
-    fn target(&self) -> Target<'a> {
-        Target {
-            replica: self.replica,
-            id: self.id,
-            name: "child",
-        }
-    }
-
-    /// Any update with any arguments, rejects returned.
-    pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> Result<R, Reject> {
-        self.target().try_update(sender, method, args)
-    }
-
-    pub fn update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        self.target()
-            .accepted(method, self.try_update(sender, method, args))
-    }
-
-    /// Any query as `sender`, rejects returned.
-    pub fn try_query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> Result<R, Reject> {
-        self.target().try_query(sender, method, args)
-    }
-
-    pub fn query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        method: &str,
-        args: A,
-    ) -> R {
-        self.target()
-            .accepted(method, self.try_query(Principal::anonymous(), method, args))
+        Self(Target { replica, id, name: "child" })
     }
 
     // ---- updates ----

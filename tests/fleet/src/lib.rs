@@ -17,6 +17,7 @@ pub mod records;
 pub mod rehearsal;
 pub mod wasms;
 
+pub use call::Target;
 pub use child::ChildApi;
 pub use fleet::{ChildFacts, Fleet, FleetConfig, ParentUpgrade, RolloutRun};
 pub use parent::ParentApi;

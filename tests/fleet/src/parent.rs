@@ -1,15 +1,13 @@
 //! Typed calls to the parent canister: one method per Candid method of `parent/parent.did`.
 //!
 //! Updates take the sender and return the method's `Result`; a reject (trap, decode error, ...) panics with the
-//! method name. Use the `try_*` form ([`ParentApi::try_update`]) to see rejects. Queries are sent by the anonymous
+//! method name. Use the `try_*` form ([`Target::try_update`]) to see rejects. Queries are sent by the anonymous
 //! principal (the parent's queries are public).
 
-use candid::utils::ArgumentEncoder;
-use candid::{CandidType, Nat, Principal};
-use replica::{Reject, Replica};
+use candid::{Nat, Principal};
+use replica::Replica;
 
 use crate::call::Target;
-use serde::de::DeserializeOwned;
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord,
     RetryOptions, RolloutStatus, Settings,
@@ -21,64 +19,22 @@ pub const MAX_CREATE_PER_CALL: u32 = 50;
 /// Page size used by [`ParentApi::list_all_children`] (the parent caps pages itself).
 pub const LIST_PAGE: u32 = 1_000;
 
-/// The parent canister `id` on `replica`.
+/// The parent canister `id` on `replica`. Untyped calls (`try_update`, `update`, `try_query`, `query`) come from
+/// [`Target`], which it dereferences to.
 #[derive(Clone, Copy)]
-pub struct ParentApi<'a> {
-    pub replica: &'a Replica,
-    pub id: Principal,
+pub struct ParentApi<'a>(Target<'a>);
+
+impl<'a> std::ops::Deref for ParentApi<'a> {
+    type Target = Target<'a>;
+
+    fn deref(&self) -> &Target<'a> {
+        &self.0
+    }
 }
 
 impl<'a> ParentApi<'a> {
     pub fn new(replica: &'a Replica, id: Principal) -> Self {
-        Self { replica, id }
-    }
-
-    fn target(&self) -> Target<'a> {
-        Target {
-            replica: self.replica,
-            id: self.id,
-            name: "parent",
-        }
-    }
-
-    /// Any update with any arguments, rejects returned.
-    pub fn try_update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> Result<R, Reject> {
-        self.target().try_update(sender, method, args)
-    }
-
-    /// Any update; panics on a reject.
-    pub fn update<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        sender: Principal,
-        method: &str,
-        args: A,
-    ) -> R {
-        self.target()
-            .accepted(method, self.try_update(sender, method, args))
-    }
-
-    /// Any query (as the anonymous principal: the parent's queries are public), rejects returned.
-    pub fn try_query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        method: &str,
-        args: A,
-    ) -> Result<R, Reject> {
-        self.target()
-            .try_query(Principal::anonymous(), method, args)
-    }
-
-    /// Any query; panics on a reject.
-    pub fn query<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-        &self,
-        method: &str,
-        args: A,
-    ) -> R {
-        self.target().accepted(method, self.try_query(method, args))
+        Self(Target { replica, id, name: "parent" })
     }
 
     // ---- updates ----
