@@ -23,7 +23,7 @@ pub use canister::CanisterStatus;
 pub use error::{Reject, RejectCode};
 pub use ic_management_canister_types as ic00;
 pub use stable_memory::PAGE_SIZE as STABLE_PAGE_SIZE;
-pub use wasm_module::EOP_SECTION;
+pub use wasm_module::{Metadata, EOP_SECTION};
 
 use scheduler::State;
 
@@ -49,6 +49,9 @@ pub struct ReplicaConfig {
     pub first_canister_index: u64,
     /// `update_call`/`await_call` panic if the call is not answered within this many rounds.
     pub max_rounds_per_call: u64,
+    /// The network's DER-framed root key, as `ic0.root_key` returns it; the subnet id is its self-authenticating
+    /// principal. `None`: a fixed placeholder key and subnet id.
+    pub root_key: Option<Vec<u8>>,
 }
 
 impl Default for ReplicaConfig {
@@ -63,6 +66,7 @@ impl Default for ReplicaConfig {
             initial_cycles: 100_000_000_000_000,
             first_canister_index: 0,
             max_rounds_per_call: 100_000,
+            root_key: None,
         }
     }
 }
@@ -131,6 +135,14 @@ impl Replica {
     /// Creates an empty canister controlled by the anonymous principal, with `initial_cycles`.
     pub fn create_canister(&self) -> Principal {
         self.create_canister_with_settings(None, None)
+    }
+
+    /// Creates an empty canister with the id `id` (like `provisional_create_canister_with_cycles` with
+    /// `specified_id`); refused if a canister has that id.
+    pub fn create_canister_with_id(&self, sender: Option<Principal>, settings: Option<ic00::CanisterSettings>, id: Principal) -> Result<Principal, Reject> {
+        let mut s = self.state.borrow_mut();
+        let cycles = s.config.initial_cycles;
+        s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id))
     }
 
     /// Creates an empty canister; its controllers are `settings.controllers`, else the sender (default anonymous).
@@ -264,6 +276,34 @@ impl Replica {
         })
     }
 
+    /// Replaces the canister's stable memory with `bytes`, grown to whole pages (like PocketIC's
+    /// `set_stable_memory`). Not a message: no execution runs and nothing is recorded.
+    pub fn set_stable_memory(&self, id: Principal, bytes: &[u8]) {
+        let mut s = self.state.borrow_mut();
+        let c = s.canisters.get_mut(&id).unwrap_or_else(|| panic!("canister {id} not found"));
+        c.sys.stable = stable_memory::StableMemory::from_bytes(bytes);
+    }
+
+    /// The whole stable memory.
+    pub fn stable_memory(&self, id: Principal) -> Vec<u8> {
+        self.with(id, |c| c.sys.stable.to_bytes())
+    }
+
+    /// The metadata section `name` of the installed module (`icp:public <name>` or `icp:private <name>`).
+    pub fn metadata(&self, id: Principal, name: &str) -> Option<Metadata> {
+        self.with(id, |c| c.module().and_then(|m| m.metadata.get(name).cloned()))
+    }
+
+    /// The subnet every canister of this replica is on.
+    pub fn subnet_id(&self) -> Principal {
+        self.state.borrow().subnet_id
+    }
+
+    /// The DER-framed root key canisters read with `ic0.root_key`.
+    pub fn root_key(&self) -> Vec<u8> {
+        self.state.borrow().root_key.to_vec()
+    }
+
     /// Size of the wasm heap in bytes (0 without a module).
     pub fn heap_size(&self, id: Principal) -> u64 {
         self.with(id, |c| c.live.as_ref().map_or(0, |l| l.heap_size()))
@@ -357,6 +397,17 @@ impl Replica {
 
     pub fn advance_time(&self, d: Duration) {
         self.state.borrow_mut().advance_time(d);
+    }
+
+    /// Sets the replica time. Time never goes back (spec: `ic0.time` is monotonic), so an earlier time is refused.
+    pub fn set_time(&self, time: SystemTime) -> Result<(), String> {
+        let nanos = time.duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_nanos() as u64;
+        let mut s = self.state.borrow_mut();
+        if nanos < s.time {
+            return Err(format!("cannot set the time back from {} ns to {nanos} ns", s.time));
+        }
+        s.time = nanos;
+        Ok(())
     }
 
     pub fn get_time(&self) -> SystemTime {

@@ -121,7 +121,7 @@ impl State {
             "provisional_create_canister_with_cycles" => {
                 let a: ic00::ProvisionalCreateCanisterWithCyclesArgs = decode(payload)?;
                 let cycles = a.amount.as_ref().map_or(self.config.initial_cycles, nat_u128);
-                let id = self.create_canister(caller, a.settings, cycles);
+                let id = self.create_canister_with_id(caller, a.settings, cycles, a.specified_id)?;
                 Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
             }
             "provisional_top_up_canister" => {
@@ -256,7 +256,29 @@ impl State {
     }
 
     pub fn create_canister(&mut self, caller: Principal, settings: Option<ic00::CanisterSettings>, cycles: u128) -> Principal {
-        let id = self.new_canister_id();
+        self.create_canister_with_id(caller, settings, cycles, None).expect("a fresh id is free")
+    }
+
+    /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`).
+    pub fn create_canister_with_id(
+        &mut self,
+        caller: Principal,
+        settings: Option<ic00::CanisterSettings>,
+        cycles: u128,
+        specified_id: Option<Principal>,
+    ) -> Result<Principal, Reject> {
+        let id = match specified_id {
+            Some(id) if self.canisters.contains_key(&id) => {
+                return Err(Reject::canister_error(format!("Canister {id} already exists")));
+            }
+            Some(id) => id,
+            None => loop {
+                let id = self.new_canister_id();
+                if !self.canisters.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
         let mut c = Canister::new(id, vec![caller], cycles);
         let time = self.time;
         c.history.push(Change {
@@ -272,7 +294,7 @@ impl State {
             apply_settings(&mut c, &settings, caller, time);
         }
         self.canisters.insert(id, c);
-        id
+        Ok(id)
     }
 
     /// Spec "install_code": install, reinstall, or upgrade; atomic (a trap anywhere leaves the canister as it was).

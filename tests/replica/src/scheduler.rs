@@ -9,7 +9,7 @@ use crate::canister::{CallContext, Callback, Canister, CanisterStatus, Origin};
 use crate::error::{Reject, RejectCode};
 use crate::execution::{self, Entry, RunResult, Runtime, Snapshot};
 use crate::faults::Faults;
-use crate::system_api::{EntryKind, MsgCtx, Response};
+use crate::system_api::{self, EntryKind, MsgCtx, Response};
 use crate::wasm_module::ModuleCache;
 use crate::{ExecutionRecord, ManagementCall, ReplicaConfig};
 
@@ -96,6 +96,7 @@ pub struct State {
     pub round: u64,
     pub time: u64,
     pub subnet_id: Principal,
+    pub root_key: std::sync::Arc<[u8]>,
     queue: VecDeque<(u64, Message)>,
     next_id: u64,
     pub ingress: BTreeMap<u64, Option<Result<Vec<u8>, Reject>>>,
@@ -113,6 +114,9 @@ pub struct State {
 
 impl State {
     pub fn new(config: ReplicaConfig) -> Self {
+        // Without a delegation, clients take the subnet id to be the self-authenticating id of the root key.
+        let subnet_id = config.root_key.as_deref().map_or(Principal::from_slice(&[0x2a; 29]), Principal::self_authenticating);
+        let root_key = config.root_key.clone().unwrap_or_else(system_api::placeholder_root_key).into();
         Self {
             time: config.start_time_nanos,
             next_canister_index: config.first_canister_index,
@@ -121,7 +125,8 @@ impl State {
             modules: ModuleCache::default(),
             canisters: BTreeMap::new(),
             round: 0,
-            subnet_id: Principal::from_slice(&[0x2a; 29]),
+            subnet_id,
+            root_key,
             queue: VecDeque::new(),
             next_id: 1,
             ingress: BTreeMap::new(),
@@ -212,6 +217,7 @@ impl State {
             kind,
             canister_id: c.id,
             subnet_id: self.subnet_id,
+            root_key: self.root_key.clone(),
             time: self.time,
             status: c.status.code(),
             version: c.version,

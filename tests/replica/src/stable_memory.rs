@@ -38,6 +38,24 @@ impl StableMemory {
         self.pages.len()
     }
 
+    /// A memory holding `bytes`, grown to whole pages; all-zero pages stay implicit.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut m = Self { size: (bytes.len() as u64).div_ceil(PAGE_SIZE), ..Self::default() };
+        for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
+            if chunk.iter().any(|b| *b != 0) {
+                m.write(i as u64 * PAGE_SIZE, chunk).expect("within the size");
+            }
+        }
+        m
+    }
+
+    /// The whole memory, `size() * PAGE_SIZE` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0; (self.size * PAGE_SIZE) as usize];
+        self.read(0, &mut out).expect("within the size");
+        out
+    }
+
     /// `stable64_grow`: the old size in pages, or -1 if the new size would exceed the limit.
     pub fn grow(&mut self, additional: u64) -> i64 {
         match self.size.checked_add(additional) {
@@ -143,5 +161,18 @@ mod tests {
         m.read(PAGE_SIZE - 2, &mut buf[..4]).unwrap();
         assert_eq!(&buf[..4], &[7; 4]);
         assert!(m.read(1000 * PAGE_SIZE - 1, &mut buf[..2]).is_err());
+    }
+
+    #[test]
+    fn bytes_round_trip_in_whole_pages_and_zero_pages_stay_implicit() {
+        let mut bytes = vec![0u8; 3 * PAGE_SIZE as usize + 5];
+        bytes[1] = 9;
+        bytes[3 * PAGE_SIZE as usize + 4] = 7;
+        let m = StableMemory::from_bytes(&bytes);
+        assert_eq!((m.size(), m.resident_pages()), (4, 2));
+        let back = m.to_bytes();
+        assert_eq!(back.len(), 4 * PAGE_SIZE as usize);
+        assert_eq!(&back[..bytes.len()], &bytes[..]);
+        assert!(back[bytes.len()..].iter().all(|b| *b == 0));
     }
 }

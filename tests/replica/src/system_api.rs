@@ -172,6 +172,8 @@ pub struct MsgCtx {
     pub kind: EntryKind,
     pub canister_id: Principal,
     pub subnet_id: Principal,
+    /// `ic0.root_key`: the DER-framed root key of the network.
+    pub root_key: std::sync::Arc<[u8]>,
     pub caller: Option<Principal>,
     pub arg: Vec<u8>,
     pub method_name: String,
@@ -205,6 +207,7 @@ impl Default for MsgCtx {
             kind: EntryKind::default(),
             canister_id: Principal::management_canister(),
             subnet_id: Principal::management_canister(),
+            root_key: std::sync::Arc::from(Vec::new()),
             caller: None,
             arg: Vec::new(),
             method_name: String::new(),
@@ -323,8 +326,9 @@ fn instructions_used(c: &Ctx) -> u64 {
     c.data().msg.fuel_limit.saturating_sub(c.get_fuel().unwrap_or(0))
 }
 
-/// A fixed, deterministic stand-in for the root key (a DER-framed BLS key of 96 bytes).
-fn root_key() -> Vec<u8> {
+/// A fixed, deterministic stand-in for the root key (a DER-framed BLS key of 96 bytes), used unless
+/// `ReplicaConfig::root_key` names a real one.
+pub fn placeholder_root_key() -> Vec<u8> {
     let mut key = hex::decode("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100")
         .expect("DER prefix");
     key.extend_from_slice(&[0x42; 96]);
@@ -701,11 +705,12 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     // Certification.
     def!("root_key_size", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "root_key_size", I | G | U | RQ | RY | RT | C | T)?;
-        Ok(root_key().len() as i32)
+        Ok(c.data().msg.root_key.len() as i32)
     });
     def!("root_key_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
         check(&mut c, "root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
-        copy_out(&mut c, "root_key_copy", &root_key(), dst, off, size)
+        let key = c.data().msg.root_key.clone();
+        copy_out(&mut c, "root_key_copy", &key, dst, off, size)
     });
     def!("certified_data_set", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
         check(&mut c, "certified_data_set", I | G | U | RY | RT | C | T)?;

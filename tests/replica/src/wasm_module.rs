@@ -2,7 +2,7 @@
 //! replica can snapshot and restore an instance (all globals, the memory and the table get exported, and the
 //! `(start)` function is exported instead of run at instantiation).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -46,7 +46,21 @@ pub struct CompiledModule {
     pub has_start: bool,
     /// Carries the `icp:private enhanced-orthogonal-persistence` custom section.
     pub enhanced_orthogonal_persistence: bool,
+    /// Canister metadata: the `icp:public <name>` and `icp:private <name>` custom sections, by name.
+    pub metadata: BTreeMap<String, Metadata>,
 }
+
+/// One canister metadata section (spec "Canister module format"; read through the state tree and
+/// `canister_metadata`). Private sections are visible to the canister's controllers only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub public: bool,
+    pub content: Vec<u8>,
+}
+
+/// Spec "Canister module format": at most 16 `icp:` sections, at most 1 MiB of names and contents together.
+pub const MAX_METADATA_SECTIONS: usize = 16;
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 impl CompiledModule {
     pub fn exports(&self, name: &str) -> bool {
@@ -121,6 +135,7 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
         has_table: false,
         has_start: false,
         enhanced_orthogonal_persistence: false,
+        metadata: BTreeMap::new(),
     };
     let mut out = wasm_encoder::Module::new();
     let mut start = None;
@@ -173,8 +188,9 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
                 start = Some(*func);
                 compiled.has_start = true;
             }
-            Payload::CustomSection(c) if c.name() == EOP_SECTION => {
-                compiled.enhanced_orthogonal_persistence = true;
+            Payload::CustomSection(c) if c.name().starts_with("icp:") => {
+                compiled.enhanced_orthogonal_persistence |= c.name() == EOP_SECTION;
+                add_metadata(&mut compiled.metadata, c.name(), c.data())?;
             }
             Payload::ExportSection(reader) => {
                 let mut section = wasm_encoder::ExportSection::new();
@@ -227,6 +243,28 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
     }
     compiled.module = wasmi::Module::new(engine, out.finish()).map_err(|e| format!("Wasm module is not valid: {e}"))?;
     Ok(compiled)
+}
+
+/// Records an `icp:public <name>` / `icp:private <name>` section, within the spec's limits.
+fn add_metadata(metadata: &mut BTreeMap<String, Metadata>, section: &str, data: &[u8]) -> Result<(), String> {
+    let invalid = |why: String| format!("Wasm module has an invalid custom section: {why}");
+    let (public, name) = if let Some(name) = section.strip_prefix("icp:public ") {
+        (true, name)
+    } else if let Some(name) = section.strip_prefix("icp:private ") {
+        (false, name)
+    } else {
+        return Err(invalid(format!("'{section}' must be 'icp:public <name>' or 'icp:private <name>'")));
+    };
+    if metadata.insert(name.to_string(), Metadata { public, content: data.to_vec() }).is_some() {
+        return Err(invalid(format!("the name '{name}' is used by more than one section")));
+    }
+    let bytes: usize = metadata.iter().map(|(n, m)| n.len() + m.content.len()).sum();
+    if metadata.len() > MAX_METADATA_SECTIONS || bytes > MAX_METADATA_BYTES {
+        return Err(invalid(format!(
+            "at most {MAX_METADATA_SECTIONS} sections of at most {MAX_METADATA_BYTES} bytes in all are allowed"
+        )));
+    }
+    Ok(())
 }
 
 /// Spec "Entry points": the only `canister_`-prefixed exports the IC accepts.
