@@ -16,9 +16,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=CHILD_WASM_GZ");
 
-    let manifest_dir = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"),
-    );
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"));
     let path = match env::var_os("CHILD_WASM_GZ") {
         Some(p) if !p.is_empty() => manifest_dir.join(p),
         _ => manifest_dir.join("../wasm/child.wasm.gz"),
@@ -69,6 +67,5 @@ fn main() {
         hex = hex::encode(hash),
         size = bytes.len(),
     );
-    fs::write(out_dir.join("child_release.rs"), generated)
-        .expect("write child_release.rs into OUT_DIR");
+    fs::write(out_dir.join("child_release.rs"), generated).expect("write child_release.rs into OUT_DIR");
 }

@@ -10,6 +10,9 @@ scripts/build.sh
 scripts/build.sh --next
 scripts/build.sh --fixtures
 
+step "Formatting (rustfmt.toml)"
+cargo fmt --all --check
+
 step "Clippy, warnings are errors (clippy.toml bans stable memory writes outside the MemoryManager)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked -p child -p parent --target wasm32-unknown-unknown -- -D warnings

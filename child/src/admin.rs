@@ -8,17 +8,12 @@ use crate::members::page_size;
 use crate::state::{CallContext, State};
 
 /// Admits the parent recorded in the config and the canister's controllers, never the anonymous principal.
-pub fn require_admin<M: Memory + Clone>(
-    state: &State<M>,
-    call: &CallContext,
-) -> Result<(), ChildError> {
+pub fn require_admin<M: Memory + Clone>(state: &State<M>, call: &CallContext) -> Result<(), ChildError> {
     let is_parent = state.config.get().parent == Some(call.caller);
     if call.caller != Principal::anonymous() && (is_parent || call.caller_is_controller) {
         Ok(())
     } else {
-        Err(ChildError::NotAllowed {
-            caller: call.caller,
-        })
+        Err(ChildError::NotAllowed { caller: call.caller })
     }
 }
 
@@ -48,18 +43,9 @@ pub fn audit_log<M: Memory + Clone>(
     limit: u32,
 ) -> Result<Vec<AuditEntry>, ChildError> {
     require_admin(state, call)?;
-    let end = state
-        .audit_log
-        .len()
-        .min(start.saturating_add(page_size(limit) as u64));
+    let end = state.audit_log.len().min(start.saturating_add(page_size(limit) as u64));
     Ok((start..end)
-        .map(|index| {
-            state
-                .audit_log
-                .get(index)
-                .expect("index below the log length")
-                .0
-        })
+        .map(|index| state.audit_log.get(index).expect("index below the log length").0)
         .collect())
 }
 

@@ -20,8 +20,8 @@ mod storable;
 use ic_cdk::{init, post_upgrade, query, update};
 use ic_stable_structures::DefaultMemoryImpl;
 use shared::child::{
-    AuditEntry, ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Health,
-    ListMembersArg, Member, MemberInput, MemberPage,
+    AuditEntry, ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Health, ListMembersArg, Member,
+    MemberInput, MemberPage,
 };
 use shared::principal::PrincipalArg;
 

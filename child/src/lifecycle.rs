@@ -21,11 +21,7 @@ pub enum Lifecycle {
 ///
 /// Traps on stable memory written by a newer, incompatible schema: the upgrade then fails and the canister keeps
 /// running its previous code with its data intact.
-pub fn initialise<M: Memory + Clone>(
-    state: &mut State<M>,
-    call: &CallContext,
-    lifecycle: Lifecycle,
-) {
+pub fn initialise<M: Memory + Clone>(state: &mut State<M>, call: &CallContext, lifecycle: Lifecycle) {
     let mut config = state.config.get().clone();
     assert!(
         config.schema_version <= SCHEMA_VERSION,
@@ -35,10 +31,7 @@ pub fn initialise<M: Memory + Clone>(
     let version = crate::VERSION.to_string();
     let (parent, kind) = match lifecycle {
         Lifecycle::Install(arg) => (Some(arg.parent), AuditKind::Install { version }),
-        Lifecycle::Upgrade(arg) => (
-            arg.and_then(|arg| arg.parent),
-            AuditKind::Upgrade { version },
-        ),
+        Lifecycle::Upgrade(arg) => (arg.and_then(|arg| arg.parent), AuditKind::Upgrade { version }),
     };
     config.schema_version = SCHEMA_VERSION;
     config.parent = parent.or(config.parent);

@@ -5,8 +5,8 @@ use std::ops::Bound::{Excluded, Unbounded};
 use ic_stable_structures::Memory;
 use sha2::{Digest, Sha256};
 use shared::child::{
-    AuditKind, ChildError, DataChecksum, FillArg, ListMembersArg, Member, MemberInput, MemberPage,
-    FILL_ID_DIGITS, MAX_FILL_COUNT, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PAGE_SIZE, MAX_VALUE_BYTES,
+    AuditKind, ChildError, DataChecksum, FillArg, ListMembersArg, Member, MemberInput, MemberPage, FILL_ID_DIGITS,
+    MAX_FILL_COUNT, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PAGE_SIZE, MAX_VALUE_BYTES,
 };
 
 use crate::admin::require_admin;
@@ -44,11 +44,7 @@ pub fn update<M: Memory + Clone>(
     Ok(record.into_member(id))
 }
 
-pub fn remove<M: Memory + Clone>(
-    state: &mut State<M>,
-    call: &CallContext,
-    id: String,
-) -> Result<Member, ChildError> {
+pub fn remove<M: Memory + Clone>(state: &mut State<M>, call: &CallContext, id: String) -> Result<Member, ChildError> {
     validate_id(&id)?;
     let Some(record) = state.members.remove(&id) else {
         return Err(ChildError::NotFound { id });
@@ -83,11 +79,7 @@ pub fn count<M: Memory + Clone>(state: &State<M>) -> u64 {
 /// Computes the digest documented on `DataChecksum`.
 pub fn checksum<M: Memory + Clone>(state: &State<M>) -> DataChecksum {
     let mut hasher = Sha256::new();
-    for member in state
-        .members
-        .iter()
-        .map(|entry| member_from(entry.into_pair()))
-    {
+    for member in state.members.iter().map(|entry| member_from(entry.into_pair())) {
         hash_bytes(&mut hasher, member.id.as_bytes());
         hash_bytes(&mut hasher, member.name.as_bytes());
         hash_bytes(&mut hasher, &member.value);
@@ -107,11 +99,7 @@ pub fn checksum<M: Memory + Clone>(state: &State<M>) -> DataChecksum {
 }
 
 /// Writes the synthetic members described on `FillArg`; returns the member count afterwards.
-pub fn fill<M: Memory + Clone>(
-    state: &mut State<M>,
-    call: &CallContext,
-    arg: FillArg,
-) -> Result<u64, ChildError> {
+pub fn fill<M: Memory + Clone>(state: &mut State<M>, call: &CallContext, arg: FillArg) -> Result<u64, ChildError> {
     require_admin(state, call)?;
     if arg.count == 0 {
         return Err(ChildError::InvalidArgument {
@@ -127,9 +115,7 @@ pub fn fill<M: Memory + Clone>(
             name: id.clone(),
             value: vec![i as u8; arg.value_size as usize],
         };
-        state
-            .members
-            .insert(id, MemberRecord::new(input, call.time));
+        state.members.insert(id, MemberRecord::new(input, call.time));
     }
     state.append_write(
         AuditKind::Filled {

@@ -13,8 +13,7 @@ use ic_stable_structures::{
 use shared::child::{AuditEntry, AuditKind, Health};
 
 use crate::memory::{
-    AUDIT_DATA_MEMORY_ID, AUDIT_INDEX_MEMORY_ID, CONFIG_MEMORY_ID, MEMBERS_MEMORY_ID,
-    TOTAL_WRITES_MEMORY_ID,
+    AUDIT_DATA_MEMORY_ID, AUDIT_INDEX_MEMORY_ID, CONFIG_MEMORY_ID, MEMBERS_MEMORY_ID, TOTAL_WRITES_MEMORY_ID,
 };
 use crate::storable::{AuditRecord, Config, MemberRecord};
 
@@ -51,10 +50,7 @@ impl<M: Memory + Clone> State<M> {
             stable_memory,
             members: StableBTreeMap::init(manager.get(MEMBERS_MEMORY_ID)),
             config: StableCell::init(manager.get(CONFIG_MEMORY_ID), Config::default()),
-            audit_log: StableLog::init(
-                manager.get(AUDIT_INDEX_MEMORY_ID),
-                manager.get(AUDIT_DATA_MEMORY_ID),
-            ),
+            audit_log: StableLog::init(manager.get(AUDIT_INDEX_MEMORY_ID), manager.get(AUDIT_DATA_MEMORY_ID)),
             total_writes: StableCell::init(manager.get(TOTAL_WRITES_MEMORY_ID), 0),
             request_count: 0,
             last_tick: None,

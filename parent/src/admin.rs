@@ -9,9 +9,7 @@ use crate::queries::child_info;
 use crate::rollout::{self, MAX_CONCURRENCY};
 use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
-use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RetryOptions,
-};
+use shared::parent::{ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RetryOptions};
 use std::time::Duration;
 
 /// Cycles given to a new child on top of the creation fee, unless configured otherwise.
@@ -27,17 +25,11 @@ pub const MAX_EXTRA_CONTROLLERS: usize = 9;
 pub const MAX_RETRY_PER_CALL: usize = 5_000;
 
 fn invalid(reason: impl Into<String>) -> ParentError {
-    ParentError::InvalidArgument {
-        reason: reason.into(),
-    }
+    ParentError::InvalidArgument { reason: reason.into() }
 }
 
 /// Controllers of the parent and admins may manage the fleet; nobody else.
-pub fn authorize(
-    s: &State,
-    caller: Principal,
-    caller_is_controller: bool,
-) -> Result<(), ParentError> {
+pub fn authorize(s: &State, caller: Principal, caller_is_controller: bool) -> Result<(), ParentError> {
     if caller_is_controller || s.settings().admins.contains(&caller) {
         Ok(())
     } else {
@@ -62,9 +54,7 @@ fn validate_admins(admins: Vec<Principal>) -> Result<Vec<Principal>, ParentError
 
 fn validate_concurrency(k: u32) -> Result<u32, ParentError> {
     if k > MAX_CONCURRENCY {
-        return Err(invalid(format!(
-            "concurrency must be at most {MAX_CONCURRENCY}"
-        )));
+        return Err(invalid(format!("concurrency must be at most {MAX_CONCURRENCY}")));
     }
     Ok(k)
 }
@@ -78,17 +68,12 @@ fn validate_cycles(cycles: &Nat) -> Result<u128, ParentError> {
     }
 }
 
-fn validate_extra_controllers(
-    self_id: Principal,
-    list: Vec<Principal>,
-) -> Result<Vec<Principal>, ParentError> {
+fn validate_extra_controllers(self_id: Principal, list: Vec<Principal>) -> Result<Vec<Principal>, ParentError> {
     let mut list: Vec<Principal> = list.into_iter().filter(|p| *p != self_id).collect();
     list.sort();
     list.dedup();
     if list.len() > MAX_EXTRA_CONTROLLERS {
-        return Err(invalid(format!(
-            "at most {MAX_EXTRA_CONTROLLERS} extra controllers"
-        )));
+        return Err(invalid(format!("at most {MAX_EXTRA_CONTROLLERS} extra controllers")));
     }
     if list.contains(&Principal::anonymous()) || list.contains(&Principal::management_canister()) {
         return Err(invalid(
@@ -102,11 +87,7 @@ fn validate_extra_controllers(
 pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<(), ParentError> {
     let admins = arg.admins.map(validate_admins).transpose()?;
     let k = arg.concurrency.map(validate_concurrency).transpose()?;
-    let cycles = arg
-        .cycles_per_child
-        .as_ref()
-        .map(validate_cycles)
-        .transpose()?;
+    let cycles = arg.cycles_per_child.as_ref().map(validate_cycles).transpose()?;
     let extra = arg
         .extra_controllers
         .map(|l| validate_extra_controllers(self_id, l))
@@ -147,11 +128,7 @@ pub fn set_cycles_per_child(s: &mut State, cycles: Nat) -> Result<(), ParentErro
     Ok(())
 }
 
-pub fn set_extra_controllers(
-    s: &mut State,
-    self_id: Principal,
-    list: Vec<Principal>,
-) -> Result<(), ParentError> {
+pub fn set_extra_controllers(s: &mut State, self_id: Principal, list: Vec<Principal>) -> Result<(), ParentError> {
     let list = validate_extra_controllers(self_id, list)?;
     s.update_settings(|st| st.extra_controllers = list);
     Ok(())
@@ -188,15 +165,8 @@ pub fn retry_failed(s: &mut State, now: u64) -> u64 {
 /// already queued (its options are replaced). Refused for a child with an operation under way (`ChildBusy`) and for
 /// one the registry has on the release (nothing to retry; `verify_fleet` re-checks such children). Returns the
 /// rollout id.
-pub fn retry_child(
-    s: &mut State,
-    id: Principal,
-    options: RetryOptions,
-    now: u64,
-) -> Result<u64, ParentError> {
-    let entry = s
-        .child(&id)
-        .ok_or(ParentError::UnknownChild { canister_id: id })?;
+pub fn retry_child(s: &mut State, id: Principal, options: RetryOptions, now: u64) -> Result<u64, ParentError> {
+    let entry = s.child(&id).ok_or(ParentError::UnknownChild { canister_id: id })?;
     match &entry.phase {
         Phase::InFlight(op) => {
             return Err(ParentError::ChildBusy {
@@ -219,9 +189,7 @@ pub fn retry_child(
 
 /// Drops a child from the registry (the canister itself is left alone). Refused while an operation holds its lock.
 pub fn remove_child(s: &mut State, id: Principal) -> Result<(), ParentError> {
-    let entry = s
-        .child(&id)
-        .ok_or(ParentError::UnknownChild { canister_id: id })?;
+    let entry = s.child(&id).ok_or(ParentError::UnknownChild { canister_id: id })?;
     if let Phase::InFlight(op) = &entry.phase {
         return Err(ParentError::ChildBusy {
             canister_id: id,
@@ -257,11 +225,7 @@ pub async fn register_child<I: Ic>(ic: &I, id: Principal) -> Result<ChildInfo, P
             e.into()
         }
     })?;
-    if status
-        .controllers
-        .as_ref()
-        .is_some_and(|c| !c.contains(&self_id))
-    {
+    if status.controllers.as_ref().is_some_and(|c| !c.contains(&self_id)) {
         return Err(ParentError::NotController { canister_id: id });
     }
     // Commit: validate again (another call may have registered it meanwhile), then record.
@@ -291,12 +255,8 @@ pub async fn create_children<I: Ic + Clone + 'static>(
     }
     let self_id = ic.self_id();
     // Prepare: read the settings (nothing written).
-    let (extra, default_cycles) = read_state(|s| {
-        (
-            s.settings().extra_controllers.clone(),
-            s.settings().cycles_per_child,
-        )
-    });
+    let (extra, default_cycles) =
+        read_state(|s| (s.settings().extra_controllers.clone(), s.settings().cycles_per_child));
     let cycles = match spec.and_then(|s| s.cycles) {
         Some(c) => validate_cycles(&c)?,
         None => default_cycles,
@@ -304,9 +264,7 @@ pub async fn create_children<I: Ic + Clone + 'static>(
     let mut controllers = vec![self_id];
     controllers.extend(extra.into_iter().filter(|p| *p != self_id));
 
-    let futures = (0..n)
-        .map(|_| create_one(ic, controllers.clone(), cycles))
-        .collect();
+    let futures = (0..n).map(|_| create_one(ic, controllers.clone(), cycles)).collect();
     let results = driver::join_all(futures).await;
 
     let mut created = Vec::new();

@@ -44,10 +44,7 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
             };
             Outcome::Unit(ic.install(child, mode, upgrade_arg()).await)
         }
-        Step::InstallNew => Outcome::Unit(
-            ic.install(child, InstallMode::Install, init_arg(ic.self_id()))
-                .await,
-        ),
+        Step::InstallNew => Outcome::Unit(ic.install(child, InstallMode::Install, init_arg(ic.self_id())).await),
         Step::Start => Outcome::Unit(ic.start(child).await),
         Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
     }

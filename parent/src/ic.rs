@@ -5,8 +5,7 @@
 use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs,
-    UpgradeFlags,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs, UpgradeFlags,
 };
 use serde::Deserialize;
 use shared::parent::ParentError;
@@ -101,19 +100,11 @@ pub trait Ic {
     /// Runs `task` concurrently, within the current call context (it must only await calls made through `self`).
     fn spawn(&self, task: impl Future<Output = ()> + 'static);
     /// `create_canister` with these controllers and `cycles` on top of the creation fee.
-    fn create(
-        &self,
-        controllers: Vec<Principal>,
-        cycles: u128,
-    ) -> impl Future<Output = Result<Principal, CallError>>;
+    fn create(&self, controllers: Vec<Principal>, cycles: u128) -> impl Future<Output = Result<Principal, CallError>>;
     fn stop(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
     /// `install_code` of the embedded release with `arg`.
-    fn install(
-        &self,
-        child: Principal,
-        mode: InstallMode,
-        arg: Vec<u8>,
-    ) -> impl Future<Output = Result<(), CallError>>;
+    fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>)
+        -> impl Future<Output = Result<(), CallError>>;
     fn start(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
 }
@@ -143,9 +134,7 @@ struct ControllersOnly {
 
 fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
     match e.into() {
-        ic_cdk::call::Error::CallRejected(r) => {
-            CallError::new(method, r.raw_reject_code(), r.reject_message())
-        }
+        ic_cdk::call::Error::CallRejected(r) => CallError::new(method, r.raw_reject_code(), r.reject_message()),
         other => CallError::new(method, 0, other.to_string()),
     }
 }
@@ -168,10 +157,7 @@ impl Ic for CdkIc {
     }
 
     fn self_running(&self) -> bool {
-        matches!(
-            ic_cdk::api::canister_status(),
-            ic_cdk::api::CanisterStatusCode::Running
-        )
+        matches!(ic_cdk::api::canister_status(), ic_cdk::api::CanisterStatusCode::Running)
     }
 
     fn schedule_tick(&self, delay: Duration) {
@@ -183,11 +169,7 @@ impl Ic for CdkIc {
         ic_cdk::futures::spawn(task)
     }
 
-    async fn create(
-        &self,
-        controllers: Vec<Principal>,
-        cycles: u128,
-    ) -> Result<Principal, CallError> {
+    async fn create(&self, controllers: Vec<Principal>, cycles: u128) -> Result<Principal, CallError> {
         let arg = ic_cdk_management_canister::CreateCanisterArgs {
             settings: Some(CanisterSettings {
                 controllers: Some(controllers),
@@ -204,12 +186,7 @@ impl Ic for CdkIc {
         bounded_unit_call("stop_canister", child).await
     }
 
-    async fn install(
-        &self,
-        child: Principal,
-        mode: InstallMode,
-        arg: Vec<u8>,
-    ) -> Result<(), CallError> {
+    async fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>) -> Result<(), CallError> {
         let args = InstallCodeArgs {
             mode: match mode {
                 InstallMode::Install => CanisterInstallMode::Install,
@@ -321,9 +298,7 @@ mod tests {
             "Only controllers of canister aaaaa-aa can call ic00 method canister_status",
         );
         assert!(e.is_not_controller());
-        assert!(
-            !CallError::new("canister_status", 3, "Canister xyz not found").is_not_controller()
-        );
+        assert!(!CallError::new("canister_status", 3, "Canister xyz not found").is_not_controller());
         assert!(!CallError::new("canister_status", 2, "controller queue full").is_not_controller());
     }
 }

@@ -21,8 +21,8 @@ mod testing;
 use candid::{Nat, Principal};
 use ic::CdkIc;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError,
-    ReleaseRecord, RetryOptions, RolloutStatus, Settings,
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, ReleaseRecord, RetryOptions,
+    RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
@@ -72,10 +72,7 @@ fn post_upgrade(arg: Option<ParentArg>) {
 }
 
 #[ic_cdk::update]
-async fn create_children(
-    n: u32,
-    spec: Option<ChildSpec>,
-) -> Result<CreateChildrenResult, ParentError> {
+async fn create_children(n: u32, spec: Option<ChildSpec>) -> Result<CreateChildrenResult, ParentError> {
     guard()?;
     admin::create_children(&CdkIc, n, spec).await
 }

@@ -17,8 +17,7 @@ fn initialize(arg: Option<ParentArg>) {
     let has_work = mutate_state(|s| {
         if let Some(arg) = arg {
             // A bad argument makes the install or upgrade fail (and, for an upgrade, roll back).
-            admin::apply_arg(s, arg, self_id)
-                .unwrap_or_else(|e| ic_cdk::trap(format!("invalid argument: {e}")));
+            admin::apply_arg(s, arg, self_id).unwrap_or_else(|e| ic_cdk::trap(format!("invalid argument: {e}")));
         }
         rollout::on_install(s, now)
     });

@@ -288,17 +288,13 @@ mod tests {
                 step: Step::Install,
                 since: 9,
                 error: Some("x".into()),
-                upgrade: UpgradeOptions {
-                    skip_pre_upgrade: true,
-                },
+                upgrade: UpgradeOptions { skip_pre_upgrade: true },
             }),
             last_error: Some("boom".into()),
             attempts: 2,
             created_at: 1,
             updated_at: 5,
-            upgrade: UpgradeOptions {
-                skip_pre_upgrade: true,
-            },
+            upgrade: UpgradeOptions { skip_pre_upgrade: true },
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
     }

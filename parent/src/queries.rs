@@ -4,8 +4,7 @@ use crate::model::{ChildEntry, Phase};
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord,
-    RolloutStatus,
+    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
 };
 use std::ops::Bound;
 

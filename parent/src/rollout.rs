@@ -239,11 +239,7 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
     let budget = max
         .min(k.saturating_sub(slots))
         .min((2 * k).saturating_sub(slots + confirming));
-    let mut out: Vec<Launch> = orphans
-        .iter()
-        .take(budget)
-        .map(|id| take_over(s, *id, now))
-        .collect();
+    let mut out: Vec<Launch> = orphans.iter().take(budget).map(|id| take_over(s, *id, now)).collect();
     // Orphans not taken over yet still hold their slot.
     let waiting = orphans.len() - out.len();
     let room = k
@@ -276,14 +272,8 @@ fn launch_of(child: Principal, op: &Op) -> Launch {
 }
 
 fn launch_pending(s: &mut State, id: Principal, now: u64) -> Launch {
-    let mut entry = s
-        .child(&id)
-        .expect("PENDING index names a registered child");
-    assert_eq!(
-        entry.phase,
-        Phase::Pending,
-        "PENDING index out of step with {id}"
-    );
+    let mut entry = s.child(&id).expect("PENDING index names a registered child");
+    assert_eq!(entry.phase, Phase::Pending, "PENDING index out of step with {id}");
     // A child with no known module, or one recorded on the release but failed (e.g. left stopped), is looked at
     // before anything is done to it.
     let first = match &entry.installed_hash {
@@ -303,9 +293,7 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Launch {
 
 /// Takes over an orphaned or stale lock: a fresh lock id (results for the old one are ignored) and a re-check.
 fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
-    let mut entry = s
-        .child(&id)
-        .expect("IN_FLIGHT index names a registered child");
+    let mut entry = s.child(&id).expect("IN_FLIGHT index names a registered child");
     let Phase::InFlight(old) = &entry.phase else {
         panic!("IN_FLIGHT index out of step with {id}")
     };
@@ -439,17 +427,13 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
     };
     match (op.step, outcome) {
         (Step::Stop, Outcome::Unit(Ok(()))) => go(Step::Install, op.error.clone()),
-        (Step::Stop, Outcome::Unit(Err(e))) if e.is_unknown() => {
-            go(Step::Recheck, note(&op.error, e))
-        }
+        (Step::Stop, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
         (Step::Stop, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::Install, Outcome::Unit(Ok(()))) => go(Step::Start, op.error.clone()),
         // Whatever happened to the install, start the child; Confirm then says whether the release runs.
         (Step::Install, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::InstallNew, Outcome::Unit(Ok(()))) => Next::Done,
-        (Step::InstallNew, Outcome::Unit(Err(e))) if e.is_unknown() => {
-            go(Step::Recheck, note(&op.error, e))
-        }
+        (Step::InstallNew, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
         (Step::InstallNew, Outcome::Unit(Err(e))) => Next::Fail {
             error: note(&op.error, e).unwrap_or_default(),
             observed: None,
@@ -460,20 +444,14 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             if st.status == RunStatus::Running && release.is(st.module_hash.as_deref()) {
                 Next::Done
             } else {
-                let seen = format!(
-                    "confirm: {}, expected release {}",
-                    describe(&st),
-                    hex(&release.hash)
-                );
+                let seen = format!("confirm: {}, expected release {}", describe(&st), hex(&release.hash));
                 Next::Fail {
                     error: note(&op.error, seen).unwrap_or_default(),
                     observed: Some(st.module_hash),
                 }
             }
         }
-        (Step::Confirm, Outcome::Status(Err(e))) if can_retry => {
-            retry(Step::Recheck, note(&op.error, e))
-        }
+        (Step::Confirm, Outcome::Status(Err(e))) if can_retry => retry(Step::Recheck, note(&op.error, e)),
         (Step::Confirm, Outcome::Status(Err(e))) => Next::Fail {
             error: note(&op.error, e).unwrap_or_default(),
             observed: None,
@@ -483,19 +461,12 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             match st.status {
                 RunStatus::Running if on_release => Next::Done,
                 RunStatus::Stopped if on_release => go(Step::Start, op.error.clone()),
-                RunStatus::Stopped if st.module_hash.is_some() => {
-                    go(Step::Install, op.error.clone())
-                }
+                RunStatus::Stopped if st.module_hash.is_some() => go(Step::Install, op.error.clone()),
                 // Stopped and empty: start it; Confirm reports that it has no module.
                 RunStatus::Stopped => go(Step::Start, op.error.clone()),
-                RunStatus::Running if st.module_hash.is_none() => {
-                    go(Step::InstallNew, op.error.clone())
-                }
+                RunStatus::Running if st.module_hash.is_none() => go(Step::InstallNew, op.error.clone()),
                 RunStatus::Stopping if can_retry => retry(Step::Stop, op.error.clone()),
-                RunStatus::Stopping => go(
-                    Step::Start,
-                    note(&op.error, "gave up waiting for the child to stop"),
-                ),
+                RunStatus::Stopping => go(Step::Start, note(&op.error, "gave up waiting for the child to stop")),
                 RunStatus::Running if can_retry => retry(Step::Stop, op.error.clone()),
                 RunStatus::Running => Next::Fail {
                     error: note(
@@ -507,9 +478,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
                 },
             }
         }
-        (Step::Recheck, Outcome::Status(Err(e))) if can_retry => {
-            retry(Step::Recheck, note(&op.error, e))
-        }
+        (Step::Recheck, Outcome::Status(Err(e))) if can_retry => retry(Step::Recheck, note(&op.error, e)),
         // Out of attempts and blind: start the child in case it is stopped; Confirm has the last word.
         (Step::Recheck, Outcome::Status(Err(e))) => go(Step::Start, note(&op.error, e)),
         (step, outcome) => panic!("step {step:?} cannot produce {outcome:?}"),
@@ -518,13 +487,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
 
 /// Commits the result of a step performed under lock `op_id` and returns the next step of the same operation, if any.
 /// A result for a lock that has been taken over (or a child removed since) is ignored.
-pub fn on_result(
-    s: &mut State,
-    child: Principal,
-    op_id: u64,
-    outcome: Outcome,
-    now: u64,
-) -> Option<Launch> {
+pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, now: u64) -> Option<Launch> {
     let mut entry = s.child(&child)?;
     let op = match &entry.phase {
         Phase::InFlight(op) if op.id == op_id => op.clone(),

@@ -217,10 +217,7 @@ impl State {
                 }
             }
         }
-        assert_eq!(
-            (p, i, f),
-            (self.pending.len(), self.in_flight.len(), self.failed.len())
-        );
+        assert_eq!((p, i, f), (self.pending.len(), self.in_flight.len(), self.failed.len()));
     }
 }
 

@@ -162,16 +162,12 @@ impl FakeIc {
 
     /// Records the call and takes the first fault injected for it, if any.
     fn enter(&self, method: Method, child: Principal) -> Option<Fault> {
-        let (in_flight, slots) =
-            crate::state::read_state(|s| (s.in_flight().len(), s.slot_count()));
+        let (in_flight, slots) = crate::state::read_state(|s| (s.in_flight().len(), s.slot_count()));
         let mut sim = self.0.borrow_mut();
         sim.max_in_flight = sim.max_in_flight.max(in_flight);
         sim.max_slots = sim.max_slots.max(slots);
         sim.calls.push((method, child));
-        let i = sim
-            .faults
-            .iter()
-            .position(|(m, c, _)| *m == method && *c == child)?;
+        let i = sim.faults.iter().position(|(m, c, _)| *m == method && *c == child)?;
         Some(sim.faults.remove(i).2)
     }
 
@@ -188,11 +184,7 @@ impl FakeIc {
         let mut sim = self.0.borrow_mut();
         let self_id = sim.self_id;
         let check = |sim: &Sim| match sim.canisters.get(&child) {
-            None => Err(CallError::new(
-                name,
-                3,
-                format!("Canister {child} not found"),
-            )),
+            None => Err(CallError::new(name, 3, format!("Canister {child} not found"))),
             Some(c) if !c.controllers.contains(&self_id) => Err(CallError::new(
                 name,
                 5,
@@ -239,11 +231,7 @@ impl Ic for FakeIc {
         self.0.borrow_mut().spawned.push(Box::pin(task));
     }
 
-    async fn create(
-        &self,
-        controllers: Vec<Principal>,
-        _cycles: u128,
-    ) -> Result<Principal, CallError> {
+    async fn create(&self, controllers: Vec<Principal>, _cycles: u128) -> Result<Principal, CallError> {
         let fault = self.enter(Method::Create, Principal::management_canister());
         if let Some(Fault::Reject(code, msg)) = fault {
             return Err(CallError::new("create_canister", code, msg));
@@ -276,12 +264,7 @@ impl Ic for FakeIc {
         )
     }
 
-    async fn install(
-        &self,
-        child: Principal,
-        mode: InstallMode,
-        _arg: Vec<u8>,
-    ) -> Result<(), CallError> {
+    async fn install(&self, child: Principal, mode: InstallMode, _arg: Vec<u8>) -> Result<(), CallError> {
         let method = match mode {
             InstallMode::Install => Method::InstallNew,
             InstallMode::Upgrade { .. } => Method::Install,
@@ -296,11 +279,7 @@ impl Ic for FakeIc {
                 let can = sim.canisters.get_mut(&c).unwrap();
                 match (mode, &can.module_hash) {
                     (InstallMode::Upgrade { .. }, None) => {
-                        return Err(CallError::new(
-                            "install_code",
-                            5,
-                            "canister is empty; cannot upgrade",
-                        ))
+                        return Err(CallError::new("install_code", 5, "canister is empty; cannot upgrade"))
                     }
                     (InstallMode::Install, Some(_)) => {
                         return Err(CallError::new(

@@ -180,11 +180,7 @@ pub enum ChildError {
     /// A member with this id already exists.
     AlreadyExists { id: String },
     /// `field` is `actual` long but at most `max` is allowed (bytes, or members for `count`).
-    TooLong {
-        field: String,
-        max: u64,
-        actual: u64,
-    },
+    TooLong { field: String, max: u64, actual: u64 },
     /// The argument is malformed, for the reason given.
     InvalidArgument { reason: String },
     /// Only the parent or a controller may make this call.

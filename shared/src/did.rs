@@ -7,8 +7,7 @@ use candid_parser::utils::{service_equal, CandidSource};
 /// in the environment, rewrites the file instead.
 pub fn assert_committed(path: &str, exported: String) {
     let exported = format!("{}\n", exported.trim_end());
-    let committed =
-        std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
+    let committed = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {path}: {err}"));
     if committed == exported {
         return;
     }
@@ -16,11 +15,7 @@ pub fn assert_committed(path: &str, exported: String) {
         std::fs::write(path, &exported).unwrap_or_else(|err| panic!("cannot write {path}: {err}"));
         return;
     }
-    let types = service_equal(
-        CandidSource::Text(&committed),
-        CandidSource::Text(&exported),
-    )
-    .map_or_else(
+    let types = service_equal(CandidSource::Text(&committed), CandidSource::Text(&exported)).map_or_else(
         |err| format!("types differ: {err}"),
         |()| "same types, other text".to_string(),
     );

@@ -194,18 +194,11 @@ pub enum ParentError {
     /// The canister is already in the parent's registry.
     AlreadyRegistered { canister_id: Principal },
     /// An operation on this child is under way; try again later.
-    ChildBusy {
-        canister_id: Principal,
-        step: RolloutStep,
-    },
+    ChildBusy { canister_id: Principal, step: RolloutStep },
     /// An argument is out of range or malformed.
     InvalidArgument { reason: String },
     /// A management canister call failed. `code` is the IC reject code (0 if the call was never sent).
-    CallFailed {
-        method: String,
-        code: u32,
-        message: String,
-    },
+    CallFailed { method: String, code: u32, message: String },
 }
 
 impl std::fmt::Display for ParentError {
@@ -223,11 +216,7 @@ impl std::fmt::Display for ParentError {
                 write!(f, "child {canister_id} is busy ({step:?})")
             }
             ParentError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
-            ParentError::CallFailed {
-                method,
-                code,
-                message,
-            } => {
+            ParentError::CallFailed { method, code, message } => {
                 write!(f, "{method} failed (reject code {code}): {message}")
             }
         }

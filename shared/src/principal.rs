@@ -23,9 +23,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Princip
     deserializer.deserialize_bytes(PrincipalBytes)
 }
 
-pub fn deserialize_opt<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Principal>, D::Error> {
+pub fn deserialize_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Principal>, D::Error> {
     Ok(Option::<PrincipalArg>::deserialize(deserializer)?.map(|PrincipalArg(principal)| principal))
 }
 
@@ -44,8 +42,7 @@ impl Visitor<'_> for PrincipalBytes {
     }
 
     fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Principal, E> {
-        Principal::try_from_slice(bytes)
-            .map_err(|_| E::invalid_length(bytes.len(), &"at most 29 bytes"))
+        Principal::try_from_slice(bytes).map_err(|_| E::invalid_length(bytes.len(), &"at most 29 bytes"))
     }
 
     fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Principal, E> {

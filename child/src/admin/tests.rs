@@ -24,9 +24,7 @@ fn should_let_parent_and_controllers_set_the_parent() {
 fn should_reject_set_parent_from_stranger() {
     let mut state = state_with_members();
     let error = ChildError::NotAllowed { caller: stranger() };
-    assert_rejected(&mut state, error, |s| {
-        set_parent(s, &call_from(stranger()), stranger())
-    });
+    assert_rejected(&mut state, error, |s| set_parent(s, &call_from(stranger()), stranger()));
 }
 
 #[test]
@@ -59,21 +57,14 @@ fn should_never_admit_the_anonymous_caller() {
 fn should_reject_audit_log_from_stranger() {
     let mut state = state_with_members();
     let error = ChildError::NotAllowed { caller: stranger() };
-    assert_rejected(&mut state, error, |s| {
-        audit_log(s, &call_from(stranger()), 0, 10)
-    });
+    assert_rejected(&mut state, error, |s| audit_log(s, &call_from(stranger()), 0, 10));
 }
 
 #[test]
 fn should_page_the_audit_log() {
     let state = state_with_members();
     let call = call_from(parent());
-    let kinds = |entries: Vec<AuditEntry>| {
-        entries
-            .into_iter()
-            .map(|entry| entry.kind)
-            .collect::<Vec<_>>()
-    };
+    let kinds = |entries: Vec<AuditEntry>| entries.into_iter().map(|entry| entry.kind).collect::<Vec<_>>();
     let install = AuditKind::Install {
         version: crate::VERSION.into(),
     };
@@ -96,9 +87,7 @@ fn should_cap_audit_log_page_size() {
         set_parent(&mut state, &call_from(parent()), parent()).unwrap();
     }
     assert_eq!(
-        audit_log(&state, &call_from(parent()), 0, u32::MAX)
-            .unwrap()
-            .len(),
+        audit_log(&state, &call_from(parent()), 0, u32::MAX).unwrap().len(),
         MAX_PAGE_SIZE as usize
     );
 }

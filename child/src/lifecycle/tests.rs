@@ -23,21 +23,14 @@ fn should_record_parent_schema_and_install_on_install() {
             version: crate::VERSION.into()
         }
     );
-    assert_eq!(
-        (entries[0].caller, entries[0].time),
-        (controller(), INSTALL_TIME)
-    );
+    assert_eq!((entries[0].caller, entries[0].time), (controller(), INSTALL_TIME));
 }
 
 #[test]
 fn should_keep_parent_on_upgrade_without_argument() {
     for arg in [None, Some(ChildUpgradeArg { parent: None })] {
         let mut state = installed_state();
-        initialise(
-            &mut state,
-            &call_from(controller()),
-            Lifecycle::Upgrade(arg),
-        );
+        initialise(&mut state, &call_from(controller()), Lifecycle::Upgrade(arg));
         assert_eq!(state.config.get().parent, Some(parent()));
     }
 }
@@ -55,11 +48,7 @@ fn should_replace_parent_on_upgrade_with_argument() {
 #[test]
 fn should_audit_but_not_count_installs_and_upgrades() {
     let mut state = installed_state();
-    initialise(
-        &mut state,
-        &call_at(parent(), NOW),
-        Lifecycle::Upgrade(None),
-    );
+    initialise(&mut state, &call_at(parent(), NOW), Lifecycle::Upgrade(None));
     let last = snapshot(&state).audit_log.pop().unwrap();
     assert_eq!(
         (last.kind, last.caller, last.time),

@@ -1,7 +1,7 @@
 use sha2::{Digest, Sha256};
 use shared::child::{
-    AuditKind, ChildError, FillArg, ListMembersArg, MAX_FILL_COUNT, MAX_ID_BYTES, MAX_NAME_BYTES,
-    MAX_PAGE_SIZE, MAX_VALUE_BYTES,
+    AuditKind, ChildError, FillArg, ListMembersArg, MAX_FILL_COUNT, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PAGE_SIZE,
+    MAX_VALUE_BYTES,
 };
 
 use super::*;
@@ -26,13 +26,7 @@ fn fill_arg(count: u32, value_size: u32, prefix: &str) -> FillArg {
 #[test]
 fn should_add_and_get_member() {
     let mut state = installed_state();
-    let added = add(
-        &mut state,
-        &call_from(stranger()),
-        "alice".into(),
-        input("Alice", b"a"),
-    )
-    .unwrap();
+    let added = add(&mut state, &call_from(stranger()), "alice".into(), input("Alice", b"a")).unwrap();
     let expected = Member {
         id: "alice".into(),
         name: "Alice".into(),
@@ -50,13 +44,7 @@ fn should_accept_inputs_at_the_limits() {
     let mut state = installed_state();
     let id = "i".repeat(MAX_ID_BYTES);
     let input = input(&"n".repeat(MAX_NAME_BYTES), &vec![7; MAX_VALUE_BYTES]);
-    add(
-        &mut state,
-        &call_from(stranger()),
-        id.clone(),
-        input.clone(),
-    )
-    .unwrap();
+    add(&mut state, &call_from(stranger()), id.clone(), input.clone()).unwrap();
     let member = get(&state, id).unwrap();
     assert_eq!((member.name, member.value), (input.name, input.value));
 }
@@ -65,13 +53,7 @@ fn should_accept_inputs_at_the_limits() {
 fn should_update_member_keeping_created_at() {
     let mut state = state_with_members();
     let later = call_at(stranger(), NOW + 5);
-    let updated = update(
-        &mut state,
-        &later,
-        "alice".into(),
-        input("Alice B.", b"new"),
-    )
-    .unwrap();
+    let updated = update(&mut state, &later, "alice".into(), input("Alice B.", b"new")).unwrap();
     let expected = Member {
         id: "alice".into(),
         name: "Alice B.".into(),
@@ -134,20 +116,9 @@ fn should_audit_and_count_every_successful_write() {
 fn should_list_members_in_pages() {
     let mut state = installed_state();
     for id in ["e", "c", "a", "d", "b"] {
-        add(
-            &mut state,
-            &call_from(stranger()),
-            id.into(),
-            input(id, b""),
-        )
-        .unwrap();
+        add(&mut state, &call_from(stranger()), id.into(), input(id, b"")).unwrap();
     }
-    let ids = |page: &MemberPage| {
-        page.members
-            .iter()
-            .map(|member| member.id.clone())
-            .collect::<Vec<_>>()
-    };
+    let ids = |page: &MemberPage| page.members.iter().map(|member| member.id.clone()).collect::<Vec<_>>();
 
     let first = list(
         &state,
@@ -186,21 +157,13 @@ fn should_list_members_in_pages() {
             limit: 2,
         },
     );
-    assert_eq!(
-        (ids(&exact), exact.next),
-        (vec!["d".into(), "e".into()], None)
-    );
+    assert_eq!((ids(&exact), exact.next), (vec!["d".into(), "e".into()], None));
 }
 
 #[test]
 fn should_cap_page_size() {
     let mut state = installed_state();
-    fill(
-        &mut state,
-        &call_from(parent()),
-        fill_arg(MAX_PAGE_SIZE + 1, 0, "m"),
-    )
-    .unwrap();
+    fill(&mut state, &call_from(parent()), fill_arg(MAX_PAGE_SIZE + 1, 0, "m")).unwrap();
     for limit in [0, MAX_PAGE_SIZE + 1, u32::MAX] {
         let page = list(
             &state,
@@ -219,27 +182,9 @@ fn should_hash_members_as_documented() {
     let mut state = installed_state();
     assert_eq!(checksum(&state).sha256, Sha256::digest(b"").to_vec());
 
-    add(
-        &mut state,
-        &call_at(stranger(), 5),
-        "b".into(),
-        input("Bo", &[9, 9]),
-    )
-    .unwrap();
-    add(
-        &mut state,
-        &call_at(stranger(), 6),
-        "a".into(),
-        input("Al", &[]),
-    )
-    .unwrap();
-    update(
-        &mut state,
-        &call_at(stranger(), 7),
-        "a".into(),
-        input("Al", &[1]),
-    )
-    .unwrap();
+    add(&mut state, &call_at(stranger(), 5), "b".into(), input("Bo", &[9, 9])).unwrap();
+    add(&mut state, &call_at(stranger(), 6), "a".into(), input("Al", &[])).unwrap();
+    update(&mut state, &call_at(stranger(), 7), "a".into(), input("Al", &[1])).unwrap();
 
     let mut expected = Vec::new();
     for field in [&b"a"[..], b"Al", &[1]] {
@@ -265,13 +210,7 @@ fn should_hash_members_as_documented() {
 fn should_change_checksum_when_data_changes() {
     let mut state = state_with_members();
     let before = checksum(&state);
-    update(
-        &mut state,
-        &call_from(stranger()),
-        "bob".into(),
-        input("bob", b"bOb"),
-    )
-    .unwrap();
+    update(&mut state, &call_from(stranger()), "bob".into(), input("bob", b"bOb")).unwrap();
     assert_ne!(checksum(&state), before);
 }
 
@@ -359,12 +298,7 @@ fn should_reject_duplicate_add() {
     let mut state = state_with_members();
     let error = ChildError::AlreadyExists { id: "alice".into() };
     assert_rejected(&mut state, error, |s| {
-        add(
-            s,
-            &call_from(stranger()),
-            "alice".into(),
-            input("other", b"x"),
-        )
+        add(s, &call_from(stranger()), "alice".into(), input("other", b"x"))
     });
 }
 
@@ -376,9 +310,7 @@ fn should_reject_unknown_member() {
     assert_rejected(&mut state, error.clone(), |s| {
         update(s, &call, "carol".into(), input("c", b""))
     });
-    assert_rejected(&mut state, error.clone(), |s| {
-        remove(s, &call, "carol".into())
-    });
+    assert_rejected(&mut state, error.clone(), |s| remove(s, &call, "carol".into()));
     assert_rejected(&mut state, error, |s| get(s, "carol".into()));
 }
 
@@ -410,11 +342,7 @@ fn should_reject_fill_over_limits() {
     let cases = [
         (
             fill_arg(MAX_FILL_COUNT + 1, 1, "f"),
-            too_long(
-                "count",
-                MAX_FILL_COUNT as usize,
-                MAX_FILL_COUNT as usize + 1,
-            ),
+            too_long("count", MAX_FILL_COUNT as usize, MAX_FILL_COUNT as usize + 1),
         ),
         (
             fill_arg(1, MAX_VALUE_BYTES as u32 + 1, "f"),

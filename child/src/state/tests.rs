@@ -65,10 +65,7 @@ fn should_keep_the_whole_stable_memory_to_the_memory_manager() {
         "stable memory must start with the MemoryManager header"
     );
     let health = state.health();
-    assert_eq!(
-        health.stable_memory_pages,
-        memory.borrow().len() as u64 / 65536
-    );
+    assert_eq!(health.stable_memory_pages, memory.borrow().len() as u64 / 65536);
     assert_eq!(health.stable_memory_bytes, memory.borrow().len() as u64);
 }
 
@@ -89,12 +86,7 @@ fn should_report_health() {
             health.parent,
             health.member_count
         ),
-        (
-            crate::VERSION,
-            crate::memory::SCHEMA_VERSION,
-            Some(stranger()),
-            2
-        )
+        (crate::VERSION, crate::memory::SCHEMA_VERSION, Some(stranger()), 2)
     );
     assert_eq!((health.audit_log_length, health.total_writes), (4, 2));
     assert_eq!((health.request_count, health.last_tick), (1, Some(NOW + 1)));

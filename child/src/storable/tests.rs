@@ -61,12 +61,7 @@ fn should_decode_member_written_by_newer_layout() {
     };
     let record = MemberRecord::from_bytes(Cow::Owned(encode(&new)));
     assert_eq!(
-        (
-            record.name,
-            record.value,
-            record.created_at,
-            record.updated_at
-        ),
+        (record.name, record.value, record.created_at, record.updated_at),
         (new.name, new.value, new.created_at, new.updated_at)
     );
     #[cfg(feature = "next")]
@@ -82,10 +77,7 @@ fn should_encode_values_as_byte_strings() {
         },
         0,
     );
-    assert!(
-        record.to_bytes().len() < 4096 + 128,
-        "value encoded element by element"
-    );
+    assert!(record.to_bytes().len() < 4096 + 128, "value encoded element by element");
 }
 
 #[test]
@@ -109,9 +101,7 @@ fn should_round_trip_every_record() {
     assert_eq!(round_trip(config.clone()), config);
 
     let kinds = [
-        AuditKind::Install {
-            version: "1".into(),
-        },
+        AuditKind::Install { version: "1".into() },
         AuditKind::Filled {
             prefix: "p".into(),
             count: 3,

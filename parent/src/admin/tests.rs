@@ -49,25 +49,15 @@ fn bad_settings_are_rejected_and_change_nothing() {
     let before = s.settings().clone();
     invalid_arg(set_concurrency(&mut s, MAX_CONCURRENCY + 1));
     invalid_arg(set_admins(&mut s, vec![Principal::anonymous()]));
-    invalid_arg(set_admins(
-        &mut s,
-        (0..=MAX_ADMINS as u64).map(principal).collect(),
-    ));
-    invalid_arg(set_cycles_per_child(
-        &mut s,
-        Nat::from(MAX_CYCLES_PER_CHILD) + 1u32,
-    ));
+    invalid_arg(set_admins(&mut s, (0..=MAX_ADMINS as u64).map(principal).collect()));
+    invalid_arg(set_cycles_per_child(&mut s, Nat::from(MAX_CYCLES_PER_CHILD) + 1u32));
     let me = principal(99);
     invalid_arg(set_extra_controllers(
         &mut s,
         me,
         (0..=MAX_EXTRA_CONTROLLERS as u64).map(principal).collect(),
     ));
-    invalid_arg(set_extra_controllers(
-        &mut s,
-        me,
-        vec![Principal::anonymous()],
-    ));
+    invalid_arg(set_extra_controllers(&mut s, me, vec![Principal::anonymous()]));
     assert_eq!(s.settings(), &before);
 }
 
@@ -100,11 +90,7 @@ fn an_upgrade_argument_is_validated_as_a_whole() {
         ..Default::default()
     };
     invalid_arg(apply_arg(&mut s, arg, principal(99)));
-    assert_eq!(
-        s.settings(),
-        &before,
-        "the valid admin list was not applied either"
-    );
+    assert_eq!(s.settings(), &before, "the valid admin list was not applied either");
 
     let arg = ParentArg {
         admins: Some(vec![principal(1)]),
@@ -129,11 +115,7 @@ fn an_upgrade_argument_is_validated_as_a_whole() {
 fn create_children_rejects_bad_counts_and_changes_nothing() {
     let (ic, _) = global();
     invalid_arg(block_on(create_children(&ic, 0, None)));
-    invalid_arg(block_on(create_children(
-        &ic,
-        MAX_CREATE_PER_CALL + 1,
-        None,
-    )));
+    invalid_arg(block_on(create_children(&ic, MAX_CREATE_PER_CALL + 1, None)));
     let too_rich = ChildSpec {
         cycles: Some(Nat::from(MAX_CYCLES_PER_CHILD) + 1u32),
     };
@@ -153,25 +135,12 @@ fn create_children_installs_the_release_and_records_it() {
         assert_eq!(c.state, ChildState::UpToDate);
         assert_eq!(c.installed_hash.as_deref(), Some(&hash[..]));
         assert_eq!(ic.methods_for(c.canister_id), vec![Method::InstallNew]);
-        assert_eq!(
-            ic.canister(c.canister_id).controllers,
-            vec![ic.self_id(), principal(5)]
-        );
+        assert_eq!(ic.canister(c.canister_id).controllers, vec![ic.self_id(), principal(5)]);
     }
-    assert_eq!(
-        ic.calls()
-            .iter()
-            .filter(|(m, _)| *m == Method::Create)
-            .count(),
-        3
-    );
+    assert_eq!(ic.calls().iter().filter(|(m, _)| *m == Method::Create).count(), 3);
     read_state(|s| {
         assert_eq!(s.child_count(), 3);
-        assert_eq!(
-            s.rollout().upgraded,
-            0,
-            "created children are not counted as upgrades"
-        );
+        assert_eq!(s.rollout().upgraded, 0, "created children are not counted as upgrades");
         s.check_invariants();
     });
 }
@@ -200,28 +169,17 @@ fn create_children_reports_partial_failures() {
     );
     let r = block_on(create_children(&ic, 1, None)).unwrap();
     assert_eq!(r.created[0].state, ChildState::Failed);
-    assert!(r.created[0]
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("init trapped"));
+    assert!(r.created[0].last_error.as_deref().unwrap().contains("init trapped"));
 }
 
 #[test]
 fn create_children_fails_cleanly_when_nothing_is_created() {
     let (ic, _) = global();
     for _ in 0..2 {
-        ic.fault(
-            Method::Create,
-            Principal::management_canister(),
-            Fault::Reject(4, "no"),
-        );
+        ic.fault(Method::Create, Principal::management_canister(), Fault::Reject(4, "no"));
     }
     let r = block_on(create_children(&ic, 2, None));
-    assert!(
-        matches!(r, Err(ParentError::CallFailed { code: 4, .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(ParentError::CallFailed { code: 4, .. })), "{r:?}");
     read_state(|s| assert_eq!(s.child_count(), 0));
 }
 
@@ -262,19 +220,13 @@ fn register_child_rejects_bad_input_and_changes_nothing() {
         Err(ParentError::AlreadyRegistered { canister_id: known })
     );
     invalid_arg(block_on(register_child(&ic, ic.self_id())));
-    invalid_arg(block_on(register_child(
-        &ic,
-        Principal::management_canister(),
-    )));
+    invalid_arg(block_on(register_child(&ic, Principal::management_canister())));
     assert_eq!(ic.calls().len(), calls, "rejected before any call");
 
     // A canister that does not exist.
     let ghost = principal(2);
     let r = block_on(register_child(&ic, ghost));
-    assert!(
-        matches!(r, Err(ParentError::CallFailed { code: 3, .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(ParentError::CallFailed { code: 3, .. })), "{r:?}");
     read_state(|s| assert_eq!(s.child_count(), 1));
 }
 
@@ -283,25 +235,17 @@ fn register_child_needs_the_parent_to_be_a_controller() {
     let (ic, _) = global();
     let foreign = principal(3);
     ic.add_child(foreign, RunStatus::Running, Some(&OLD));
-    ic.0.borrow_mut()
-        .canisters
-        .get_mut(&foreign)
-        .unwrap()
-        .controllers = vec![principal(4)];
+    ic.0.borrow_mut().canisters.get_mut(&foreign).unwrap().controllers = vec![principal(4)];
     assert_eq!(
         block_on(register_child(&ic, foreign)),
-        Err(ParentError::NotController {
-            canister_id: foreign
-        })
+        Err(ParentError::NotController { canister_id: foreign })
     );
 
     // Status made public: the call succeeds, but the controller list does not name the parent.
     ic.fault(Method::Status, foreign, Fault::Noop);
     assert_eq!(
         block_on(register_child(&ic, foreign)),
-        Err(ParentError::NotController {
-            canister_id: foreign
-        })
+        Err(ParentError::NotController { canister_id: foreign })
     );
     read_state(|s| assert_eq!(s.child_count(), 0));
 }
@@ -321,14 +265,8 @@ fn remove_child_refuses_unknown_and_locked_children() {
         error: None,
         upgrade: Default::default(),
     };
-    s.put_child(
-        locked,
-        ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0),
-    );
-    s.put_child(
-        failed,
-        ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0),
-    );
+    s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
+    s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
 
     assert_eq!(
         remove_child(&mut s, principal(9)),
@@ -363,10 +301,7 @@ fn retry_failed_and_start_rollout_replan() {
     let mut s = fresh_state();
     rollout::on_install(&mut s, 1);
     rollout::tick(&mut s, 1);
-    s.put_child(
-        principal(1),
-        ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0),
-    );
+    s.put_child(principal(1), ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
     assert_eq!(retry_failed(&mut s, 2), 1);
     assert_eq!(retry_failed(&mut s, 2), 0);
     assert_eq!(s.pending().len(), 1);
@@ -399,10 +334,7 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         error: None,
         upgrade: Default::default(),
     };
-    s.put_child(
-        locked,
-        ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0),
-    );
+    s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
     let before: Vec<_> = s.children().iter().map(|e| e.into_pair()).collect();
     let rollout_before = s.rollout().clone();
@@ -438,36 +370,19 @@ fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
     let mut f = ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0);
     f.attempts = rollout::MAX_ATTEMPTS;
     s.put_child(failed, f);
-    s.put_child(
-        outdated,
-        ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0),
-    );
-    s.put_child(
-        queued,
-        ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0),
-    );
+    s.put_child(outdated, ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0));
+    s.put_child(queued, ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0));
 
     let id = s.rollout().id;
     assert_eq!(retry_child(&mut s, failed, skip(), 7), Ok(id));
     let e = s.child(&failed).unwrap();
     assert_eq!(
-        (
-            e.phase,
-            e.attempts,
-            e.upgrade.skip_pre_upgrade,
-            e.updated_at
-        ),
+        (e.phase, e.attempts, e.upgrade.skip_pre_upgrade, e.updated_at),
         (Phase::Pending, 0, true, 7)
     );
-    assert!(
-        s.rollout().finished_at.is_none(),
-        "the rollout reopens for the child"
-    );
+    assert!(s.rollout().finished_at.is_none(), "the rollout reopens for the child");
 
-    assert_eq!(
-        retry_child(&mut s, outdated, RetryOptions::default(), 7),
-        Ok(id)
-    );
+    assert_eq!(retry_child(&mut s, outdated, RetryOptions::default(), 7), Ok(id));
     assert_eq!(s.child(&outdated).unwrap().phase, Phase::Pending);
     assert!(!s.child(&outdated).unwrap().upgrade.skip_pre_upgrade);
 

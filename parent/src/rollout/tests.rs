@@ -10,10 +10,7 @@ use crate::testing::{block_on, FakeIc, Fault, Method};
 const NOW: u64 = 1_000;
 
 fn add_idle(s: &mut State, id: Principal, hash: Option<&[u8]>) {
-    s.put_child(
-        id,
-        ChildEntry::new(hash.map(|h| h.to_vec()), Phase::Idle, 0),
-    );
+    s.put_child(id, ChildEntry::new(hash.map(|h| h.to_vec()), Phase::Idle, 0));
 }
 
 fn release(s: &State) -> Vec<u8> {
@@ -92,10 +89,7 @@ fn plan_queues_only_children_not_on_the_release() {
     add_idle(&mut s, principal(3), None);
     add_idle(&mut s, principal(4), Some(&rel));
     // Queued for an earlier release, but already on this one.
-    s.put_child(
-        principal(6),
-        ChildEntry::new(Some(rel.clone()), Phase::Pending, 0),
-    );
+    s.put_child(principal(6), ChildEntry::new(Some(rel.clone()), Phase::Pending, 0));
     let mut failed = ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0);
     failed.attempts = 3;
     s.put_child(principal(5), failed);
@@ -195,10 +189,7 @@ fn workers_keep_at_most_k_children_changing_and_drain_the_queue() {
         "at most K children being stopped, installed or started"
     );
     assert!(sim.max_in_flight <= 6, "at most 2K children locked");
-    assert!(
-        sim.max_in_flight > 3,
-        "confirms overlapped the next children"
-    );
+    assert!(sim.max_in_flight > 3, "confirms overlapped the next children");
     drop(sim);
     assert_eq!(
         ic.calls().len(),
@@ -228,9 +219,7 @@ fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
     let a = tick(&mut s, NOW).launches.pop().unwrap();
     assert!(launch(&mut s, NOW, 1).is_empty(), "A holds the only slot");
     let a_confirm = advance_to_confirm(&mut s, a);
-    let b = launch(&mut s, NOW, 1)
-        .pop()
-        .expect("A's confirm released the slot");
+    let b = launch(&mut s, NOW, 1).pop().expect("A's confirm released the slot");
     let _b_confirm = advance_to_confirm(&mut s, b);
     assert!(launch(&mut s, NOW, 1).is_empty(), "2K = 2 children locked");
     assert!(
@@ -316,10 +305,7 @@ fn start_runs_after_a_failed_stop() {
     );
     let e = entry(ids[0]);
     assert_eq!(e.phase, Phase::Failed);
-    assert!(
-        e.last_error.as_deref().unwrap().contains("stop refused"),
-        "{e:?}"
-    );
+    assert!(e.last_error.as_deref().unwrap().contains("stop refused"), "{e:?}");
     assert_eq!(ic.canister(ids[0]).status, RunStatus::Running);
 }
 
@@ -334,10 +320,7 @@ fn start_runs_after_a_failed_install() {
     );
     let e = entry(ids[0]);
     assert_eq!(e.phase, Phase::Failed);
-    assert!(
-        e.last_error.as_deref().unwrap().contains("install trapped"),
-        "{e:?}"
-    );
+    assert!(e.last_error.as_deref().unwrap().contains("install trapped"), "{e:?}");
     assert_eq!(
         e.installed_hash.as_deref(),
         Some(&OLD[..]),
@@ -368,11 +351,7 @@ fn an_install_with_unknown_outcome_is_started_and_confirmed() {
         );
         assert_eq!(ic.canister(*id).status, RunStatus::Running);
     }
-    assert_eq!(
-        entry(ids[0]).phase,
-        Phase::Idle,
-        "it did take effect: confirmed"
-    );
+    assert_eq!(entry(ids[0]).phase, Phase::Idle, "it did take effect: confirmed");
     assert_eq!(
         entry(ids[1]).phase,
         Phase::Failed,
@@ -388,10 +367,7 @@ fn a_confirm_that_does_not_see_the_release_fails_the_child() {
     run_rollout(&ic);
     let e = entry(ids[0]);
     assert_eq!(e.phase, Phase::Failed);
-    assert!(
-        e.last_error.as_deref().unwrap().contains("confirm"),
-        "{e:?}"
-    );
+    assert!(e.last_error.as_deref().unwrap().contains("confirm"), "{e:?}");
     assert_eq!(e.installed_hash.as_deref(), Some(&OLD[..]));
     read_state(|s| assert_eq!(s.rollout().upgraded, 0));
 }
@@ -407,14 +383,7 @@ fn a_confirm_that_sees_a_stopped_child_fails_it() {
     let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
     assert_eq!(l.step, Step::Confirm);
     let rel = release(&s);
-    assert!(on_result(
-        &mut s,
-        l.child,
-        l.op_id,
-        status(RunStatus::Stopped, &rel),
-        NOW
-    )
-    .is_none());
+    assert!(on_result(&mut s, l.child, l.op_id, status(RunStatus::Stopped, &rel), NOW).is_none());
     assert_eq!(s.child(&principal(1)).unwrap().phase, Phase::Failed);
 }
 
@@ -458,12 +427,7 @@ fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
             Some(&rel),
             vec![Status, Start, Status],
         ),
-        (
-            Step::Start,
-            RunStatus::Stopped,
-            Some(&rel),
-            vec![Status, Start, Status],
-        ),
+        (Step::Start, RunStatus::Stopped, Some(&rel), vec![Status, Start, Status]),
         // Running the release: nothing to do.
         (Step::Start, RunStatus::Running, Some(&rel), vec![Status]),
         (Step::Confirm, RunStatus::Running, Some(&rel), vec![Status]),
@@ -496,12 +460,7 @@ fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
             vec![Status, Stop, Install, Start, Status],
         ),
         // A new child whose install was cut off: install it.
-        (
-            Step::InstallNew,
-            RunStatus::Running,
-            None,
-            vec![Status, InstallNew],
-        ),
+        (Step::InstallNew, RunStatus::Running, None, vec![Status, InstallNew]),
     ];
     for (step, st, hash, expected) in cases {
         let (ic, id) = orphan(step, st, hash);
@@ -509,11 +468,7 @@ fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
         let label = format!("{step:?} / {st:?} / {:?}", hash.map(|h| h[0]));
         assert_eq!(ic.methods_for(id), expected, "{label}");
         assert_eq!(entry(id).phase, Phase::Idle, "{label}");
-        assert_eq!(
-            entry(id).installed_hash.as_deref(),
-            Some(&rel[..]),
-            "{label}"
-        );
+        assert_eq!(entry(id).installed_hash.as_deref(), Some(&rel[..]), "{label}");
         assert_eq!(ic.canister(id).status, RunStatus::Running, "{label}");
         read_state(|s| s.check_invariants());
     }
@@ -545,10 +500,7 @@ fn a_child_that_never_upgrades_fails_after_max_attempts() {
     run_rollout(&ic);
     use Method::*;
     // take-over (attempt 2): running the old module → redo (attempt 3) → the confirm still sees it: failed.
-    assert_eq!(
-        ic.methods_for(id),
-        vec![Status, Stop, Install, Start, Status]
-    );
+    assert_eq!(ic.methods_for(id), vec![Status, Stop, Install, Start, Status]);
     let e = entry(id);
     assert_eq!(e.phase, Phase::Failed);
     assert_eq!(e.installed_hash.as_deref(), Some(&OLD[..]));
@@ -668,11 +620,7 @@ fn each_tick_reads_a_bounded_batch_and_launches_at_most_k() {
         if s.rollout().plan.is_none() {
             break;
         }
-        assert_eq!(
-            plan.rearm,
-            Some(Duration::ZERO),
-            "planning continues on the next round"
-        );
+        assert_eq!(plan.rearm, Some(Duration::ZERO), "planning continues on the next round");
     }
     assert_eq!(ticks, 3);
     assert_eq!(s.pending().len() + s.in_flight().len(), n);
@@ -721,7 +669,13 @@ fn only_a_verifying_rollout_finds_a_child_changed_behind_the_parents_back() {
     for id in &ids {
         let methods: Vec<Method> = new_calls.iter().filter(|(_, c)| c == id).map(|(m, _)| *m).collect();
         let expected = if *id == drifted {
-            vec![Method::Status, Method::Stop, Method::Install, Method::Start, Method::Status]
+            vec![
+                Method::Status,
+                Method::Stop,
+                Method::Install,
+                Method::Start,
+                Method::Status,
+            ]
         } else {
             vec![Method::Status]
         };
@@ -789,9 +743,7 @@ fn a_child_with_no_known_module_is_checked_before_anything_is_done() {
 // --- per-operation upgrade options (retry_child) ----------------------------------------------------------------
 
 fn skip_pre_upgrade() -> UpgradeOptions {
-    UpgradeOptions {
-        skip_pre_upgrade: true,
-    }
+    UpgradeOptions { skip_pre_upgrade: true }
 }
 
 fn upgrade_installs(ic: &FakeIc, id: Principal) -> Vec<InstallMode> {
@@ -806,27 +758,18 @@ fn upgrade_installs(ic: &FakeIc, id: Principal) -> Vec<InstallMode> {
 const PLAIN: InstallMode = InstallMode::Upgrade {
     skip_pre_upgrade: false,
 };
-const SKIP: InstallMode = InstallMode::Upgrade {
-    skip_pre_upgrade: true,
-};
+const SKIP: InstallMode = InstallMode::Upgrade { skip_pre_upgrade: true };
 
 #[test]
 fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
     let (ic, ids) = fleet(2, 2);
     let stuck = ids[0];
-    ic.0.borrow_mut()
-        .canisters
-        .get_mut(&stuck)
-        .unwrap()
-        .pre_upgrade_traps = true;
+    ic.0.borrow_mut().canisters.get_mut(&stuck).unwrap().pre_upgrade_traps = true;
     run_rollout(&ic);
     let e = entry(stuck);
     assert_eq!(e.phase, Phase::Failed);
     assert!(
-        e.last_error
-            .as_deref()
-            .unwrap()
-            .contains("pre_upgrade trapped"),
+        e.last_error.as_deref().unwrap().contains("pre_upgrade trapped"),
         "{e:?}"
     );
     assert_eq!(ic.canister(stuck).status, RunStatus::Running);
@@ -846,11 +789,7 @@ fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
     assert_eq!(e.upgrade, UpgradeOptions::default(), "used up");
     assert_eq!(e.installed_hash.as_deref(), Some(&read_state(release)[..]));
     assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP]);
-    assert_eq!(
-        upgrade_installs(&ic, ids[1]),
-        vec![PLAIN],
-        "no other child is affected"
-    );
+    assert_eq!(upgrade_installs(&ic, ids[1]), vec![PLAIN], "no other child is affected");
 
     // The next release upgrades it normally again.
     mutate_state(|s| {
@@ -859,10 +798,7 @@ fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
     });
     ic.0.borrow_mut().release = vec![0x22; 32];
     run_rollout(&ic);
-    assert_eq!(
-        upgrade_installs(&ic, stuck),
-        vec![PLAIN, PLAIN, SKIP, PLAIN]
-    );
+    assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP, PLAIN]);
     assert_eq!(entry(stuck).phase, Phase::Idle);
 }
 
@@ -877,11 +813,7 @@ fn a_taken_over_operation_keeps_its_options() {
         }
         s.put_child(id, e);
     });
-    ic.0.borrow_mut()
-        .canisters
-        .get_mut(&id)
-        .unwrap()
-        .pre_upgrade_traps = true;
+    ic.0.borrow_mut().canisters.get_mut(&id).unwrap().pre_upgrade_traps = true;
     run_rollout(&ic);
     use Method::*;
     assert_eq!(ic.methods_for(id), vec![Status, Install, Start, Status]);

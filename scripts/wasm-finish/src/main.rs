@@ -46,7 +46,11 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             _ => return Err(format!("unknown option {flag}\n{usage}")),
         }
     }
-    Ok(Args { input: input.into(), candid: candid.map(PathBuf::from), out: out.ok_or(usage)?.into() })
+    Ok(Args {
+        input: input.into(),
+        candid: candid.map(PathBuf::from),
+        out: out.ok_or(usage)?.into(),
+    })
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -84,10 +88,15 @@ fn finish(wasm: &[u8], candid: Option<&[u8]>) -> Result<Vec<u8>, String> {
         }
     }
     if let Some(candid) = candid {
-        module.section(&CustomSection { name: CANDID_SECTION.into(), data: candid.into() });
+        module.section(&CustomSection {
+            name: CANDID_SECTION.into(),
+            data: candid.into(),
+        });
     }
     let bytes = module.finish();
-    wasmparser::Validator::new().validate_all(&bytes).map_err(|e| format!("finished wasm is invalid: {e}"))?;
+    wasmparser::Validator::new()
+        .validate_all(&bytes)
+        .map_err(|e| format!("finished wasm is invalid: {e}"))?;
     Ok(bytes)
 }
 
@@ -118,7 +127,10 @@ mod tests {
             .unwrap();
         assert_eq!(custom_sections(&wasm).len(), 1);
         let finished = finish(&wasm, Some(b"service : {}")).unwrap();
-        assert_eq!(custom_sections(&finished), vec![(CANDID_SECTION.to_string(), b"service : {}".to_vec())]);
+        assert_eq!(
+            custom_sections(&finished),
+            vec![(CANDID_SECTION.to_string(), b"service : {}".to_vec())]
+        );
     }
 
     #[test]

@@ -44,9 +44,7 @@ fn should_decode_candid_principals_as_principal_does() {
 fn should_decode_candid_opt_principal_present_absent_and_missing() {
     let parent = Principal::from_slice(&[9; 10]);
     for arg in [
-        ChildUpgradeArg {
-            parent: Some(parent),
-        },
+        ChildUpgradeArg { parent: Some(parent) },
         ChildUpgradeArg { parent: None },
     ] {
         let decoded: ChildUpgradeArg = candid::decode_one(&encode_one(&arg).unwrap()).unwrap();
@@ -65,23 +63,10 @@ fn should_decode_candid_opt_principal_present_absent_and_missing() {
 fn should_read_cbor_written_by_principal_serde_and_write_the_same_bytes() {
     for principal in principals() {
         for optional in [None, Some(principal)] {
-            let stored = crate::cbor::encode(&Plain {
-                principal,
-                optional,
-            });
+            let stored = crate::cbor::encode(&Plain { principal, optional });
             let ours: Ours = crate::cbor::decode(&stored);
-            assert_eq!(
-                ours,
-                Ours {
-                    principal,
-                    optional
-                }
-            );
-            assert_eq!(
-                crate::cbor::encode(&ours),
-                stored,
-                "encoding is Principal's own"
-            );
+            assert_eq!(ours, Ours { principal, optional });
+            assert_eq!(crate::cbor::encode(&ours), stored, "encoding is Principal's own");
         }
     }
 }
@@ -93,19 +78,14 @@ fn should_reject_oversized_principals() {
     let mut candid = b"DIDL\x00\x01\x68\x01\x1e".to_vec();
     candid.extend([7; 30]);
     let err = decode_args::<(PrincipalArg,)>(&candid).unwrap_err();
-    assert!(
-        format!("{err:?}").contains("longer than 29 bytes"),
-        "{err:?}"
-    );
+    assert!(format!("{err:?}").contains("longer than 29 bytes"), "{err:?}");
 
     #[derive(Serialize)]
     struct Raw {
         #[serde(with = "serde_bytes")]
         principal: Vec<u8>,
     }
-    let stored = crate::cbor::encode(&Raw {
-        principal: vec![7; 30],
-    });
+    let stored = crate::cbor::encode(&Raw { principal: vec![7; 30] });
     let err = minicbor_serde::from_slice::<Ours>(&stored).unwrap_err();
     assert!(err.to_string().contains("at most 29 bytes"), "{err}");
 }

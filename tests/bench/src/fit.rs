@@ -22,11 +22,7 @@ impl LinearFit {
             return None;
         }
         let slope = sxy / sxx;
-        let r_squared = if syy == 0.0 {
-            1.0
-        } else {
-            sxy * sxy / (sxx * syy)
-        };
+        let r_squared = if syy == 0.0 { 1.0 } else { sxy * sxy / (sxx * syy) };
         Some(Self {
             intercept: mean_y - slope * mean_x,
             slope,
@@ -88,14 +84,8 @@ mod tests {
     fn a_limit_past_the_points_is_extrapolated_and_one_within_is_interpolated() {
         let points = [(0.0, 5.0), (10.0, 25.0), (100.0, 205.0)];
         let fit = LinearFit::of(&points).unwrap();
-        assert_eq!(
-            Crossing::of(&points, Some(&fit), 405.0),
-            Crossing::Extrapolated(200.0)
-        );
-        assert_eq!(
-            Crossing::of(&points, Some(&fit), 115.0),
-            Crossing::Measured(55.0)
-        );
+        assert_eq!(Crossing::of(&points, Some(&fit), 405.0), Crossing::Extrapolated(200.0));
+        assert_eq!(Crossing::of(&points, Some(&fit), 115.0), Crossing::Measured(55.0));
         let flat = LinearFit::of(&[(0.0, 5.0), (10.0, 5.0)]).unwrap();
         assert_eq!(
             Crossing::of(&[(0.0, 5.0), (10.0, 5.0)], Some(&flat), 405.0),

@@ -7,9 +7,7 @@ use std::time::Instant;
 use candid::{Decode, Encode, Principal};
 use replica::{Replica, ReplicaConfig, STABLE_PAGE_SIZE};
 use sha2::{Digest, Sha256};
-use shared::child::{
-    ChildError, ChildInitArg, ChildUpgradeArg, FillArg, MAX_FILL_COUNT, MAX_VALUE_BYTES,
-};
+use shared::child::{ChildError, ChildInitArg, ChildUpgradeArg, FillArg, MAX_FILL_COUNT, MAX_VALUE_BYTES};
 
 use crate::results::Series;
 
@@ -50,8 +48,7 @@ pub struct ModuleInfo {
 impl Module {
     /// Reads `wasm/{path}`; panics with `build_command` as the fix if it is missing.
     pub fn read(path: &str, build_command: &str) -> Self {
-        Self::try_read(path)
-            .unwrap_or_else(|e| panic!("cannot read wasm/{path}: {e}; run {build_command}"))
+        Self::try_read(path).unwrap_or_else(|e| panic!("cannot read wasm/{path}: {e}; run {build_command}"))
     }
 
     /// Reads `wasm/{path}`, if it can.
@@ -83,9 +80,7 @@ pub enum Kind {
 impl Kind {
     fn init_arg(self) -> Vec<u8> {
         match self {
-            Kind::Child => Encode!(&ChildInitArg {
-                parent: controller()
-            }),
+            Kind::Child => Encode!(&ChildInitArg { parent: controller() }),
             Kind::HeapBaseline => Encode!(),
         }
         .expect("encode init arg")
@@ -108,19 +103,13 @@ impl Kind {
                     value_size: VALUE_SIZE,
                     prefix: format!("fill{call:05}-"),
                 };
-                let reply: Result<u64, ChildError> = r
-                    .update(id, controller(), "admin_fill", &arg)
-                    .expect("admin_fill call");
+                let reply: Result<u64, ChildError> =
+                    r.update(id, controller(), "admin_fill", &arg).expect("admin_fill call");
                 reply.unwrap_or_else(|e| panic!("admin_fill: {e}"));
             }
             Kind::HeapBaseline => {
                 let reply = r
-                    .update_call(
-                        id,
-                        controller(),
-                        "fill",
-                        Encode!(&count, &VALUE_SIZE).unwrap(),
-                    )
+                    .update_call(id, controller(), "fill", Encode!(&count, &VALUE_SIZE).unwrap())
                     .expect("fill call");
                 Decode!(&reply, u64).expect("fill reply");
             }
@@ -198,12 +187,7 @@ pub fn measure_upgrade(scenario: &Scenario, data_bytes: u64) -> UpgradeCost {
         ..Default::default()
     });
     let id = r.create_canister_with_settings(Some(controller()), None);
-    r.install_canister(
-        id,
-        scenario.from.bytes.clone(),
-        kind.init_arg(),
-        Some(controller()),
-    );
+    r.install_canister(id, scenario.from.bytes.clone(), kind.init_arg(), Some(controller()));
 
     let values = u32::try_from(data_bytes / u64::from(VALUE_SIZE)).expect("data size");
     for (call, first) in (0..values).step_by(VALUES_PER_CALL as usize).enumerate() {
@@ -215,17 +199,11 @@ pub fn measure_upgrade(scenario: &Scenario, data_bytes: u64) -> UpgradeCost {
         "{kind:?} holds the data before the upgrade"
     );
 
-    r.stop_canister(id, Some(controller()))
-        .expect("stop_canister");
+    r.stop_canister(id, Some(controller())).expect("stop_canister");
     let stable_memory_bytes = r.stable_memory_pages(id).0 * STABLE_PAGE_SIZE;
     let heap_bytes = r.heap_size(id);
     let executions_before = r.executions().len();
-    let upgrade = r.upgrade_canister(
-        id,
-        scenario.to.bytes.clone(),
-        kind.upgrade_arg(),
-        Some(controller()),
-    );
+    let upgrade = r.upgrade_canister(id, scenario.to.bytes.clone(), kind.upgrade_arg(), Some(controller()));
     let mut phase_instructions = [0; 3];
     let mut trap = None;
     for e in r
@@ -235,8 +213,7 @@ pub fn measure_upgrade(scenario: &Scenario, data_bytes: u64) -> UpgradeCost {
         .filter(|e| e.canister == id)
     {
         let phase = UPGRADE_PHASES.iter().position(|p| *p == e.entry);
-        let phase =
-            phase.unwrap_or_else(|| panic!("unexpected execution {e:?} during the upgrade"));
+        let phase = phase.unwrap_or_else(|| panic!("unexpected execution {e:?} during the upgrade"));
         phase_instructions[phase] += e.instructions;
         if let Err(message) = &e.outcome {
             trap = Some(Trap {
@@ -250,14 +227,10 @@ pub fn measure_upgrade(scenario: &Scenario, data_bytes: u64) -> UpgradeCost {
         (Err(reject), None) => {
             panic!("upgrading {kind:?} holding {data_bytes} bytes was rejected: {reject}")
         }
-        (Ok(()), Some(t)) => panic!(
-            "the upgrade of {kind:?} succeeded although {} trapped",
-            t.phase
-        ),
+        (Ok(()), Some(t)) => panic!("the upgrade of {kind:?} succeeded although {} trapped", t.phase),
     }
 
-    r.start_canister(id, Some(controller()))
-        .expect("start_canister");
+    r.start_canister(id, Some(controller())).expect("start_canister");
     assert_eq!(
         kind.stored_bytes(&r, id),
         data_bytes,
@@ -279,9 +252,10 @@ pub fn measure_series(label: &str, scenario: &Scenario, sizes_mib: &[u64]) -> Se
         .map(|&mib| {
             let started = Instant::now();
             let cost = measure_upgrade(scenario, mib * MIB);
-            let outcome = cost.trap.as_ref().map_or(String::new(), |t| {
-                format!(", trapped in {}: {}", t.phase, t.message)
-            });
+            let outcome = cost
+                .trap
+                .as_ref()
+                .map_or(String::new(), |t| format!(", trapped in {}: {}", t.phase, t.message));
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
                 "{label}, {mib} MiB: {} instructions{outcome} ({seconds:.1} s)",

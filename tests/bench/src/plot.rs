@@ -15,17 +15,12 @@ use crate::results::{Results, Series};
 
 pub(crate) const FONT: &str = "sans-serif";
 pub(crate) const SIZE: (u32, u32) = (1200, 760);
-pub(crate) const SERIES_COLORS: [RGBColor; 3] = [
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-];
+pub(crate) const SERIES_COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
 
 pub(crate) fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
-        if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err()
-        {
+        if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err() {
             panic!("DejaVu Sans from the dejavu crate is not a valid font");
         }
     });
@@ -81,17 +76,8 @@ where
     let limit = IC_INSTALL_LIMIT as f64;
     let measured: Vec<&Series> = results.child_series().chain([&results.baseline]).collect();
     // Log axes cannot show 0 MiB: the 0 MiB points are in the table only.
-    let points = |s: &Series| {
-        s.points()
-            .into_iter()
-            .filter(|p| p.0 > 0.0)
-            .collect::<Vec<_>>()
-    };
-    let largest_mib = measured
-        .iter()
-        .flat_map(|s| points(s))
-        .map(|p| p.0)
-        .fold(1.0, f64::max);
+    let points = |s: &Series| s.points().into_iter().filter(|p| p.0 > 0.0).collect::<Vec<_>>();
+    let largest_mib = measured.iter().flat_map(|s| points(s)).map(|p| p.0).fold(1.0, f64::max);
     let crossing_mib = match results.baseline_crossing() {
         Crossing::Measured(x) | Crossing::Extrapolated(x) => Some(x),
         Crossing::Never => None,
@@ -115,9 +101,7 @@ where
         chart
             .draw_series(LineSeries::new(points(series), color.stroke_width(2)).point_size(4))?
             .label(format!("{} (measured)", series.label))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
 
     if let (Some(fit), Some(crossing)) = (results.baseline_fit(), crossing_mib) {
@@ -136,9 +120,7 @@ where
         chart
             .draw_series(DashedLineSeries::new(line, 8, 6, color.stroke_width(2)))?
             .label(format!("{}: linear fit, {kind}", results.baseline.label))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
         chart.draw_series([Cross::new((crossing, limit), 8, color.stroke_width(3))])?;
         chart.draw_series([Text::new(
             format!("{} ({kind})", format_size(crossing)),
@@ -162,16 +144,11 @@ where
                 results.baseline.label,
                 group_digits(x as u64)
             ))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x + 9, y - 6), (x + 9, y + 6)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x + 9, y - 6), (x + 9, y + 6)], color.stroke_width(2)));
     }
 
     chart
-        .draw_series(LineSeries::new(
-            [(1.0, limit), (x_max, limit)],
-            BLACK.stroke_width(2),
-        ))?
+        .draw_series(LineSeries::new([(1.0, limit), (x_max, limit)], BLACK.stroke_width(2)))?
         .label("IC limit: 300B instructions per install_code")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
 
@@ -194,11 +171,7 @@ pub(crate) fn short_count(n: f64) -> String {
         n if n >= 1e3 => (n / 1e3, "K"),
         n => (n, ""),
     };
-    let digits = if value < 10.0 && value.fract() != 0.0 {
-        1
-    } else {
-        0
-    };
+    let digits = if value < 10.0 && value.fract() != 0.0 { 1 } else { 0 };
     format!("{value:.digits$}{unit}")
 }
 

@@ -57,13 +57,7 @@ fn modules(results: &Results) -> String {
         } else {
             describe(&s.to)
         };
-        writeln!(
-            out,
-            "- {}: {} upgraded to {to}.",
-            s.label,
-            describe(&s.from)
-        )
-        .unwrap();
+        writeln!(out, "- {}: {} upgraded to {to}.", s.label, describe(&s.from)).unwrap();
     }
     if results.child_next.is_none() {
         out.push_str("- `next/child.wasm.gz` was missing, so the upgrade to a different module was not measured.\n");
@@ -135,26 +129,26 @@ fn details_table(results: &Results) -> String {
     );
     let mib = |bytes: u64| group_digits(bytes / MIB);
     for &size in &results.sizes_mib {
-        let child = results.child_same.cost_at(size).map_or(
-            ["–".to_string(), "–".into(), "–".into()],
-            |c| {
+        let child = results
+            .child_same
+            .cost_at(size)
+            .map_or(["–".to_string(), "–".into(), "–".into()], |c| {
                 [
                     mib(c.stable_memory_bytes),
                     group_digits(c.phase_instructions[0]),
                     group_digits(c.phase_instructions[2]),
                 ]
-            },
-        );
-        let baseline = results.baseline.cost_at(size).map_or(
-            ["–".to_string(), "–".into(), "–".into()],
-            |c| {
+            });
+        let baseline = results
+            .baseline
+            .cost_at(size)
+            .map_or(["–".to_string(), "–".into(), "–".into()], |c| {
                 [
                     mib(c.heap_bytes),
                     group_digits(c.phase_instructions[0]),
                     group_digits(c.phase_instructions[2]),
                 ]
-            },
-        );
+            });
         writeln!(
             out,
             "| {} | {} | {} |",
@@ -168,10 +162,7 @@ fn details_table(results: &Results) -> String {
         "\nChild columns are the same-module upgrade; stable memory and heap are their sizes just before it; a \
          failed upgrade shows the instructions used until its trap.",
     );
-    let all_costs = results
-        .child_series()
-        .chain([&results.baseline])
-        .flat_map(|s| &s.costs);
+    let all_costs = results.child_series().chain([&results.baseline]).flat_map(|s| &s.costs);
     let start_instructions: u64 = all_costs.map(|c| c.phase_instructions[1]).sum();
     if start_instructions == 0 {
         out.push_str(" `(start)` cost nothing in any run, so it has no column.");
@@ -192,7 +183,11 @@ fn goals(results: &Results) -> String {
     for s in results.child_series() {
         let line = match s.ratio_to_empty(FLAT_GOAL_MIB) {
             Some(ratio) => {
-                let verdict = if ratio <= FLAT_GOAL_RATIO { "**met**" } else { "**not met**" };
+                let verdict = if ratio <= FLAT_GOAL_RATIO {
+                    "**met**"
+                } else {
+                    "**not met**"
+                };
                 let points = s.points();
                 let instructions = || points.iter().map(|p| p.1 as u64);
                 format!(
@@ -205,7 +200,10 @@ fn goals(results: &Results) -> String {
                     group_digits(instructions().max().unwrap_or(0)),
                 )
             }
-            None => format!("- Child flatness ({}): not measured (0 and {FLAT_GOAL_MIB} MiB are both needed).\n", s.label),
+            None => format!(
+                "- Child flatness ({}): not measured (0 and {FLAT_GOAL_MIB} MiB are both needed).\n",
+                s.label
+            ),
         };
         out.push_str(&line);
     }
@@ -288,11 +286,7 @@ fn format_ratio_plain(ratio: f64) -> String {
 /// A size in MiB, with GiB for large ones.
 pub fn format_size(mib: f64) -> String {
     if mib >= 1024.0 {
-        format!(
-            "{} MiB ({:.0} GiB)",
-            group_digits(mib.round() as u64),
-            mib / 1024.0
-        )
+        format!("{} MiB ({:.0} GiB)", group_digits(mib.round() as u64), mib / 1024.0)
     } else {
         format!("{mib:.0} MiB")
     }
@@ -315,10 +309,7 @@ pub fn machine() -> String {
     let ram = ram_kib.map_or("unknown RAM".to_string(), |kib| {
         format!("{:.1} GiB RAM", kib / (1024.0 * 1024.0))
     });
-    format!(
-        "{cores} cores (nproc), {}, {ram}",
-        cpu.unwrap_or("unknown CPU")
-    )
+    format!("{cores} cores (nproc), {}, {ram}", cpu.unwrap_or("unknown CPU"))
 }
 
 pub fn minutes_and_seconds(d: std::time::Duration) -> String {

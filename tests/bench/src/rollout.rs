@@ -58,8 +58,15 @@ impl ParentExecutions {
             .filter(|e| e.canister == parent)
             .filter(|e| !e.entry.starts_with("canister_query") && !records::INSTALL_ENTRIES.contains(&e.entry.as_str()))
             .collect();
-        let timer = mine.iter().filter(|e| records::is_timer_entry(&e.entry)).map(|e| e.instructions).collect();
-        let largest = mine.iter().max_by_key(|e| e.instructions).map(|e| (e.entry.clone(), e.instructions));
+        let timer = mine
+            .iter()
+            .filter(|e| records::is_timer_entry(&e.entry))
+            .map(|e| e.instructions)
+            .collect();
+        let largest = mine
+            .iter()
+            .max_by_key(|e| e.instructions)
+            .map(|e| (e.entry.clone(), e.instructions));
         Self {
             timer: Stats::of(timer),
             all: Stats::of(mine.iter().map(|e| e.instructions).collect()),
@@ -97,12 +104,19 @@ pub fn min_call_rounds(calls: &[ManagementCall]) -> Option<u64> {
     let sequential = |a: &str, b: &str| {
         matches!(
             (a, b),
-            ("stop_canister", "install_code") | ("install_code", "start_canister") | ("start_canister", "canister_status")
+            ("stop_canister", "install_code")
+                | ("install_code", "start_canister")
+                | ("start_canister", "canister_status")
         )
     };
     per_child
         .values()
-        .flat_map(|calls| calls.windows(2).filter(|w| sequential(&w[0].method, &w[1].method)).map(|w| w[1].round - w[0].round))
+        .flat_map(|calls| {
+            calls
+                .windows(2)
+                .filter(|w| sequential(&w[0].method, &w[1].method))
+                .map(|w| w[1].round - w[0].round)
+        })
         .min()
 }
 
@@ -176,7 +190,9 @@ pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32) -> (RolloutPoin
     let time0 = fleet.replica.time_nanos();
 
     let started = Instant::now();
-    fleet.upgrade_parent(b, ParentUpgrade::Direct).expect("upgrade the parent A → B");
+    fleet
+        .upgrade_parent(b, ParentUpgrade::Direct)
+        .expect("upgrade the parent A → B");
     let run = fleet.run_rollout_to_end(MAX_ROUNDS);
     let wall_rollout = started.elapsed();
 
@@ -219,7 +235,9 @@ pub fn measure_noop_redeploy(fleet: &Fleet, b: &Release) -> NoopPoint {
     let executions_from = fleet.replica.executions().len();
     let round0 = fleet.replica.round();
     let open_contexts_before = fleet.replica.open_call_contexts(fleet.parent);
-    fleet.upgrade_parent(b, ParentUpgrade::Direct).expect("upgrade the parent B → B");
+    fleet
+        .upgrade_parent(b, ParentUpgrade::Direct)
+        .expect("upgrade the parent B → B");
     fleet.replica.tick_n(NOOP_ROUNDS);
     let calls = records::calls_since(&fleet.replica, fleet.parent, calls_from);
     let executions: Vec<ExecutionRecord> = fleet.replica.executions().into_iter().skip(executions_from).collect();
@@ -265,14 +283,22 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
         controllers: Some(vec![fleet.parent, fleet.controller]),
         ..Default::default()
     };
-    let ids: Vec<Principal> =
-        (0..n).map(|_| fleet.replica.create_canister_with_settings(Some(fleet.controller), Some(settings.clone()))).collect();
+    let ids: Vec<Principal> = (0..n)
+        .map(|_| {
+            fleet
+                .replica
+                .create_canister_with_settings(Some(fleet.controller), Some(settings.clone()))
+        })
+        .collect();
     for (i, batch) in ids.chunks(1_000).enumerate() {
         let messages: Vec<_> = batch
             .iter()
             .map(|id| {
                 let payload = Encode!(id).expect("encode");
-                fleet.replica.submit_call(fleet.parent, fleet.controller, "register_child", payload).expect("submit register_child")
+                fleet
+                    .replica
+                    .submit_call(fleet.parent, fleet.controller, "register_child", payload)
+                    .expect("submit register_child")
             })
             .collect();
         for m in messages {
@@ -291,7 +317,9 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
     let executions_from = fleet.replica.executions().len();
     let calls_from = fleet.replica.management_calls().len();
     let round0 = fleet.replica.round();
-    fleet.upgrade_parent(b, ParentUpgrade::Direct).expect("upgrade the parent A → B");
+    fleet
+        .upgrade_parent(b, ParentUpgrade::Direct)
+        .expect("upgrade the parent A → B");
     while fleet.parent().rollout_status().planning {
         assert!(fleet.replica.round() - round0 < 10_000, "the planner does not finish");
         fleet.replica.tick();
@@ -301,12 +329,18 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
     let executions: Vec<ExecutionRecord> = fleet.replica.executions().into_iter().skip(executions_from).collect();
     let upgrade = install_phases(&executions, fleet.parent);
     let planning = ParentExecutions::of(&executions, fleet.parent);
-    assert!(records::calls_since(&fleet.replica, fleet.parent, calls_from).is_empty(), "K = 0: no calls");
+    assert!(
+        records::calls_since(&fleet.replica, fleet.parent, calls_from).is_empty(),
+        "K = 0: no calls"
+    );
 
     // K = k: operations start on the empty canisters (re-check, then install the child).
     let executions_from = fleet.replica.executions().len();
     let calls_from = fleet.replica.management_calls().len();
-    fleet.parent().set_concurrency(fleet.controller, k).expect("set_concurrency");
+    fleet
+        .parent()
+        .set_concurrency(fleet.controller, k)
+        .expect("set_concurrency");
     fleet.replica.tick_n(REGISTRY_LAUNCH_ROUNDS);
     let executions: Vec<ExecutionRecord> = fleet.replica.executions().into_iter().skip(executions_from).collect();
     let calls = records::calls_since(&fleet.replica, fleet.parent, calls_from);

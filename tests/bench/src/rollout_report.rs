@@ -32,8 +32,14 @@ pub fn render(results: &RolloutResults, run: &RunInfo) -> String {
         ("{{command}}", run.command.clone()),
         ("{{machine}}", run.machine.clone()),
         ("{{run_time}}", run.run_time.clone()),
-        ("{{modules}}", results.modules.iter().map(|m| format!("- {m}\n")).collect()),
-        ("{{members}}", format!("{MEMBERS_PER_CHILD} members of {VALUE_SIZE} bytes")),
+        (
+            "{{modules}}",
+            results.modules.iter().map(|m| format!("- {m}\n")).collect(),
+        ),
+        (
+            "{{members}}",
+            format!("{MEMBERS_PER_CHILD} members of {VALUE_SIZE} bytes"),
+        ),
         ("{{rollout_table}}", rollout_table(results)),
         ("{{noop_table}}", noop_table(results)),
         ("{{registry}}", registry_section(results)),
@@ -43,7 +49,9 @@ pub fn render(results: &RolloutResults, run: &RunInfo) -> String {
         ("{{launch_rounds}}", REGISTRY_LAUNCH_ROUNDS.to_string()),
     ]
     .iter()
-    .fold(TEMPLATE.to_string(), |text, (placeholder, value)| text.replace(placeholder, value))
+    .fold(TEMPLATE.to_string(), |text, (placeholder, value)| {
+        text.replace(placeholder, value)
+    })
 }
 
 fn secs(d: Duration) -> String {
@@ -96,7 +104,11 @@ fn rollout_table(results: &RolloutResults) -> String {
     }
     let call_rounds: Vec<u64> = results.rollouts.iter().map(|p| p.call_rounds).collect();
     let (lo, hi) = (call_rounds.iter().min().unwrap(), call_rounds.iter().max().unwrap());
-    let measured = if lo == hi { lo.to_string() } else { format!("{lo} to {hi}") };
+    let measured = if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo} to {hi}")
+    };
     write!(
         out,
         "\nFloor = ⌈N / K⌉ × {CALLS_PER_CHILD} × m, where m = {measured} is the replica's minimum number of rounds for one \
@@ -115,7 +127,9 @@ fn rollout_table(results: &RolloutResults) -> String {
 }
 
 fn largest(p: &ParentExecutions) -> String {
-    p.largest.as_ref().map_or("–".into(), |(entry, n)| format!("{} (`{entry}`)", group_digits(*n)))
+    p.largest
+        .as_ref()
+        .map_or("–".into(), |(entry, n)| format!("{} (`{entry}`)", group_digits(*n)))
 }
 
 fn noop_table(results: &RolloutResults) -> String {
@@ -157,9 +171,21 @@ fn registry_section(results: &RolloutResults) -> String {
     )
     .unwrap();
     let row = |out: &mut String, what: &str, value: String| writeln!(out, "| {what} | {value} |").unwrap();
-    row(&mut out, "Parent upgrade A → B: `canister_pre_upgrade`", group_digits(r.upgrade[0]));
-    row(&mut out, "Parent upgrade A → B: `canister_post_upgrade`", group_digits(r.upgrade[2]));
-    row(&mut out, "Parent upgrade A → B: whole install_code", group_digits(r.upgrade.iter().sum()));
+    row(
+        &mut out,
+        "Parent upgrade A → B: `canister_pre_upgrade`",
+        group_digits(r.upgrade[0]),
+    );
+    row(
+        &mut out,
+        "Parent upgrade A → B: `canister_post_upgrade`",
+        group_digits(r.upgrade[2]),
+    );
+    row(
+        &mut out,
+        "Parent upgrade A → B: whole install_code",
+        group_digits(r.upgrade.iter().sum()),
+    );
     row(
         &mut out,
         &format!(
@@ -189,7 +215,12 @@ fn registry_section(results: &RolloutResults) -> String {
         ),
         largest(&r.launching),
     );
-    writeln!(out, "\nSetup (creating and registering the canisters) took {}.", secs(r.wall_setup)).unwrap();
+    writeln!(
+        out,
+        "\nSetup (creating and registering the canisters) took {}.",
+        secs(r.wall_setup)
+    )
+    .unwrap();
     out
 }
 
@@ -220,7 +251,10 @@ fn goals(results: &RolloutResults) -> String {
         None => out.push_str("- (b) 1,000 children at K = 50 within 1.2× the floor: not measured in this run.\n"),
     }
     if !results.rollouts.is_empty() {
-        let all_verified = results.rollouts.iter().all(|p| p.finished && p.verified == p.children as usize);
+        let all_verified = results
+            .rollouts
+            .iter()
+            .all(|p| p.finished && p.verified == p.children as usize);
         let max_tick = results.rollouts.iter().map(|p| p.parent.all.max).max().unwrap_or(0);
         let max_slots_ok = results.rollouts.iter().all(|p| p.max_slots <= p.concurrency as usize);
         writeln!(
@@ -300,7 +334,12 @@ pub fn write_png(path: &Path, results: &RolloutResults) -> Result<(), Box<dyn st
     let x_max = points.iter().map(|p| f64::from(p.children)).fold(10.0, f64::max) * 2.0;
     let x_min = points.iter().map(|p| f64::from(p.children)).fold(x_max, f64::min) / 2.0;
     let y_max = points.iter().map(|p| p.rounds.max(p.floor) as f64).fold(10.0, f64::max) * 3.0;
-    let y_min = points.iter().map(|p| p.rounds.min(p.floor) as f64).fold(y_max, f64::min).max(1.0) / 2.0;
+    let y_min = points
+        .iter()
+        .map(|p| p.rounds.min(p.floor) as f64)
+        .fold(y_max, f64::min)
+        .max(1.0)
+        / 2.0;
     let mut chart = log_log_chart(
         &root,
         "Rollout A → B: rounds until it ends vs fleet size (in-process replica, 1 s rounds)",
@@ -314,7 +353,10 @@ pub fn write_png(path: &Path, results: &RolloutResults) -> Result<(), Box<dyn st
         let color = SERIES_COLORS[i % SERIES_COLORS.len()];
         let mut series: Vec<&RolloutPoint> = points.iter().filter(|p| p.concurrency == *k).collect();
         series.sort_by_key(|p| p.children);
-        let measured: Vec<(f64, f64)> = series.iter().map(|p| (f64::from(p.children), p.rounds as f64)).collect();
+        let measured: Vec<(f64, f64)> = series
+            .iter()
+            .map(|p| (f64::from(p.children), p.rounds as f64))
+            .collect();
         let floor: Vec<(f64, f64)> = series.iter().map(|p| (f64::from(p.children), p.floor as f64)).collect();
         chart
             .draw_series(LineSeries::new(measured, color.stroke_width(2)).point_size(4))?

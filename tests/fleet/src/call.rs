@@ -67,7 +67,6 @@ impl Target<'_> {
     ) -> Result<R, Reject> {
         let arg = candid::encode_args(args).expect("encode arguments");
         let bytes = send(self.replica, self.id, sender, method, arg)?;
-        Ok(candid::decode_one(&bytes)
-            .unwrap_or_else(|e| panic!("decoding the reply of {}.{method}: {e}", self.name)))
+        Ok(candid::decode_one(&bytes).unwrap_or_else(|e| panic!("decoding the reply of {}.{method}: {e}", self.name)))
     }
 }

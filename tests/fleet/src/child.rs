@@ -9,8 +9,7 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::child::{
-    AuditEntry, ChildError, DataChecksum, FillArg, Health, ListMembersArg, Member, MemberInput,
-    MemberPage,
+    AuditEntry, ChildError, DataChecksum, FillArg, Health, ListMembersArg, Member, MemberInput, MemberPage,
 };
 
 /// The child canister `id` on `replica`. Untyped calls (`try_update`, `update`, `try_query`, `query`) come from
@@ -28,26 +27,20 @@ impl<'a> std::ops::Deref for ChildApi<'a> {
 
 impl<'a> ChildApi<'a> {
     pub fn new(replica: &'a Replica, id: Principal) -> Self {
-        Self(Target { replica, id, name: "child" })
+        Self(Target {
+            replica,
+            id,
+            name: "child",
+        })
     }
 
     // ---- updates ----
 
-    pub fn add_member(
-        &self,
-        sender: Principal,
-        id: &str,
-        input: MemberInput,
-    ) -> Result<Member, ChildError> {
+    pub fn add_member(&self, sender: Principal, id: &str, input: MemberInput) -> Result<Member, ChildError> {
         self.update(sender, "add_member", (id, input))
     }
 
-    pub fn update_member(
-        &self,
-        sender: Principal,
-        id: &str,
-        input: MemberInput,
-    ) -> Result<Member, ChildError> {
+    pub fn update_member(&self, sender: Principal, id: &str, input: MemberInput) -> Result<Member, ChildError> {
         self.update(sender, "update_member", (id, input))
     }
 
@@ -93,12 +86,7 @@ impl<'a> ChildApi<'a> {
         self.query("data_checksum", ())
     }
 
-    pub fn audit_log(
-        &self,
-        sender: Principal,
-        start: u64,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, ChildError> {
+    pub fn audit_log(&self, sender: Principal, start: u64, limit: u32) -> Result<Vec<AuditEntry>, ChildError> {
         self.try_query(sender, "audit_log", (start, limit))
             .unwrap_or_else(|e| panic!("child {}.audit_log was rejected: {e}", self.id))
     }

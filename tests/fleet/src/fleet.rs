@@ -127,10 +127,7 @@ impl ChildFacts {
 
     /// The registry's `installed_hash` is the child's actual `module_hash`.
     pub fn registry_agrees(&self) -> bool {
-        self.registry
-            .as_ref()
-            .and_then(|c| c.installed_hash.as_deref())
-            == self.module_hash.as_ref().map(|h| &h[..])
+        self.registry.as_ref().and_then(|c| c.installed_hash.as_deref()) == self.module_hash.as_ref().map(|h| &h[..])
     }
 
     pub fn registry_state(&self) -> Option<&ChildState> {
@@ -143,12 +140,7 @@ impl ChildFacts {
 
     /// Panics unless the child runs `hash`, is running, kept its data, and the registry agrees (and is idle).
     pub fn assert_healthy_on(&self, hash: &[u8; 32]) {
-        assert!(
-            self.running(),
-            "child {} is {:?}, not running",
-            self.id,
-            self.status
-        );
+        assert!(self.running(), "child {} is {:?}, not running", self.id, self.status);
         assert!(
             self.on(hash),
             "child {} runs {:?}, expected {}",
@@ -219,13 +211,7 @@ impl Fleet {
     }
 
     /// [`Fleet::new`], then `n` children with `members` members of `value_size` bytes each, checksums recorded.
-    pub fn with_children(
-        release: &Release,
-        config: FleetConfig,
-        n: u32,
-        members: u32,
-        value_size: u32,
-    ) -> Self {
+    pub fn with_children(release: &Release, config: FleetConfig, n: u32, members: u32, value_size: u32) -> Self {
         let mut fleet = Self::new(release, config);
         fleet.create_children(n);
         fleet.fill_all(members, value_size);
@@ -244,8 +230,7 @@ impl Fleet {
     /// Creates `n` children through the parent's `create_children` (in batches of the parent's per-call cap), as the
     /// controller; tops the parent up with cycles first. Panics if any creation or install fails. Returns the new ids.
     pub fn create_children(&mut self, n: u32) -> Vec<Principal> {
-        let per_child =
-            u128::try_from(self.parent().settings().cycles_per_child.0).expect("cycles fit u128");
+        let per_child = u128::try_from(self.parent().settings().cycles_per_child.0).expect("cycles fit u128");
         // Creation fee (ic-cdk attaches it; this replica charges nothing and passes it on) plus the child's cycles.
         self.replica
             .add_cycles(self.parent, u128::from(n) * (per_child + 2_000_000_000_000));
@@ -257,11 +242,7 @@ impl Fleet {
                 .parent()
                 .create_children(self.controller, batch, None)
                 .unwrap_or_else(|e| panic!("create_children({batch}): {e}"));
-            assert!(
-                result.error.is_none(),
-                "create_children({batch}): {:?}",
-                result.error
-            );
+            assert!(result.error.is_none(), "create_children({batch}): {:?}", result.error);
             for c in &result.created {
                 assert_eq!(
                     c.state,
@@ -361,23 +342,13 @@ impl Fleet {
 
     /// [`Fleet::upgrade_parent`] with any module and argument bytes. `StopFirst` stops the parent (running rounds
     /// until its open calls finish), upgrades, and starts it again (also when the upgrade fails).
-    pub fn upgrade_parent_with_arg(
-        &self,
-        wasm: &[u8],
-        arg: Vec<u8>,
-        how: ParentUpgrade,
-    ) -> Result<(), Reject> {
+    pub fn upgrade_parent_with_arg(&self, wasm: &[u8], arg: Vec<u8>, how: ParentUpgrade) -> Result<(), Reject> {
         let me = Some(self.controller);
         match how {
-            ParentUpgrade::Direct => {
-                self.replica
-                    .upgrade_canister(self.parent, wasm.to_vec(), arg, me)
-            }
+            ParentUpgrade::Direct => self.replica.upgrade_canister(self.parent, wasm.to_vec(), arg, me),
             ParentUpgrade::StopFirst => {
                 self.replica.stop_canister(self.parent, me)?;
-                let result = self
-                    .replica
-                    .upgrade_canister(self.parent, wasm.to_vec(), arg, me);
+                let result = self.replica.upgrade_canister(self.parent, wasm.to_vec(), arg, me);
                 self.replica.start_canister(self.parent, me)?;
                 result
             }
@@ -386,10 +357,7 @@ impl Fleet {
 
     /// The rollout has ended: `finished_at` set and nothing planned, queued or in flight.
     pub fn is_finished(status: &RolloutStatus) -> bool {
-        status.finished_at.is_some()
-            && !status.planning
-            && status.pending == 0
-            && status.in_flight == 0
+        status.finished_at.is_some() && !status.planning && status.pending == 0 && status.in_flight == 0
     }
 
     /// Runs rounds until the rollout ends, at most `max_rounds`.
@@ -398,11 +366,7 @@ impl Fleet {
     }
 
     /// [`Fleet::run_rollout_to_end`], calling `observe(rounds_run, &status)` before every round and at the end.
-    pub fn run_rollout_with(
-        &self,
-        max_rounds: u64,
-        mut observe: impl FnMut(u64, &RolloutStatus),
-    ) -> RolloutRun {
+    pub fn run_rollout_with(&self, max_rounds: u64, mut observe: impl FnMut(u64, &RolloutStatus)) -> RolloutRun {
         let first_round = self.replica.round();
         let start_time_ns = self.replica.time_nanos();
         let mut rounds = 0;
@@ -443,9 +407,7 @@ impl Fleet {
                     status: self.replica.status(id),
                     module_hash: self.replica.module_hash(id),
                     version: child.try_query(Principal::anonymous(), "version", ()).ok(),
-                    checksum: child
-                        .try_query(Principal::anonymous(), "data_checksum", ())
-                        .ok(),
+                    checksum: child.try_query(Principal::anonymous(), "data_checksum", ()).ok(),
                     expected_checksum: self.checksums.get(&id).cloned(),
                     registry: registry.get(&id).cloned(),
                 }

@@ -9,8 +9,8 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord,
-    RetryOptions, RolloutStatus, Settings,
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord, RetryOptions,
+    RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 
@@ -34,7 +34,11 @@ impl<'a> std::ops::Deref for ParentApi<'a> {
 
 impl<'a> ParentApi<'a> {
     pub fn new(replica: &'a Replica, id: Principal) -> Self {
-        Self(Target { replica, id, name: "parent" })
+        Self(Target {
+            replica,
+            id,
+            name: "parent",
+        })
     }
 
     // ---- updates ----
@@ -48,19 +52,11 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "create_children", (n, spec))
     }
 
-    pub fn register_child(
-        &self,
-        sender: Principal,
-        canister_id: Principal,
-    ) -> Result<ChildInfo, ParentError> {
+    pub fn register_child(&self, sender: Principal, canister_id: Principal) -> Result<ChildInfo, ParentError> {
         self.update(sender, "register_child", (canister_id,))
     }
 
-    pub fn remove_child(
-        &self,
-        sender: Principal,
-        canister_id: Principal,
-    ) -> Result<(), ParentError> {
+    pub fn remove_child(&self, sender: Principal, canister_id: Principal) -> Result<(), ParentError> {
         self.update(sender, "remove_child", (canister_id,))
     }
 
@@ -97,11 +93,7 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "set_cycles_per_child", (cycles,))
     }
 
-    pub fn set_extra_controllers(
-        &self,
-        sender: Principal,
-        controllers: Vec<Principal>,
-    ) -> Result<(), ParentError> {
+    pub fn set_extra_controllers(&self, sender: Principal, controllers: Vec<Principal>) -> Result<(), ParentError> {
         self.update(sender, "set_extra_controllers", (controllers,))
     }
 

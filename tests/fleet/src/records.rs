@@ -166,10 +166,7 @@ pub fn is_timer_entry(entry: &str) -> bool {
 
 /// Instructions of each upgrade of each of `children` (pre_upgrade + start + post_upgrade of one install_code,
 /// grouped by canister and round) in `executions`; successful and trapped alike.
-pub fn child_install_instructions(
-    executions: &[ExecutionRecord],
-    children: &[Principal],
-) -> Vec<u64> {
+pub fn child_install_instructions(executions: &[ExecutionRecord], children: &[Principal]) -> Vec<u64> {
     let children: std::collections::BTreeSet<_> = children.iter().collect();
     let mut per: BTreeMap<(Principal, u64), u64> = BTreeMap::new();
     for e in executions {
@@ -182,10 +179,7 @@ pub fn child_install_instructions(
 
 /// Instructions of `canister`'s replicated executions in `executions` (queries left out), split into timer
 /// executions and all (timers, updates, callbacks).
-pub fn canister_instructions(
-    executions: &[ExecutionRecord],
-    canister: Principal,
-) -> (Vec<u64>, Vec<u64>) {
+pub fn canister_instructions(executions: &[ExecutionRecord], canister: Principal) -> (Vec<u64>, Vec<u64>) {
     let mine: Vec<&ExecutionRecord> = executions
         .iter()
         .filter(|e| e.canister == canister && !e.entry.starts_with("canister_query"))

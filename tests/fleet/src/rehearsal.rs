@@ -183,10 +183,7 @@ impl Report {
         if self.passed() {
             format!("PASS: {head}")
         } else if !self.finished {
-            format!(
-                "FAIL: the rollout did not finish within {} rounds; {head}",
-                self.rounds
-            )
+            format!("FAIL: the rollout did not finish within {} rounds; {head}", self.rounds)
         } else {
             format!(
                 "FAIL: {head}; {} problem(s), first: {}: {}",
@@ -286,18 +283,9 @@ impl fmt::Display for Report {
                 *by.entry(*fault).or_default() += 1;
             }
             let list: Vec<String> = by.iter().map(|(k, v)| format!("{v} x {k}")).collect();
-            writeln!(
-                f,
-                "  faults         injected (seed {}): {}",
-                c.seed,
-                list.join(", ")
-            )?;
+            writeln!(f, "  faults         injected (seed {}): {}", c.seed, list.join(", "))?;
         }
-        writeln!(
-            f,
-            "  failures       {} (rollout_status.failed)",
-            self.failed_count
-        )?;
+        writeln!(f, "  failures       {} (rollout_status.failed)", self.failed_count)?;
         for fail in &self.failures {
             let fault = self
                 .injected
@@ -307,11 +295,7 @@ impl fmt::Display for Report {
             writeln!(f, "    {}{fault}: {}", fail.canister_id, fail.error)?;
         }
         if (self.failures.len() as u64) < self.failed_count {
-            writeln!(
-                f,
-                "    ... and {} more",
-                self.failed_count - self.failures.len() as u64
-            )?;
+            writeln!(f, "    ... and {} more", self.failed_count - self.failures.len() as u64)?;
         }
         for p in self.problems.iter().take(20) {
             writeln!(f, "  PROBLEM {}: {}", p.child, p.what)?;
@@ -334,11 +318,7 @@ fn splitmix(x: &mut u64) -> u64 {
 
 /// Picks disjoint sets of children for the faults: `percent` of `children` each (rounded to nearest), in a
 /// seed-determined order.
-pub fn choose_faults(
-    children: &[Principal],
-    faults: &[(Fault, u32)],
-    seed: u64,
-) -> BTreeMap<Principal, Fault> {
+pub fn choose_faults(children: &[Principal], faults: &[(Fault, u32)], seed: u64) -> BTreeMap<Principal, Fault> {
     let mut order: Vec<Principal> = children.to_vec();
     let mut state = seed;
     for i in (1..order.len()).rev() {
@@ -362,10 +342,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let from = Release::from_parent_file(&config.from);
     let to = Release::from_parent_file(&config.to);
 
-    progress.phase(&format!(
-        "installing the parent from {}",
-        config.from.display()
-    ));
+    progress.phase(&format!("installing the parent from {}", config.from.display()));
     let mut fleet = Fleet::new(&from, FleetConfig::with_concurrency(config.concurrency));
     progress.phase(&format!("creating {} children", config.children));
     fleet.create_children(config.children);
@@ -390,9 +367,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     );
     for (&c, fault) in &injected {
         match fault {
-            Fault::PostUpgradeTrap => fleet
-                .replica
-                .fail_next_execution(c, "canister_post_upgrade"),
+            Fault::PostUpgradeTrap => fleet.replica.fail_next_execution(c, "canister_post_upgrade"),
             Fault::InstallRejected => fleet.replica.reject_next_call(
                 c,
                 "install_code",
@@ -422,9 +397,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             "the parent reports another child than the child.wasm.gz beside it"
         );
     }
-    let run = fleet.run_rollout_with(config.max_rounds, |round, status| {
-        progress.rollout(round, status)
-    });
+    let run = fleet.run_rollout_with(config.max_rounds, |round, status| progress.rollout(round, status));
     progress.rollout_done(&run.status);
     let wall_rollout = rollout_started.elapsed();
     let simulated = Duration::from_nanos(fleet.replica.time_nanos() - time_before);
@@ -434,16 +407,8 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let calls = records::calls_since(&fleet.replica, fleet.parent, calls_from);
     let installs = records::count_per_target(&calls, "install_code");
     let occupancy = Occupancy::from_spans(&records::op_spans(&calls), fleet.replica.round());
-    let executions: Vec<_> = fleet
-        .replica
-        .executions()
-        .into_iter()
-        .skip(executions_from)
-        .collect();
-    let child_install = Stats::of(records::child_install_instructions(
-        &executions,
-        &fleet.children,
-    ));
+    let executions: Vec<_> = fleet.replica.executions().into_iter().skip(executions_from).collect();
+    let child_install = Stats::of(records::child_install_instructions(&executions, &fleet.children));
     let (timer, all) = records::canister_instructions(&executions, fleet.parent);
 
     // Verification.
@@ -459,10 +424,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         let mut bad = |what: String| problems.push(Problem { child: f.id, what });
         if f.checksum.is_none() {
             data_unreadable += 1;
-            bad(format!(
-                "data_checksum not answered (the child is {:?})",
-                f.status
-            ));
+            bad(format!("data_checksum not answered (the child is {:?})", f.status));
         } else if !f.data_intact() {
             data_lost += 1;
             bad(format!(

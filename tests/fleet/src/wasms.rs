@@ -20,8 +20,7 @@ pub fn repo_root() -> PathBuf {
 /// Reads a file, relative to the repository root unless absolute; panics with the build hint if it is missing.
 pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
     let path = repo_root().join(path.as_ref());
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; {BUILD_HINT}", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}; {BUILD_HINT}", path.display()))
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -57,8 +56,7 @@ impl Release {
     pub fn from_dir(dir: impl AsRef<Path>) -> Self {
         let dir = repo_root().join(dir.as_ref());
         let child = read(dir.join("child.wasm.gz"));
-        let version =
-            String::from_utf8(read(dir.join("child.version"))).expect("child.version is UTF-8");
+        let version = String::from_utf8(read(dir.join("child.version"))).expect("child.version is UTF-8");
         Self {
             path: dir.join("parent.wasm.gz"),
             parent_wasm: read(dir.join("parent.wasm.gz")),

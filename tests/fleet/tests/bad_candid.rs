@@ -36,12 +36,7 @@ const SEED: u64 = 0x5EED_CA11_DA7A_0001;
 const RANDOM_PAYLOADS: usize = 4;
 const TRUNCATIONS: usize = 4;
 /// Texts of the Candid decoder's errors, one of which every reject must carry.
-const DECODE_ERROR_MARKERS: &[&str] = &[
-    "decode",
-    "deserializ",
-    "cannot parse header",
-    "binary parser error",
-];
+const DECODE_ERROR_MARKERS: &[&str] = &["decode", "deserializ", "cannot parse header", "binary parser error"];
 
 // --- deterministic randomness -----------------------------------------------------------------------------------
 
@@ -184,14 +179,8 @@ fn bad_payloads(i: &Interface, m: &Method, rng: &mut XorShift) -> Vec<(String, V
         out.push((format!("random #{n} ({} bytes)", bytes.len()), bytes));
     }
     let valid = valid_encoding(i, m);
-    assert!(
-        decodes(i, m, &valid),
-        "the sample argument of {} is valid",
-        m.name
-    );
-    let mut cuts: Vec<usize> = (0..TRUNCATIONS)
-        .map(|_| 1 + rng.below(valid.len() - 1))
-        .collect();
+    assert!(decodes(i, m, &valid), "the sample argument of {} is valid", m.name);
+    let mut cuts: Vec<usize> = (0..TRUNCATIONS).map(|_| 1 + rng.below(valid.len() - 1)).collect();
     cuts.push(valid.len() - 1);
     cuts.sort();
     cuts.dedup();
@@ -275,12 +264,8 @@ fn bombard(s: &Fleet, canister: Principal, did: &str, rng: &mut XorShift) -> usi
         for (label, bytes) in payloads {
             let what = format!("{did} {}: {label}", m.name);
             if m.query {
-                let as_query = s
-                    .replica
-                    .query_call(canister, s.controller, &m.name, bytes.clone());
-                let as_update = s
-                    .replica
-                    .update_call(canister, s.controller, &m.name, bytes);
+                let as_query = s.replica.query_call(canister, s.controller, &m.name, bytes.clone());
+                let as_update = s.replica.update_call(canister, s.controller, &m.name, bytes);
                 calls += 2;
                 if m.args.is_empty() {
                     // ic-cdk never reads the argument of a method without parameters (see the module docs).
@@ -294,11 +279,7 @@ fn bombard(s: &Fleet, canister: Principal, did: &str, rng: &mut XorShift) -> usi
                 }
             } else {
                 calls += 1;
-                expect_decode_reject(
-                    s.replica
-                        .update_call(canister, s.controller, &m.name, bytes),
-                    &what,
-                );
+                expect_decode_reject(s.replica.update_call(canister, s.controller, &m.name, bytes), &what);
             }
         }
     }

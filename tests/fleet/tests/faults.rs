@@ -23,12 +23,7 @@ use shared::parent::{ChildState, ParentError, RetryOptions, RolloutStatus};
 const TIMER_EXECUTOR: &str = "canister_update <ic-cdk internal> timer_executor";
 const MAX_ROUNDS: u64 = 1_000;
 /// The calls of one child operation, in order.
-const OP: [&str; 4] = [
-    "stop_canister",
-    "install_code",
-    "start_canister",
-    "canister_status",
-];
+const OP: [&str; 4] = ["stop_canister", "install_code", "start_canister", "canister_status"];
 
 /// Release A with `n` children holding data (checksums recorded), upgraded at most `k` at a time.
 fn fleet(n: u32, k: u32) -> Fleet {
@@ -53,8 +48,7 @@ fn b_hash() -> [u8; 32] {
 
 /// `dfx canister install parent --mode upgrade` with release B.
 fn upgrade_to_b(f: &Fleet) {
-    f.upgrade_parent(&Release::next(), ParentUpgrade::Direct)
-        .unwrap();
+    f.upgrade_parent(&Release::next(), ParentUpgrade::Direct).unwrap();
 }
 
 fn drive(f: &Fleet) -> RolloutStatus {
@@ -86,20 +80,11 @@ fn assert_failure(st: &RolloutStatus, child: Principal, needles: &[&str]) {
 /// longer exist): all running, data as recorded, `failed` ones listed as failed (and nothing else), every other one
 /// on release B and up to date in the registry; the registry records each child's actual module unless the parent
 /// cannot see the child any more (`unseen`).
-fn verify(
-    f: &Fleet,
-    st: &RolloutStatus,
-    failed: &[Principal],
-    unseen: &[Principal],
-) -> Vec<ChildFacts> {
+fn verify(f: &Fleet, st: &RolloutStatus, failed: &[Principal], unseen: &[Principal]) -> Vec<ChildFacts> {
     let listed: Vec<Principal> = st.failures.iter().map(|x| x.canister_id).collect();
     let mut expected = failed.to_vec();
     expected.sort();
-    assert_eq!(
-        (st.failed, listed),
-        (failed.len() as u64, expected),
-        "{st:#?}"
-    );
+    assert_eq!((st.failed, listed), (failed.len() as u64, expected), "{st:#?}");
     let facts = f.verify();
     for x in &facts {
         assert!(x.running(), "child {} is {:?}", x.id, x.status);
@@ -149,9 +134,7 @@ fn parent_calls(f: &Fleet, since: usize, child: Principal) -> Vec<String> {
 fn upgrades_of(f: &Fleet, since: usize, child: Principal) -> usize {
     calls_since(&f.replica, f.parent, since)
         .iter()
-        .filter(|c| {
-            c.target == Some(child) && c.method == "install_code" && c.outcome == Some(Ok(()))
-        })
+        .filter(|c| c.target == Some(child) && c.method == "install_code" && c.outcome == Some(Ok(())))
         .count()
 }
 
@@ -223,12 +206,7 @@ fn a_child_whose_pre_upgrade_traps_is_upgraded_by_a_retry_that_skips_it() {
     let me = Some(f.controller);
     f.replica.stop_canister(bad, me).unwrap();
     f.replica
-        .upgrade_canister(
-            bad,
-            legacy,
-            Encode!(&Some(ChildUpgradeArg::default())).unwrap(),
-            me,
-        )
+        .upgrade_canister(bad, legacy, Encode!(&Some(ChildUpgradeArg::default())).unwrap(), me)
         .unwrap();
     f.replica.start_canister(bad, me).unwrap();
     let legacy_hash = f.replica.module_hash(bad);
@@ -265,21 +243,13 @@ fn a_child_whose_pre_upgrade_traps_is_upgraded_by_a_retry_that_skips_it() {
     );
     assert_eq!(
         p.retry_child(f.controller, f.parent, skip_pre_upgrade()),
-        Err(ParentError::UnknownChild {
-            canister_id: f.parent
-        })
+        Err(ParentError::UnknownChild { canister_id: f.parent })
     );
     let r = p.retry_child(f.controller, f.children[0], skip_pre_upgrade());
-    assert!(
-        matches!(r, Err(ParentError::InvalidArgument { .. })),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(ParentError::InvalidArgument { .. })), "{r:?}");
     assert_eq!(p.rollout_status(), st);
 
-    assert_eq!(
-        p.retry_child(f.controller, bad, skip_pre_upgrade()),
-        Ok(st.rollout_id)
-    );
+    assert_eq!(p.retry_child(f.controller, bad, skip_pre_upgrade()), Ok(st.rollout_id));
     let st = drive(&f);
     verify(&f, &st, &[], &[]);
     assert_eq!(
@@ -300,11 +270,7 @@ fn a_child_out_of_cycles_is_not_upgraded_and_is_started_again() {
     upgrade_to_b(&f);
     let st = drive(&f);
     verify(&f, &st, &[poor], &[]);
-    assert_failure(
-        &st,
-        poor,
-        &["install_code failed (reject code 2)", "out of cycles"],
-    );
+    assert_failure(&st, poor, &["install_code failed (reject code 2)", "out of cycles"]);
     assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
     assert_eq!(parent_calls(&f, since, poor), OP);
 
@@ -375,18 +341,11 @@ fn a_child_deleted_out_of_band_fails_and_the_others_are_upgraded() {
     upgrade_to_b(&f);
     // Mid-rollout, its other controller deletes the last child (queued, not reached yet).
     tick_until_call(&f, since, f.children[0], "stop_canister");
-    assert_eq!(
-        f.parent().get_child(gone).map(|c| c.state),
-        Some(ChildState::Pending)
-    );
+    assert_eq!(f.parent().get_child(gone).map(|c| c.state), Some(ChildState::Pending));
     f.replica.stop_canister(gone, Some(f.controller)).unwrap();
     f.replica.delete_canister(gone, Some(f.controller)).unwrap();
     let st = drive(&f);
-    assert_failure(
-        &st,
-        gone,
-        &["stop_canister failed (reject code 3)", "not found"],
-    );
+    assert_failure(&st, gone, &["stop_canister failed (reject code 3)", "not found"]);
     // "No child stopped" and "data intact" are about the two children that still exist.
     f.children.retain(|c| *c != gone);
     verify(&f, &st, &[gone], &[]);
@@ -492,9 +451,7 @@ fn a_trapping_rollout_tick_delays_the_rollout_but_does_not_stall_it() {
         "the trap rolled the batch back: {st:#?}"
     );
     assert!(
-        f.children
-            .iter()
-            .all(|c| parent_calls(&f, since, *c).is_empty()),
+        f.children.iter().all(|c| parent_calls(&f, since, *c).is_empty()),
         "no call went out"
     );
     let st = drive(&f);
@@ -511,8 +468,7 @@ fn overlapping_rollout_requests_operate_on_each_child_once_at_a_time() {
     let since = mark(&f);
     let _logs = f.replica.print_logs_on_panic();
     let flaky = f.children[0];
-    f.replica
-        .fail_next_execution(flaky, "canister_post_upgrade");
+    f.replica.fail_next_execution(flaky, "canister_post_upgrade");
     upgrade_to_b(&f);
     let p = f.parent();
     let first = p.rollout_status().rollout_id;

@@ -161,13 +161,7 @@ fn all_members(f: &Fleet, child: Principal) -> Members {
 
 impl World {
     fn new() -> Self {
-        let f = Fleet::with_children(
-            &releases().a,
-            FleetConfig::with_concurrency(2),
-            CHILDREN as u32,
-            6,
-            16,
-        );
+        let f = Fleet::with_children(&releases().a, FleetConfig::with_concurrency(2), CHILDREN as u32, 6, 16);
         let model = f.children.iter().map(|c| all_members(&f, *c)).collect();
         Self {
             f,
@@ -201,9 +195,7 @@ impl World {
                 } else {
                     ParentUpgrade::Direct
                 };
-                self.f
-                    .upgrade_parent(self.release(), how)
-                    .expect("upgrade the parent");
+                self.f.upgrade_parent(self.release(), how).expect("upgrade the parent");
                 stat(|s| s.parent_upgrades += 1);
                 self.f.replica.tick_n(u64::from(rounds));
             }
@@ -211,22 +203,13 @@ impl World {
                 .f
                 .replica
                 .fail_next_execution(self.f.children[child], "canister_post_upgrade"),
-            Step::TrapParentTimer => self
-                .f
-                .replica
-                .fail_next_execution(self.f.parent, TIMER_EXECUTOR),
+            Step::TrapParentTimer => self.f.replica.fail_next_execution(self.f.parent, TIMER_EXECUTOR),
             Step::TrapPreUpgrade { child } => self.install_legacy(child)?,
         }
         Ok(())
     }
 
-    fn write(
-        &mut self,
-        child: usize,
-        write: Write,
-        key: u8,
-        value: u8,
-    ) -> Result<(), TestCaseError> {
+    fn write(&mut self, child: usize, write: Write, key: u8, value: u8) -> Result<(), TestCaseError> {
         let id = format!("k{key}");
         let input = MemberInput {
             name: format!("n{value}"),
@@ -244,10 +227,7 @@ impl World {
             Ok(r) => r,
             // Not executed (stopping or stopped for an upgrade): not acknowledged, nothing to record.
             Err(reject) => {
-                prop_assert!(
-                    reject.message.contains("is stopp"),
-                    "unexpected reject: {reject}"
-                );
+                prop_assert!(reject.message.contains("is stopp"), "unexpected reject: {reject}");
                 stat(|s| s.rejected_writes += 1);
                 return Ok(());
             }
@@ -285,12 +265,7 @@ impl World {
     fn install_legacy(&mut self, child: usize) -> Result<(), TestCaseError> {
         let id = self.f.children[child];
         self.finish_rollout()?;
-        let Some(wasm) = self
-            .f
-            .replica
-            .module_hash(id)
-            .and_then(|h| releases().legacy.get(&h))
-        else {
+        let Some(wasm) = self.f.replica.module_hash(id).and_then(|h| releases().legacy.get(&h)) else {
             return Ok(()); // already a legacy module
         };
         let (r, me) = (&self.f.replica, Some(self.f.controller));
@@ -304,9 +279,7 @@ impl World {
             stat(|s| s.legacy_installs += 1);
             let p = self.f.parent();
             p.remove_child(self.f.controller, id).expect("remove_child");
-            let info = p
-                .register_child(self.f.controller, id)
-                .expect("register_child");
+            let info = p.register_child(self.f.controller, id).expect("register_child");
             prop_assert_eq!(info.state, ChildState::Pending);
         }
         Ok(())
@@ -375,11 +348,7 @@ impl World {
                 "child {} does not run the parent's release",
                 facts.id
             );
-            prop_assert!(
-                facts.registry_agrees(),
-                "registry disagrees: {:?}",
-                facts.registry
-            );
+            prop_assert!(facts.registry_agrees(), "registry disagrees: {:?}", facts.registry);
             prop_assert_eq!(facts.registry_state(), Some(&ChildState::UpToDate));
             let members = all_members(&self.f, facts.id);
             prop_assert_eq!(&members, &self.model[i], "members of child {}", facts.id);
@@ -389,10 +358,9 @@ impl World {
 }
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number"))
-    })
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
 }
 
 #[test]

@@ -61,17 +61,9 @@ fn upgrading_the_parent_from_a_to_b_upgrades_all_20_children_with_their_data() {
         assert_eq!(fleet.parent().child_release().hash, b_child.to_vec());
 
         let run = fleet.run_rollout_to_end(MAX_ROUNDS);
-        assert!(
-            run.finished,
-            "{how:?}: the rollout did not finish: {:#?}",
-            run.status
-        );
+        assert!(run.finished, "{how:?}: the rollout did not finish: {:#?}", run.status);
         assert_eq!(
-            (
-                run.status.upgraded,
-                run.status.failed,
-                run.status.up_to_date
-            ),
+            (run.status.upgraded, run.status.failed, run.status.up_to_date),
             (20, 0, Some(20)),
             "{how:?}"
         );
@@ -79,17 +71,9 @@ fn upgrading_the_parent_from_a_to_b_upgrades_all_20_children_with_their_data() {
         assert_eq!(facts.len(), 20);
         for f in &facts {
             f.assert_healthy_on(&b_child);
-            assert_eq!(
-                f.registry_state(),
-                Some(&ChildState::UpToDate),
-                "{how:?} {}",
-                f.id
-            );
+            assert_eq!(f.registry_state(), Some(&ChildState::UpToDate), "{how:?} {}", f.id);
             assert_eq!(f.version.as_ref(), Some(&b_version), "{how:?} {}", f.id);
-            assert_eq!(
-                f.checksum.as_ref().map(|c| c.members),
-                Some(u64::from(MEMBERS))
-            );
+            assert_eq!(f.checksum.as_ref().map(|c| c.members), Some(u64::from(MEMBERS)));
         }
     }
 }
@@ -111,10 +95,7 @@ fn upgrading_the_parent_again_with_the_same_child_makes_no_management_calls() {
     ] {
         let since = fleet.replica.management_calls().len();
         fleet.upgrade_parent(&release, how).unwrap();
-        assert_eq!(
-            fleet.replica.module_hash(fleet.parent),
-            Some(release.parent_hash())
-        );
+        assert_eq!(fleet.replica.module_hash(fleet.parent), Some(release.parent_hash()));
         let run = fleet.run_rollout_to_end(MAX_ROUNDS);
         assert!(run.finished);
         // Ten simulated minutes: the rollout's watchdog interval passes ten times, children's heartbeats run.
@@ -131,10 +112,7 @@ fn upgrading_the_parent_again_with_the_same_child_makes_no_management_calls() {
             "{how:?}: management calls after an upgrade that keeps the child: {calls:#?}"
         );
         let status = fleet.parent().rollout_status();
-        assert_eq!(
-            status.rollout_id, rollout,
-            "{how:?}: a new rollout was started"
-        );
+        assert_eq!(status.rollout_id, rollout, "{how:?}: a new rollout was started");
         for f in fleet.verify() {
             f.assert_healthy_on(&b.expect_child_hash());
         }
@@ -151,7 +129,13 @@ fn verify_fleet_puts_the_release_back_on_a_child_changed_behind_the_parents_back
     let drifted = fleet.children[1];
     let b_child = wasms::read("wasm/next/child.wasm.gz");
     r.stop_canister(drifted, Some(admin)).unwrap();
-    r.upgrade_canister(drifted, b_child, Encode!(&None::<ChildUpgradeArg>).unwrap(), Some(admin)).unwrap();
+    r.upgrade_canister(
+        drifted,
+        b_child,
+        Encode!(&None::<ChildUpgradeArg>).unwrap(),
+        Some(admin),
+    )
+    .unwrap();
     r.start_canister(drifted, Some(admin)).unwrap();
     assert_eq!(r.module_hash(drifted), Some(b.expect_child_hash()));
 
@@ -170,10 +154,19 @@ fn verify_fleet_puts_the_release_back_on_a_child_changed_behind_the_parents_back
     assert_eq!((run.status.verified, run.status.upgraded, run.status.failed), (5, 1, 0));
     let calls = records::calls_since(r, fleet.parent, since);
     for child in &fleet.children {
-        let methods: Vec<&str> =
-            calls.iter().filter(|c| c.target == Some(*child)).map(|c| c.method.as_str()).collect();
+        let methods: Vec<&str> = calls
+            .iter()
+            .filter(|c| c.target == Some(*child))
+            .map(|c| c.method.as_str())
+            .collect();
         let expected = if *child == drifted {
-            vec!["canister_status", "stop_canister", "install_code", "start_canister", "canister_status"]
+            vec![
+                "canister_status",
+                "stop_canister",
+                "install_code",
+                "start_canister",
+                "canister_status",
+            ]
         } else {
             vec!["canister_status"]
         };
@@ -190,9 +183,7 @@ fn a_child_whose_post_upgrade_traps_stays_on_the_old_release_with_its_data_and_t
     let fleet = fleet_on_a(8, 3);
     let _logs = fleet.replica.print_logs_on_panic();
     let victim = fleet.children[3];
-    fleet
-        .replica
-        .fail_next_execution(victim, "canister_post_upgrade");
+    fleet.replica.fail_next_execution(victim, "canister_post_upgrade");
     let since = fleet.replica.management_calls().len();
 
     fleet.upgrade_parent(&b, ParentUpgrade::Direct).unwrap();
@@ -210,17 +201,8 @@ fn a_child_whose_post_upgrade_traps_stays_on_the_old_release_with_its_data_and_t
         if f.id == victim {
             // Restarted on the old release with its data; the registry records the hash it saw and the error.
             assert!(f.running(), "{:?}", f.status);
-            assert!(
-                f.on(&a.expect_child_hash()),
-                "{:?}",
-                f.module_hash.map(hex::encode)
-            );
-            assert!(
-                f.data_intact(),
-                "{:?} vs {:?}",
-                f.checksum,
-                f.expected_checksum
-            );
+            assert!(f.on(&a.expect_child_hash()), "{:?}", f.module_hash.map(hex::encode));
+            assert!(f.data_intact(), "{:?} vs {:?}", f.checksum, f.expected_checksum);
             assert!(f.registry_agrees(), "{:?}", f.registry);
             assert_eq!(f.registry_state(), Some(&ChildState::Failed));
             assert_eq!(f.version, a.child_version.clone());
@@ -239,12 +221,7 @@ fn a_child_whose_post_upgrade_traps_stays_on_the_old_release_with_its_data_and_t
         failure.error
     );
     assert_eq!(
-        fleet
-            .parent()
-            .get_child(victim)
-            .unwrap()
-            .last_error
-            .as_deref(),
+        fleet.parent().get_child(victim).unwrap().last_error.as_deref(),
         Some(failure.error.as_str())
     );
     // One attempt: the failed upgrade was not retried on its own.
@@ -284,16 +261,10 @@ fn a_parent_upgrade_mid_rollout_completes_the_rollout_and_upgrades_no_child_twic
                 break;
             }
         }
-        assert!(
-            !in_flight_at_upgrade.is_empty(),
-            "never caught children in flight"
-        );
+        assert!(!in_flight_at_upgrade.is_empty(), "never caught children in flight");
 
         fleet.upgrade_parent(second, how).unwrap();
-        assert_eq!(
-            fleet.replica.module_hash(fleet.parent),
-            Some(second.parent_hash())
-        );
+        assert_eq!(fleet.replica.module_hash(fleet.parent), Some(second.parent_hash()));
         let run = fleet.run_rollout_to_end(MAX_ROUNDS);
         assert!(run.finished, "{how:?}: {:#?}", run.status);
         assert_eq!(run.status.failed, 0, "{how:?}: {:#?}", run.status.failures);
@@ -355,9 +326,7 @@ fn in_flight_children_never_exceed_k_and_locked_children_never_exceed_2k() {
     let spans = records::op_spans(&calls);
     assert_eq!(spans.len(), 30, "one stop-started operation per child");
     assert!(
-        spans
-            .iter()
-            .all(|s| s.slot_end.is_some() && s.lock_end.is_some()),
+        spans.iter().all(|s| s.slot_end.is_some() && s.lock_end.is_some()),
         "{spans:#?}"
     );
     let occupancy = Occupancy::from_spans(&spans, fleet.replica.round());
@@ -405,25 +374,13 @@ fn callers_who_are_not_admins_are_rejected_and_change_nothing() {
     let p = fleet.parent();
     let child = fleet.children[0];
     // Something to retry, so that retry_child/retry_failed would have work: a failed upgrade of `child`.
-    fleet
-        .replica
-        .fail_next_execution(child, "canister_post_upgrade");
+    fleet.replica.fail_next_execution(child, "canister_post_upgrade");
     fleet.upgrade_parent(&b, ParentUpgrade::Direct).unwrap();
     assert!(fleet.run_rollout_to_end(MAX_ROUNDS).finished);
     assert_eq!(p.get_child(child).unwrap().state, ChildState::Failed);
 
-    let before = (
-        p.settings(),
-        p.list_all_children(),
-        p.rollout_status(),
-        p.releases(),
-    );
-    let hashes = |f: &Fleet| {
-        f.children
-            .iter()
-            .map(|c| f.replica.module_hash(*c))
-            .collect::<Vec<_>>()
-    };
+    let before = (p.settings(), p.list_all_children(), p.rollout_status(), p.releases());
+    let hashes = |f: &Fleet| f.children.iter().map(|c| f.replica.module_hash(*c)).collect::<Vec<_>>();
     let hashes_before = hashes(&fleet);
     let calls_since = fleet.replica.management_calls().len();
 
@@ -434,14 +391,8 @@ fn callers_who_are_not_admins_are_rejected_and_change_nothing() {
         assert_eq!(result, Err(not_authorized.clone()), "{method}");
         tried.insert(method.to_string());
     };
-    check(
-        "create_children",
-        p.create_children(stranger, 1, None).map(drop),
-    );
-    check(
-        "register_child",
-        p.register_child(stranger, child).map(drop),
-    );
+    check("create_children", p.create_children(stranger, 1, None).map(drop));
+    check("register_child", p.register_child(stranger, child).map(drop));
     check("remove_child", p.remove_child(stranger, child));
     check(
         "retry_child",
@@ -475,12 +426,7 @@ fn callers_who_are_not_admins_are_rejected_and_change_nothing() {
 
     fleet.replica.tick_n(120);
     assert_eq!(
-        (
-            p.settings(),
-            p.list_all_children(),
-            p.rollout_status(),
-            p.releases()
-        ),
+        (p.settings(), p.list_all_children(), p.rollout_status(), p.releases()),
         before
     );
     assert_eq!(hashes(&fleet), hashes_before);
@@ -495,8 +441,7 @@ fn callers_who_are_not_admins_are_rejected_and_change_nothing() {
 }
 
 #[test]
-fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_without_data_loss()
-{
+fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_without_data_loss() {
     let config = RehearsalConfig {
         children: 5,
         members: 20,
@@ -512,10 +457,7 @@ fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_
         "{}",
         report.verdict()
     );
-    assert_eq!(
-        (report.upgraded, report.failed_count, report.data_lost),
-        (5, 0, 0)
-    );
+    assert_eq!((report.upgraded, report.failed_count, report.data_lost), (5, 0, 0));
     assert_eq!(report.child_install.count, 5);
     assert!(report.child_install.max > 0 && report.parent_timer.count > 0);
 
@@ -548,15 +490,11 @@ fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_
     assert!(report.passed(), "{report}");
     let verdict = report.verdict();
     assert!(
-        verdict.contains("0/5 children on")
-            && verdict.contains("5 failed")
-            && verdict.contains("no data lost"),
+        verdict.contains("0/5 children on") && verdict.contains("5 failed") && verdict.contains("no data lost"),
         "{verdict}"
     );
     assert!(
-        report
-            .to_string()
-            .contains("injected fault in canister_post_upgrade"),
+        report.to_string().contains("injected fault in canister_post_upgrade"),
         "{report}"
     );
 }

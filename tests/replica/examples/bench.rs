@@ -51,9 +51,18 @@ fn main() {
     );
 
     // One update call (ingress: 1 round).
-    let input = MemberInput { name: "alice".into(), value: vec![1; 100] };
+    let input = MemberInput {
+        name: "alice".into(),
+        value: vec![1; 100],
+    };
     let t = Instant::now();
-    r.update_call(id, controller, "add_member", Encode!(&"alice".to_string(), &input).unwrap()).unwrap();
+    r.update_call(
+        id,
+        controller,
+        "add_member",
+        Encode!(&"alice".to_string(), &input).unwrap(),
+    )
+    .unwrap();
     println!(
         "update call add_member: {:?}, {} instructions",
         t.elapsed(),
@@ -61,7 +70,10 @@ fn main() {
     );
 
     // A fleet of 1,000 children. Rounds advance time by 1 ns here, so their 60 s heartbeat timers stay idle.
-    let fleet = Replica::with_config(ReplicaConfig { round_duration: Duration::from_nanos(1), ..Default::default() });
+    let fleet = Replica::with_config(ReplicaConfig {
+        round_duration: Duration::from_nanos(1),
+        ..Default::default()
+    });
     let rss_before = rss_mib();
     let t = Instant::now();
     let mut last_id = controller;
@@ -80,7 +92,10 @@ fn main() {
     for _ in 0..1000 {
         fleet.tick();
     }
-    println!("idle round over 1,000 canisters: {:?} per round (mean of 1,000)", t.elapsed() / 1000);
+    println!(
+        "idle round over 1,000 canisters: {:?} per round (mean of 1,000)",
+        t.elapsed() / 1000
+    );
     fleet.advance_time(Duration::from_secs(61));
     let t = Instant::now();
     fleet.tick();
@@ -94,14 +109,30 @@ fn main() {
     // Upgrade a child holding 100 MiB of stable data.
     let t = Instant::now();
     for i in 0..25 {
-        let arg = FillArg { count: 1000, value_size: 4096, prefix: format!("p{i:02}-") };
-        r.update_call(id, controller, "admin_fill", Encode!(&arg).unwrap()).unwrap();
+        let arg = FillArg {
+            count: 1000,
+            value_size: 4096,
+            prefix: format!("p{i:02}-"),
+        };
+        r.update_call(id, controller, "admin_fill", Encode!(&arg).unwrap())
+            .unwrap();
     }
     let (pages, resident) = r.stable_memory_pages(id);
-    println!("fill 100 MiB: {:?}; stable memory {} pages ({} resident)", t.elapsed(), pages, resident);
+    println!(
+        "fill 100 MiB: {:?}; stable memory {} pages ({} resident)",
+        t.elapsed(),
+        pages,
+        resident
+    );
     r.stop_canister(id, Some(controller)).unwrap();
     let t = Instant::now();
-    r.upgrade_canister(id, gz, Encode!(&Some(ChildUpgradeArg::default())).unwrap(), Some(controller)).unwrap();
+    r.upgrade_canister(
+        id,
+        gz,
+        Encode!(&Some(ChildUpgradeArg::default())).unwrap(),
+        Some(controller),
+    )
+    .unwrap();
     let upgrade = t.elapsed();
     println!(
         "upgrade child with {} MiB stable data: {:?}, post_upgrade {} instructions",

@@ -33,7 +33,11 @@ impl CanisterStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     Ingress(u64),
-    Canister { caller: Principal, callback: u64, deadline: u64 },
+    Canister {
+        caller: Principal,
+        callback: u64,
+        deadline: u64,
+    },
     /// A system task (global timer, heartbeat): no response.
     System,
 }
@@ -134,7 +138,10 @@ impl Canister {
             controllers,
             status: CanisterStatus::Running,
             version: 0,
-            sys: SystemState { cycles, ..Default::default() },
+            sys: SystemState {
+                cycles,
+                ..Default::default()
+            },
             live: None,
             module_hash: None,
             module_bytes_len: 0,
@@ -145,7 +152,10 @@ impl Canister {
             chunks: BTreeMap::new(),
             snapshots: Vec::new(),
             history: Vec::new(),
-            settings: StoredSettings { freezing_threshold: 2_592_000, ..Default::default() },
+            settings: StoredSettings {
+                freezing_threshold: 2_592_000,
+                ..Default::default()
+            },
             indexed_timer: 0,
         }
     }

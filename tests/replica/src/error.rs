@@ -37,7 +37,11 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), error_code: None }
+        Self {
+            code,
+            message: message.into(),
+            error_code: None,
+        }
     }
 
     pub fn with_error_code(mut self, error_code: &'static str) -> Self {

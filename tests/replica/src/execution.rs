@@ -48,7 +48,14 @@ impl Live {
             .filter(|g| g.ty(&store).mutability() == Mutability::Var)
             .collect();
         store.data_mut().memory = memory;
-        Ok(Self { store, instance, memory, table, globals, module })
+        Ok(Self {
+            store,
+            instance,
+            memory,
+            table,
+            globals,
+            module,
+        })
     }
 
     pub fn heap(&self) -> &[u8] {
@@ -69,7 +76,9 @@ impl Live {
             let current = memory.data_size(&self.store);
             if heap.len() > current {
                 let pages = (heap.len() - current) as u64 / 65536;
-                memory.grow(&mut self.store, pages).map_err(|e| format!("cannot grow memory: {e}"))?;
+                memory
+                    .grow(&mut self.store, pages)
+                    .map_err(|e| format!("cannot grow memory: {e}"))?;
             }
             memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
         }
@@ -121,7 +130,11 @@ pub fn run(live: &mut Live, sys: &mut SystemState, mut msg: MsgCtx, entry: &Entr
     let env = live.store.data_mut();
     std::mem::swap(&mut env.sys, sys);
     let msg = std::mem::take(&mut env.msg);
-    RunResult { result, instructions, msg }
+    RunResult {
+        result,
+        instructions,
+        msg,
+    }
 }
 
 fn call(live: &mut Live, entry: &Entry) -> Result<(), wasmi::Error> {
@@ -140,7 +153,10 @@ fn call(live: &mut Live, entry: &Entry) -> Result<(), wasmi::Error> {
         }
     };
     let func = func.ok_or_else(|| {
-        wasmi::Error::host(HostTrap(format!("Canister trapped: {} is not a function of the module", entry.name())))
+        wasmi::Error::host(HostTrap(format!(
+            "Canister trapped: {} is not a function of the module",
+            entry.name()
+        )))
     })?;
     func.call(&mut live.store, &args, &mut [])
 }
@@ -204,6 +220,7 @@ impl Snapshot {
         if live.heap_size() != self.heap.len() as u64 {
             *live = Live::new(runtime, live.module.clone()).expect("module instantiated before");
         }
-        live.set_heap_and_globals(&self.heap, &self.globals).expect("restore snapshot");
+        live.set_heap_and_globals(&self.heap, &self.globals)
+            .expect("restore snapshot");
     }
 }

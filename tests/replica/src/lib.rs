@@ -123,7 +123,9 @@ impl Replica {
     }
 
     pub fn with_config(config: ReplicaConfig) -> Self {
-        Self { state: RefCell::new(State::new(config)) }
+        Self {
+            state: RefCell::new(State::new(config)),
+        }
     }
 
     pub fn config(&self) -> ReplicaConfig {
@@ -139,14 +141,23 @@ impl Replica {
 
     /// Creates an empty canister with the id `id` (like `provisional_create_canister_with_cycles` with
     /// `specified_id`); refused if a canister has that id.
-    pub fn create_canister_with_id(&self, sender: Option<Principal>, settings: Option<ic00::CanisterSettings>, id: Principal) -> Result<Principal, Reject> {
+    pub fn create_canister_with_id(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<ic00::CanisterSettings>,
+        id: Principal,
+    ) -> Result<Principal, Reject> {
         let mut s = self.state.borrow_mut();
         let cycles = s.config.initial_cycles;
         s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id))
     }
 
     /// Creates an empty canister; its controllers are `settings.controllers`, else the sender (default anonymous).
-    pub fn create_canister_with_settings(&self, sender: Option<Principal>, settings: Option<ic00::CanisterSettings>) -> Principal {
+    pub fn create_canister_with_settings(
+        &self,
+        sender: Option<Principal>,
+        settings: Option<ic00::CanisterSettings>,
+    ) -> Principal {
         let mut s = self.state.borrow_mut();
         let cycles = s.config.initial_cycles;
         s.create_canister(sender_or_anonymous(sender), settings, cycles)
@@ -163,7 +174,10 @@ impl Replica {
     /// Adds cycles; returns the new balance.
     pub fn add_cycles(&self, id: Principal, amount: u128) -> u128 {
         let mut s = self.state.borrow_mut();
-        let c = s.canisters.get_mut(&id).unwrap_or_else(|| panic!("canister {id} not found"));
+        let c = s
+            .canisters
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("canister {id} not found"));
         c.sys.cycles += amount;
         c.sys.cycles
     }
@@ -174,7 +188,9 @@ impl Replica {
 
     fn with<R>(&self, id: Principal, f: impl FnOnce(&canister::Canister) -> R) -> R {
         let s = self.state.borrow();
-        f(s.canisters.get(&id).unwrap_or_else(|| panic!("canister {id} not found")))
+        f(s.canisters
+            .get(&id)
+            .unwrap_or_else(|| panic!("canister {id} not found")))
     }
 
     /// Installs code (mode install) through the management canister; panics if that fails, like `PocketIc`.
@@ -183,11 +199,23 @@ impl Replica {
             .unwrap_or_else(|e| panic!("install_canister({id}) failed: {e}"));
     }
 
-    pub fn upgrade_canister(&self, id: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), Reject> {
+    pub fn upgrade_canister(
+        &self,
+        id: Principal,
+        wasm: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) -> Result<(), Reject> {
         self.install_code(sender, ic00::CanisterInstallMode::Upgrade(None), id, wasm, arg)
     }
 
-    pub fn reinstall_canister(&self, id: Principal, wasm: Vec<u8>, arg: Vec<u8>, sender: Option<Principal>) -> Result<(), Reject> {
+    pub fn reinstall_canister(
+        &self,
+        id: Principal,
+        wasm: Vec<u8>,
+        arg: Vec<u8>,
+        sender: Option<Principal>,
+    ) -> Result<(), Reject> {
         self.install_code(sender, ic00::CanisterInstallMode::Reinstall, id, wasm, arg)
     }
 
@@ -200,12 +228,25 @@ impl Replica {
         wasm_module: Vec<u8>,
         arg: Vec<u8>,
     ) -> Result<(), Reject> {
-        let args = ic00::InstallCodeArgs { mode, canister_id, wasm_module, arg, sender_canister_version: None };
+        let args = ic00::InstallCodeArgs {
+            mode,
+            canister_id,
+            wasm_module,
+            arg,
+            sender_canister_version: None,
+        };
         self.management(sender, "install_code", &args)
     }
 
     pub fn uninstall_canister(&self, id: Principal, sender: Option<Principal>) -> Result<(), Reject> {
-        self.management(sender, "uninstall_code", &ic00::UninstallCodeArgs { canister_id: id, sender_canister_version: None })
+        self.management(
+            sender,
+            "uninstall_code",
+            &ic00::UninstallCodeArgs {
+                canister_id: id,
+                sender_canister_version: None,
+            },
+        )
     }
 
     pub fn stop_canister(&self, id: Principal, sender: Option<Principal>) -> Result<(), Reject> {
@@ -220,19 +261,43 @@ impl Replica {
         self.management(sender, "delete_canister", &ic00::CanisterIdRecord { canister_id: id })
     }
 
-    pub fn update_settings(&self, id: Principal, sender: Option<Principal>, settings: ic00::CanisterSettings) -> Result<(), Reject> {
-        let args = ic00::UpdateSettingsArgs { canister_id: id, settings, sender_canister_version: None };
+    pub fn update_settings(
+        &self,
+        id: Principal,
+        sender: Option<Principal>,
+        settings: ic00::CanisterSettings,
+    ) -> Result<(), Reject> {
+        let args = ic00::UpdateSettingsArgs {
+            canister_id: id,
+            settings,
+            sender_canister_version: None,
+        };
         self.management(sender, "update_settings", &args)
     }
 
-    pub fn canister_status(&self, id: Principal, sender: Option<Principal>) -> Result<ic00::CanisterStatusResult, Reject> {
+    pub fn canister_status(
+        &self,
+        id: Principal,
+        sender: Option<Principal>,
+    ) -> Result<ic00::CanisterStatusResult, Reject> {
         let arg = ic00::CanisterIdRecord { canister_id: id };
-        self.update(Principal::management_canister(), sender_or_anonymous(sender), "canister_status", &arg)
+        self.update(
+            Principal::management_canister(),
+            sender_or_anonymous(sender),
+            "canister_status",
+            &arg,
+        )
     }
 
     fn management<A: CandidType>(&self, sender: Option<Principal>, method: &str, arg: &A) -> Result<(), Reject> {
         let payload = candid::encode_one(arg).expect("encode management args");
-        self.update_call(Principal::management_canister(), sender_or_anonymous(sender), method, payload).map(|_| ())
+        self.update_call(
+            Principal::management_canister(),
+            sender_or_anonymous(sender),
+            method,
+            payload,
+        )
+        .map(|_| ())
     }
 
     // ---- Reading canister state directly (no round) ----
@@ -280,7 +345,10 @@ impl Replica {
     /// `set_stable_memory`). Not a message: no execution runs and nothing is recorded.
     pub fn set_stable_memory(&self, id: Principal, bytes: &[u8]) {
         let mut s = self.state.borrow_mut();
-        let c = s.canisters.get_mut(&id).unwrap_or_else(|| panic!("canister {id} not found"));
+        let c = s
+            .canisters
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("canister {id} not found"));
         c.sys.stable = stable_memory::StableMemory::from_bytes(bytes);
     }
 
@@ -322,19 +390,40 @@ impl Replica {
     // ---- Calls ----
 
     /// An ingress update call: queued for the next round, then rounds run until it is answered.
-    pub fn update_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    pub fn update_call(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
         let id = self.submit_call(canister, sender, method, payload)?;
         self.await_call(id)
     }
 
     /// A non-replicated query: runs at once, outside rounds, and changes nothing.
-    pub fn query_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    pub fn query_call(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
         self.state.borrow_mut().query(sender, canister, method, payload)
     }
 
     /// Submits an ingress message (after `canister_inspect_message`, if exported) without running rounds.
-    pub fn submit_call(&self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<MessageId, Reject> {
-        self.state.borrow_mut().submit(sender, canister, method, payload).map(MessageId)
+    pub fn submit_call(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<MessageId, Reject> {
+        self.state
+            .borrow_mut()
+            .submit(sender, canister, method, payload)
+            .map(MessageId)
     }
 
     /// The result of an ingress message, if answered.
@@ -356,13 +445,35 @@ impl Replica {
         panic!("message {id:?} not answered within {max} rounds");
     }
 
-    pub fn update<A: CandidType, R: CandidType + DeserializeOwned>(&self, canister: Principal, sender: Principal, method: &str, arg: &A) -> Result<R, Reject> {
-        let bytes = self.update_call(canister, sender, method, candid::encode_one(arg).expect("encode argument"))?;
+    pub fn update<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R, Reject> {
+        let bytes = self.update_call(
+            canister,
+            sender,
+            method,
+            candid::encode_one(arg).expect("encode argument"),
+        )?;
         Ok(candid::decode_one(&bytes).unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}")))
     }
 
-    pub fn query<A: CandidType, R: CandidType + DeserializeOwned>(&self, canister: Principal, sender: Principal, method: &str, arg: &A) -> Result<R, Reject> {
-        let bytes = self.query_call(canister, sender, method, candid::encode_one(arg).expect("encode argument"))?;
+    pub fn query<A: CandidType, R: CandidType + DeserializeOwned>(
+        &self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: &A,
+    ) -> Result<R, Reject> {
+        let bytes = self.query_call(
+            canister,
+            sender,
+            method,
+            candid::encode_one(arg).expect("encode argument"),
+        )?;
         Ok(candid::decode_one(&bytes).unwrap_or_else(|e| panic!("decoding the reply of {method}: {e}")))
     }
 
@@ -426,7 +537,13 @@ impl Replica {
 
     /// The most recent execution of `entry` (see [`ExecutionRecord::entry`]) on `canister`.
     pub fn last_execution(&self, canister: Principal, entry: &str) -> Option<ExecutionRecord> {
-        self.state.borrow().executions.iter().rev().find(|e| e.canister == canister && e.entry == entry).cloned()
+        self.state
+            .borrow()
+            .executions
+            .iter()
+            .rev()
+            .find(|e| e.canister == canister && e.entry == entry)
+            .cloned()
     }
 
     pub fn management_calls(&self) -> Vec<ManagementCall> {
@@ -435,7 +552,13 @@ impl Replica {
 
     /// Management calls made by `caller` (a canister or a user).
     pub fn management_calls_by(&self, caller: Principal) -> Vec<ManagementCall> {
-        self.state.borrow().management_calls.iter().filter(|c| c.caller == caller).cloned().collect()
+        self.state
+            .borrow()
+            .management_calls
+            .iter()
+            .filter(|c| c.caller == caller)
+            .cloned()
+            .collect()
     }
 
     /// `debug_print` output of the canister, oldest first (kept for trapped executions too).
@@ -460,13 +583,20 @@ impl Replica {
     /// The next call of `method` on `target` is rejected with `code` and `message`. For management methods
     /// (`install_code`, `stop_canister`, ...) `target` is the canister the call is about.
     pub fn reject_next_call(&self, target: Principal, method: &str, code: RejectCode, message: &str) {
-        self.state.borrow_mut().faults.add_reject(target, method.to_string(), Reject::new(code, message));
+        self.state
+            .borrow_mut()
+            .faults
+            .add_reject(target, method.to_string(), Reject::new(code, message));
     }
 
     /// Sets the canister's cycle balance to 0: it is frozen (see README).
     pub fn drain_cycles(&self, id: Principal) {
         let mut s = self.state.borrow_mut();
-        s.canisters.get_mut(&id).unwrap_or_else(|| panic!("canister {id} not found")).sys.cycles = 0;
+        s.canisters
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("canister {id} not found"))
+            .sys
+            .cycles = 0;
     }
 
     /// Responses to `canister` are delivered `rounds` rounds late (0 to stop delaying).
@@ -485,7 +615,9 @@ impl Drop for LogGuard<'_> {
         if !std::thread::panicking() {
             return;
         }
-        let Ok(state) = self.replica.state.try_borrow() else { return };
+        let Ok(state) = self.replica.state.try_borrow() else {
+            return;
+        };
         for (id, c) in &state.canisters {
             if c.logs.is_empty() {
                 continue;

@@ -60,7 +60,10 @@ pub fn is_canister_id(p: &Principal) -> bool {
 
 fn change_origin(caller: Principal) -> ic00::ChangeOrigin {
     if is_canister_id(&caller) {
-        ic00::ChangeOrigin::FromCanister(ic00::FromCanisterRecord { canister_id: caller, canister_version: None })
+        ic00::ChangeOrigin::FromCanister(ic00::FromCanisterRecord {
+            canister_id: caller,
+            canister_version: None,
+        })
     } else {
         ic00::ChangeOrigin::FromUser(ic00::FromUserRecord { user_id: caller })
     }
@@ -104,7 +107,10 @@ impl State {
                     encode(&ic00::CanisterIdRecord { canister_id: id })
                 }),
                 "deposit_cycles" => decode::<ic00::CanisterIdRecord>(&req.payload).and_then(|a| {
-                    let c = self.canisters.get_mut(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+                    let c = self
+                        .canisters
+                        .get_mut(&a.canister_id)
+                        .ok_or_else(|| not_found(a.canister_id))?;
                     c.sys.cycles += req.cycles;
                     refund = 0;
                     Ok(unit())
@@ -126,13 +132,17 @@ impl State {
             }
             "provisional_top_up_canister" => {
                 let a: ic00::ProvisionalTopUpCanisterArgs = decode(payload)?;
-                let c = self.canisters.get_mut(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+                let c = self
+                    .canisters
+                    .get_mut(&a.canister_id)
+                    .ok_or_else(|| not_found(a.canister_id))?;
                 c.sys.cycles += nat_u128(&a.amount);
                 Ok(unit())
             }
             "install_code" => {
                 let a: ic00::InstallCodeArgs = decode(payload)?;
-                self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg).map(|()| unit())
+                self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg)
+                    .map(|()| unit())
             }
             "install_chunked_code" => {
                 let a: ic00::InstallChunkedCodeArgs = decode(payload)?;
@@ -216,7 +226,11 @@ impl State {
             "list_canister_snapshots" => {
                 let a: ic00::CanisterIdRecord = decode(payload)?;
                 self.controlled(caller, a.canister_id, "list_canister_snapshots")?;
-                let list: Vec<_> = self.canisters[&a.canister_id].snapshots.iter().map(snapshot_info).collect();
+                let list: Vec<_> = self.canisters[&a.canister_id]
+                    .snapshots
+                    .iter()
+                    .map(snapshot_info)
+                    .collect();
                 Ok(encode(&list))
             }
             "delete_canister_snapshot" => {
@@ -230,8 +244,10 @@ impl State {
                 }
                 Ok(unit())
             }
-            _ => Err(Reject::canister_error(format!("Management canister has no method '{method}'"))
-                .with_error_code("IC0536")),
+            _ => Err(
+                Reject::canister_error(format!("Management canister has no method '{method}'"))
+                    .with_error_code("IC0536"),
+            ),
         }
     }
 
@@ -255,8 +271,14 @@ impl State {
         self.controlled(caller, id, method)
     }
 
-    pub fn create_canister(&mut self, caller: Principal, settings: Option<ic00::CanisterSettings>, cycles: u128) -> Principal {
-        self.create_canister_with_id(caller, settings, cycles, None).expect("a fresh id is free")
+    pub fn create_canister(
+        &mut self,
+        caller: Principal,
+        settings: Option<ic00::CanisterSettings>,
+        cycles: u128,
+    ) -> Principal {
+        self.create_canister_with_id(caller, settings, cycles, None)
+            .expect("a fresh id is free")
     }
 
     /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`).
@@ -308,14 +330,21 @@ impl State {
     ) -> Result<(), Reject> {
         self.controlled(caller, id, "install_code")?;
         let invalid = |e: String| {
-            Reject::canister_error(format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
-                .with_error_code("IC0505")
+            Reject::canister_error(format!(
+                "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
+            ))
+            .with_error_code("IC0505")
         };
         let raw = wasm_module::decode(wasm).map_err(invalid)?;
-        let module = self.modules.get_or_compile(&self.runtime.engine, &raw).map_err(invalid)?;
+        let module = self
+            .modules
+            .get_or_compile(&self.runtime.engine, &raw)
+            .map_err(invalid)?;
         let hash = wasm_module::sha256(wasm);
-        self.with_canister(id, |s, c| s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg))
-            .expect("checked")
+        self.with_canister(id, |s, c| {
+            s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg)
+        })
+        .expect("checked")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -332,12 +361,16 @@ impl State {
         use ic00::CanisterInstallMode as Mode;
         let id = c.id;
         if c.sys.cycles == 0 {
-            return Err(Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
-                .with_error_code("IC0207"));
+            return Err(
+                Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
+                    .with_error_code("IC0207"),
+            );
         }
         let invalid = |e: String| {
-            Reject::canister_error(format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
-                .with_error_code("IC0505")
+            Reject::canister_error(format!(
+                "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
+            ))
+            .with_error_code("IC0505")
         };
         let mut budget = self.config.install_instruction_limit;
         let deployment_mode = match &mode {
@@ -355,7 +388,10 @@ impl State {
                 }
                 // Spec: reinstall discards all state, stable memory included, and runs canister_init.
                 let live = Live::new(&self.runtime, module.clone()).map_err(invalid)?;
-                let fresh = SystemState { cycles: c.sys.cycles, ..Default::default() };
+                let fresh = SystemState {
+                    cycles: c.sys.cycles,
+                    ..Default::default()
+                };
                 let old_sys = std::mem::replace(&mut c.sys, fresh);
                 let old_live = c.live.replace(live);
                 let old_version = c.version;
@@ -384,7 +420,10 @@ impl State {
                     ))
                     .with_error_code("IC0537"));
                 };
-                let flags = flags.unwrap_or(ic00::UpgradeFlags { skip_pre_upgrade: None, wasm_memory_persistence: None });
+                let flags = flags.unwrap_or(ic00::UpgradeFlags {
+                    skip_pre_upgrade: None,
+                    wasm_memory_persistence: None,
+                });
                 let keep = flags.wasm_memory_persistence == Some(ic00::WasmMemoryPersistence::Keep);
                 if keep && !module.enhanced_orthogonal_persistence {
                     return Err(Reject::canister_error(
@@ -396,7 +435,15 @@ impl State {
                         "Missing upgrade option: Enhanced orthogonal persistence requires the `wasm_memory_persistence` upgrade option.",
                     ).with_error_code("IC0503"));
                 }
-                self.upgrade(c, caller, module.clone(), flags.skip_pre_upgrade == Some(true), keep, arg, &mut budget)?;
+                self.upgrade(
+                    c,
+                    caller,
+                    module.clone(),
+                    flags.skip_pre_upgrade == Some(true),
+                    keep,
+                    arg,
+                    &mut budget,
+                )?;
             }
         }
         c.module_hash = Some(hash);
@@ -514,12 +561,15 @@ impl State {
         let chunks = &self.canisters.get(&store).ok_or_else(|| not_found(store))?.chunks;
         let mut wasm = Vec::new();
         for h in &a.chunk_hashes_list {
-            let chunk = <[u8; 32]>::try_from(h.hash.as_slice()).ok().and_then(|k| chunks.get(&k)).ok_or_else(|| {
-                Reject::canister_error(format!(
-                    "Error from Canister {target}: Chunk with hash {} not found in the chunk store of {store}.",
-                    hex::encode(&h.hash)
-                ))
-            })?;
+            let chunk = <[u8; 32]>::try_from(h.hash.as_slice())
+                .ok()
+                .and_then(|k| chunks.get(&k))
+                .ok_or_else(|| {
+                    Reject::canister_error(format!(
+                        "Error from Canister {target}: Chunk with hash {} not found in the chunk store of {store}.",
+                        hex::encode(&h.hash)
+                    ))
+                })?;
             wasm.extend_from_slice(chunk);
         }
         let actual = wasm_module::sha256(&wasm);
@@ -541,7 +591,10 @@ impl State {
             c.live = None;
             c.module_hash = None;
             c.module_bytes_len = 0;
-            c.sys = SystemState { cycles: c.sys.cycles, ..Default::default() };
+            c.sys = SystemState {
+                cycles: c.sys.cycles,
+                ..Default::default()
+            };
             c.indexed_timer = 0;
             c.chunks.clear();
             c.version += 1;
@@ -577,7 +630,11 @@ impl State {
                 c.status = CanisterStatus::Stopping;
                 c.version += 1;
             }
-            c.pending_stops.push(PendingStop { origin, deadline, record });
+            c.pending_stops.push(PendingStop {
+                origin,
+                deadline,
+                record,
+            });
             s.add_stop_deadline(deadline, id);
             s.check_stopped(c);
         });
@@ -605,8 +662,10 @@ impl State {
         self.controlled(caller, id, "delete_canister")?;
         let c = &self.canisters[&id];
         if c.status != CanisterStatus::Stopped {
-            return Err(Reject::canister_error(format!("Canister {id} must be stopped before it is deleted."))
-                .with_error_code("IC0511"));
+            return Err(
+                Reject::canister_error(format!("Canister {id} must be stopped before it is deleted."))
+                    .with_error_code("IC0511"),
+            );
         }
         let c = self.canisters.remove(&id).expect("checked");
         self.forget_canister_indexes(&c);
@@ -656,7 +715,10 @@ impl State {
     }
 
     fn canister_info(&self, a: ic00::CanisterInfoArgs) -> Result<ic00::CanisterInfoResult, Reject> {
-        let c = self.canisters.get(&a.canister_id).ok_or_else(|| not_found(a.canister_id))?;
+        let c = self
+            .canisters
+            .get(&a.canister_id)
+            .ok_or_else(|| not_found(a.canister_id))?;
         let wanted = a.num_requested_changes.unwrap_or(0).min(20) as usize;
         let skip = c.history.len().saturating_sub(wanted);
         Ok(ic00::CanisterInfoResult {
@@ -675,7 +737,11 @@ impl State {
         })
     }
 
-    fn take_snapshot(&mut self, caller: Principal, a: ic00::TakeCanisterSnapshotArgs) -> Result<ic00::Snapshot, Reject> {
+    fn take_snapshot(
+        &mut self,
+        caller: Principal,
+        a: ic00::TakeCanisterSnapshotArgs,
+    ) -> Result<ic00::Snapshot, Reject> {
         let id = a.canister_id;
         self.controlled(caller, id, "take_canister_snapshot")?;
         let local = self.fresh_id();
@@ -693,7 +759,9 @@ impl State {
             )));
         }
         let (Some(live), Some(hash)) = (c.live.as_ref(), c.module_hash) else {
-            return Err(Reject::canister_error(format!("Canister {id} does not contain a Wasm module.")));
+            return Err(Reject::canister_error(format!(
+                "Canister {id} does not contain a Wasm module."
+            )));
         };
         let mut snapshot_id = id.as_slice().to_vec();
         snapshot_id.extend_from_slice(&local.to_be_bytes());
@@ -705,7 +773,10 @@ impl State {
             module_bytes_len: c.module_bytes_len,
             heap: live.heap().to_vec(),
             globals: live.globals(),
-            sys: SystemState { cycles: 0, ..c.sys.clone() },
+            sys: SystemState {
+                cycles: 0,
+                ..c.sys.clone()
+            },
         };
         let info = snapshot_info(&snapshot);
         c.snapshots.push(snapshot);
@@ -724,7 +795,8 @@ impl State {
                 .cloned()
                 .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
             let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
-            live.set_heap_and_globals(&snapshot.heap, &snapshot.globals).map_err(Reject::canister_error)?;
+            live.set_heap_and_globals(&snapshot.heap, &snapshot.globals)
+                .map_err(Reject::canister_error)?;
             c.live = Some(live);
             let cycles = c.sys.cycles;
             c.sys = snapshot.sys.clone();
@@ -752,12 +824,19 @@ impl State {
 }
 
 fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
-    ic00::Snapshot { id: s.id.clone(), taken_at_timestamp: s.taken_at, total_size: s.size() }
+    ic00::Snapshot {
+        id: s.id.clone(),
+        taken_at_timestamp: s.taken_at,
+        total_size: s.size(),
+    }
 }
 
 fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {
-    Reject::canister_error(format!("Could not find the snapshot ID {} for canister {id}.", hex::encode(snapshot)))
-        .with_error_code("IC0524")
+    Reject::canister_error(format!(
+        "Could not find the snapshot ID {} for canister {id}.",
+        hex::encode(snapshot)
+    ))
+    .with_error_code("IC0524")
 }
 
 fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings, caller: Principal, time: u64) {

@@ -115,8 +115,15 @@ pub struct State {
 impl State {
     pub fn new(config: ReplicaConfig) -> Self {
         // Without a delegation, clients take the subnet id to be the self-authenticating id of the root key.
-        let subnet_id = config.root_key.as_deref().map_or(Principal::from_slice(&[0x2a; 29]), Principal::self_authenticating);
-        let root_key = config.root_key.clone().unwrap_or_else(system_api::placeholder_root_key).into();
+        let subnet_id = config
+            .root_key
+            .as_deref()
+            .map_or(Principal::from_slice(&[0x2a; 29]), Principal::self_authenticating);
+        let root_key = config
+            .root_key
+            .clone()
+            .unwrap_or_else(system_api::placeholder_root_key)
+            .into();
         Self {
             time: config.start_time_nanos,
             next_canister_index: config.first_canister_index,
@@ -170,7 +177,12 @@ impl State {
             }
             Origin::Canister { caller, callback, .. } => {
                 let delay = self.faults.response_delay(caller);
-                let msg = ResponseMsg { to: *caller, callback: *callback, result, refund };
+                let msg = ResponseMsg {
+                    to: *caller,
+                    callback: *callback,
+                    result,
+                    refund,
+                };
                 self.enqueue(Message::Response(msg), delay);
             }
             Origin::System => {}
@@ -246,7 +258,11 @@ impl State {
         msg.can_respond = can_respond_here;
         if let Some(cc) = e.context.and_then(|id| c.call_contexts.get(&id)) {
             msg.can_respond = can_respond_here && !cc.responded;
-            msg.cycles_available = if cc.responded { 0 } else { cc.cycles_available - cc.cycles_accepted };
+            msg.cycles_available = if cc.responded {
+                0
+            } else {
+                cc.cycles_available - cc.cycles_accepted
+            };
             msg.context_instructions = cc.instructions;
             if let Origin::Canister { deadline, .. } = cc.origin {
                 msg.deadline = deadline;
@@ -268,7 +284,9 @@ impl State {
         let snapshot = (e.rollback != Rollback::Caller).then(|| Snapshot::take(live, &mut c.sys));
         let mut run = if self.faults.take_trap(c.id, &name) {
             RunResult {
-                result: Err(format!("Canister called `ic0.trap` with message: 'injected fault in {name}'")),
+                result: Err(format!(
+                    "Canister called `ic0.trap` with message: 'injected fault in {name}'"
+                )),
                 instructions: 0,
                 msg,
             }
@@ -299,7 +317,9 @@ impl State {
     /// After an execution in call context `ctx_id`: sends its calls and response, and closes the context when it
     /// has no outstanding calls (spec "Call contexts"; a context closed without a response is rejected).
     pub fn finish(&mut self, c: &mut Canister, ctx_id: u64, run: RunResult) {
-        let Some(mut cc) = c.call_contexts.remove(&ctx_id) else { return };
+        let Some(mut cc) = c.call_contexts.remove(&ctx_id) else {
+            return;
+        };
         cc.instructions += run.instructions;
         let msg = run.msg;
         match run.result {
@@ -322,7 +342,11 @@ impl State {
                         self.deadlines.insert((d, c.id, callback));
                     }
                     cc.outstanding_calls += 1;
-                    let origin = Origin::Canister { caller: c.id, callback, deadline: deadline.unwrap_or(0) };
+                    let origin = Origin::Canister {
+                        caller: c.id,
+                        callback,
+                        deadline: deadline.unwrap_or(0),
+                    };
                     let request = Request {
                         sender: c.id,
                         receiver: call.callee,
@@ -433,8 +457,11 @@ impl State {
 
     /// Spec "Global timer": fires on Running canisters once `time >= timer`; the timer is deactivated first.
     fn fire_timers(&mut self) {
-        let due: Vec<Principal> =
-            self.timers.range(..(self.time + 1, Principal::management_canister())).map(|(_, p)| *p).collect();
+        let due: Vec<Principal> = self
+            .timers
+            .range(..(self.time + 1, Principal::management_canister()))
+            .map(|(_, p)| *p)
+            .collect();
         for id in due {
             self.with_canister(id, |s, c| {
                 if c.status != CanisterStatus::Running || Self::is_frozen(c) {
@@ -478,20 +505,33 @@ impl State {
     /// stop_canister calls past the timeout are rejected with SYS_TRANSIENT (facts §3).
     fn expire_deadlines(&mut self) {
         let now = self.time;
-        let expired: Vec<_> =
-            self.deadlines.range(..(now + 1, Principal::management_canister(), 0)).copied().collect();
+        let expired: Vec<_> = self
+            .deadlines
+            .range(..(now + 1, Principal::management_canister(), 0))
+            .copied()
+            .collect();
         for key @ (_, canister, callback) in expired {
             self.deadlines.remove(&key);
             let reject = Reject::new(RejectCode::SysUnknown, "Request timed out.");
-            let msg = ResponseMsg { to: canister, callback, result: Err(reject), refund: 0 };
+            let msg = ResponseMsg {
+                to: canister,
+                callback,
+                result: Err(reject),
+                refund: 0,
+            };
             self.queue.push_back((self.round + 1, Message::Response(msg)));
         }
-        let stops: Vec<_> = self.stop_deadlines.range(..(now + 1, Principal::management_canister())).copied().collect();
+        let stops: Vec<_> = self
+            .stop_deadlines
+            .range(..(now + 1, Principal::management_canister()))
+            .copied()
+            .collect();
         for key @ (_, canister) in stops {
             self.stop_deadlines.remove(&key);
             self.with_canister(canister, |s, c| {
-                let (expired, waiting): (Vec<_>, Vec<_>) =
-                    std::mem::take(&mut c.pending_stops).into_iter().partition(|p| p.deadline <= now);
+                let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut c.pending_stops)
+                    .into_iter()
+                    .partition(|p| p.deadline <= now);
                 c.pending_stops = waiting;
                 for stop in expired {
                     let reject = Reject::new(RejectCode::SysTransient, "Stop canister request timed out")
@@ -509,8 +549,8 @@ impl State {
         }
         let id = req.receiver;
         if !self.canisters.contains_key(&id) {
-            let reject =
-                Reject::new(RejectCode::DestinationInvalid, format!("Canister {id} not found")).with_error_code("IC0301");
+            let reject = Reject::new(RejectCode::DestinationInvalid, format!("Canister {id} not found"))
+                .with_error_code("IC0301");
             return self.respond(&req.origin, Err(reject), req.cycles);
         }
         self.with_canister(id, |s, c| s.execute_request(c, req));
@@ -535,8 +575,10 @@ impl State {
             .with_error_code("IC0537"));
         };
         if !query && Self::is_frozen(c) {
-            return Err(Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
-                .with_error_code("IC0207"));
+            return Err(
+                Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
+                    .with_error_code("IC0207"),
+            );
         }
         if query {
             if module.queries.contains(method) || module.composite_queries.contains(method) {
@@ -548,8 +590,10 @@ impl State {
             return Ok(EntryKind::ReplicatedQuery);
         }
         let kind = if query { "query" } else { "update" };
-        Err(Reject::canister_error(format!("Error from Canister {id}: Canister has no {kind} method '{method}'."))
-            .with_error_code("IC0536"))
+        Err(Reject::canister_error(format!(
+            "Error from Canister {id}: Canister has no {kind} method '{method}'."
+        ))
+        .with_error_code("IC0536"))
     }
 
     fn execute_request(&mut self, c: &mut Canister, req: Request) {
@@ -562,7 +606,12 @@ impl State {
             EntryKind::Update => (format!("canister_update {}", req.method), Rollback::OnTrap),
             _ => (format!("canister_query {}", req.method), Rollback::Always),
         };
-        let mut exec = Exec::new(kind, Entry::Export(export), self.config.update_instruction_limit, rollback);
+        let mut exec = Exec::new(
+            kind,
+            Entry::Export(export),
+            self.config.update_instruction_limit,
+            rollback,
+        );
         exec.caller = Some(req.sender);
         exec.arg = req.payload;
         exec.context = Some(ctx);
@@ -576,18 +625,27 @@ impl State {
     fn deliver_response(&mut self, resp: ResponseMsg) {
         self.with_canister(resp.to, |s, c| {
             // A callback is answered once: a late reply after a timeout (or vice versa) is dropped.
-            let Some(cb) = c.callbacks.remove(&resp.callback) else { return };
+            let Some(cb) = c.callbacks.remove(&resp.callback) else {
+                return;
+            };
             if let Some(d) = cb.deadline {
                 s.deadlines.remove(&(d, c.id, resp.callback));
             }
             c.sys.cycles += resp.refund;
-            let Some(cc) = c.call_contexts.get_mut(&cb.context) else { return };
+            let Some(cc) = c.call_contexts.get_mut(&cb.context) else {
+                return;
+            };
             cc.outstanding_calls -= 1;
             let caller = cc.caller;
             let refunded = resp.refund;
             let (kind, (fun, env), arg, reject) = match resp.result {
                 Ok(bytes) => (EntryKind::ReplyCallback, cb.reply, bytes, (0, String::new())),
-                Err(r) => (EntryKind::RejectCallback, cb.reject, Vec::new(), (r.code as u32, r.message)),
+                Err(r) => (
+                    EntryKind::RejectCallback,
+                    cb.reject,
+                    Vec::new(),
+                    (r.code as u32, r.message),
+                ),
             };
             let fuel = s.config.update_instruction_limit;
             let mut exec = Exec::new(kind, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
@@ -600,7 +658,8 @@ impl State {
             if run.result.is_err() {
                 if let Some((fun, env)) = cb.cleanup {
                     // Spec: the cleanup callback runs when the reply or reject callback trapped.
-                    let mut cleanup = Exec::new(EntryKind::Cleanup, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
+                    let mut cleanup =
+                        Exec::new(EntryKind::Cleanup, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
                     cleanup.caller = Some(caller);
                     cleanup.context = Some(cb.context);
                     s.execute(c, cleanup);
@@ -613,14 +672,25 @@ impl State {
     // ---- Ingress and queries ----
 
     /// Spec "Ingress message inspection" then queues the message for the next round.
-    pub fn submit(&mut self, sender: Principal, receiver: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+    pub fn submit(
+        &mut self,
+        sender: Principal,
+        receiver: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, Reject> {
         if receiver != Principal::management_canister() {
             let inspected = self.with_canister(receiver, |s, c| {
                 if !c.exports("canister_inspect_message") || c.status != CanisterStatus::Running {
                     return Ok(());
                 }
                 let entry = Entry::Export("canister_inspect_message".into());
-                let mut exec = Exec::new(EntryKind::InspectMessage, entry, INSPECT_INSTRUCTION_LIMIT, Rollback::Always);
+                let mut exec = Exec::new(
+                    EntryKind::InspectMessage,
+                    entry,
+                    INSPECT_INSTRUCTION_LIMIT,
+                    Rollback::Always,
+                );
                 exec.caller = Some(sender);
                 exec.arg = payload.clone();
                 exec.method_name = method.to_string();
@@ -641,14 +711,26 @@ impl State {
         }
         let id = self.fresh_id();
         self.ingress.insert(id, None);
-        let request =
-            Request { sender, receiver, method: method.to_string(), payload, cycles: 0, origin: Origin::Ingress(id) };
+        let request = Request {
+            sender,
+            receiver,
+            method: method.to_string(),
+            payload,
+            cycles: 0,
+            origin: Origin::Ingress(id),
+        };
         self.enqueue(Message::Request(request), 0);
         Ok(id)
     }
 
     /// A non-replicated query: runs now, outside rounds; its state changes are discarded.
-    pub fn query(&mut self, sender: Principal, receiver: Principal, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    pub fn query(
+        &mut self,
+        sender: Principal,
+        receiver: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
         let fuel = self.config.query_instruction_limit;
         let result = self.with_canister(receiver, |s, c| {
             s.admit(c, method, true)?;
@@ -665,13 +747,17 @@ impl State {
                 (Err(trap), _) => Err(error_from(c.id, &trap)),
                 (Ok(()), Some(Response::Reply(bytes))) => Ok(bytes),
                 (Ok(()), Some(Response::Reject(text))) => Err(Reject::new(RejectCode::CanisterReject, text)),
-                (Ok(()), None) => Err(Reject::canister_error(format!("Canister {} did not produce a response", c.id))
-                    .with_error_code("IC0506")),
+                (Ok(()), None) => Err(
+                    Reject::canister_error(format!("Canister {} did not produce a response", c.id))
+                        .with_error_code("IC0506"),
+                ),
             }
         });
         result.unwrap_or_else(|| {
-            Err(Reject::new(RejectCode::DestinationInvalid, format!("Canister {receiver} not found"))
-                .with_error_code("IC0301"))
+            Err(
+                Reject::new(RejectCode::DestinationInvalid, format!("Canister {receiver} not found"))
+                    .with_error_code("IC0301"),
+            )
         })
     }
 }

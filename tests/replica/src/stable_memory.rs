@@ -24,7 +24,10 @@ struct Journal {
 }
 
 fn zero_page() -> Page {
-    vec![0u8; PAGE_SIZE as usize].into_boxed_slice().try_into().expect("page size")
+    vec![0u8; PAGE_SIZE as usize]
+        .into_boxed_slice()
+        .try_into()
+        .expect("page size")
 }
 
 impl StableMemory {
@@ -40,7 +43,10 @@ impl StableMemory {
 
     /// A memory holding `bytes`, grown to whole pages; all-zero pages stay implicit.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut m = Self { size: (bytes.len() as u64).div_ceil(PAGE_SIZE), ..Self::default() };
+        let mut m = Self {
+            size: (bytes.len() as u64).div_ceil(PAGE_SIZE),
+            ..Self::default()
+        };
         for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
             if chunk.iter().any(|b| *b != 0) {
                 m.write(i as u64 * PAGE_SIZE, chunk).expect("within the size");
@@ -102,7 +108,10 @@ impl StableMemory {
             let (page, in_page) = (addr / PAGE_SIZE, (addr % PAGE_SIZE) as usize);
             let n = (PAGE_SIZE as usize - in_page).min(data.len() - pos);
             if let Some(journal) = &mut self.journal {
-                journal.old_pages.entry(page).or_insert_with(|| self.pages.get(&page).cloned());
+                journal
+                    .old_pages
+                    .entry(page)
+                    .or_insert_with(|| self.pages.get(&page).cloned());
             }
             let p = self.pages.entry(page).or_insert_with(zero_page);
             p[in_page..in_page + n].copy_from_slice(&data[pos..pos + n]);
@@ -114,7 +123,10 @@ impl StableMemory {
     /// Starts journaling writes so that [`Self::rollback`] can undo them. Nested calls are not supported.
     pub fn begin(&mut self) {
         debug_assert!(self.journal.is_none(), "stable memory transaction already open");
-        self.journal = Some(Journal { size: self.size, old_pages: BTreeMap::new() });
+        self.journal = Some(Journal {
+            size: self.size,
+            old_pages: BTreeMap::new(),
+        });
     }
 
     pub fn commit(&mut self) {

@@ -12,22 +12,77 @@ use crate::stable_memory::{StableMemory, PAGE_SIZE};
 
 /// Every function the replica exports to canisters under module `ic0`; any other import is rejected at install.
 pub const IC0_IMPORTS: &[&str] = &[
-    "msg_arg_data_size", "msg_arg_data_copy", "msg_caller_size", "msg_caller_copy",
-    "msg_caller_info_data_size", "msg_caller_info_data_copy", "msg_caller_info_signer_size",
-    "msg_caller_info_signer_copy", "msg_reject_code", "msg_reject_msg_size", "msg_reject_msg_copy",
-    "msg_deadline", "msg_reply_data_append", "msg_reply", "msg_reject", "msg_cycles_available128",
-    "msg_cycles_refunded128", "msg_cycles_accept128", "cycles_burn128", "canister_self_size",
-    "canister_self_copy", "canister_cycle_balance128", "canister_liquid_cycle_balance128", "canister_status",
-    "canister_version", "subnet_self_size", "subnet_self_copy", "subnet_self_node_count", "msg_method_name_size",
-    "msg_method_name_copy", "accept_message", "call_new", "call_on_cleanup", "call_data_append",
-    "call_with_best_effort_response", "call_cycles_add128", "call_perform", "stable_size", "stable_grow",
-    "stable_read", "stable_write", "stable64_size", "stable64_grow", "stable64_write", "stable64_read",
-    "root_key_size", "root_key_copy", "certified_data_set", "data_certificate_present", "data_certificate_size",
-    "data_certificate_copy", "time", "global_timer_set", "performance_counter", "is_controller",
-    "in_replicated_execution", "cost_call", "cost_create_canister", "cost_http_request", "cost_http_request_v2",
-    "cost_sign_with_ecdsa", "cost_sign_with_schnorr", "cost_vetkd_derive_key", "env_var_count",
-    "env_var_name_size", "env_var_name_copy", "env_var_name_exists", "env_var_value_size", "env_var_value_copy",
-    "debug_print", "trap",
+    "msg_arg_data_size",
+    "msg_arg_data_copy",
+    "msg_caller_size",
+    "msg_caller_copy",
+    "msg_caller_info_data_size",
+    "msg_caller_info_data_copy",
+    "msg_caller_info_signer_size",
+    "msg_caller_info_signer_copy",
+    "msg_reject_code",
+    "msg_reject_msg_size",
+    "msg_reject_msg_copy",
+    "msg_deadline",
+    "msg_reply_data_append",
+    "msg_reply",
+    "msg_reject",
+    "msg_cycles_available128",
+    "msg_cycles_refunded128",
+    "msg_cycles_accept128",
+    "cycles_burn128",
+    "canister_self_size",
+    "canister_self_copy",
+    "canister_cycle_balance128",
+    "canister_liquid_cycle_balance128",
+    "canister_status",
+    "canister_version",
+    "subnet_self_size",
+    "subnet_self_copy",
+    "subnet_self_node_count",
+    "msg_method_name_size",
+    "msg_method_name_copy",
+    "accept_message",
+    "call_new",
+    "call_on_cleanup",
+    "call_data_append",
+    "call_with_best_effort_response",
+    "call_cycles_add128",
+    "call_perform",
+    "stable_size",
+    "stable_grow",
+    "stable_read",
+    "stable_write",
+    "stable64_size",
+    "stable64_grow",
+    "stable64_write",
+    "stable64_read",
+    "root_key_size",
+    "root_key_copy",
+    "certified_data_set",
+    "data_certificate_present",
+    "data_certificate_size",
+    "data_certificate_copy",
+    "time",
+    "global_timer_set",
+    "performance_counter",
+    "is_controller",
+    "in_replicated_execution",
+    "cost_call",
+    "cost_create_canister",
+    "cost_http_request",
+    "cost_http_request_v2",
+    "cost_sign_with_ecdsa",
+    "cost_sign_with_schnorr",
+    "cost_vetkd_derive_key",
+    "env_var_count",
+    "env_var_name_size",
+    "env_var_name_copy",
+    "env_var_name_exists",
+    "env_var_value_size",
+    "env_var_value_copy",
+    "debug_print",
+    "trap",
 ];
 
 /// Spec: 10 MiB same-subnet request limit (method name + payload), 2 MiB reply limit (facts §4).
@@ -248,7 +303,10 @@ fn check(c: &mut Ctx, api: &str, allowed: u16) -> Result<(), Error> {
     charge(c, overhead(api))?;
     let kind = c.data().msg.kind;
     if allowed & kind.bit() == 0 {
-        return Err(violation(format!("\"ic0_{api}\" cannot be executed in {} mode", kind.mode())));
+        return Err(violation(format!(
+            "\"ic0_{api}\" cannot be executed in {} mode",
+            kind.mode()
+        )));
     }
     Ok(())
 }
@@ -309,7 +367,12 @@ fn copy_out(c: &mut Ctx, api: &str, src: &[u8], dst: i32, offset: i32, size: i32
     let slice = offset
         .checked_add(size)
         .and_then(|end| src.get(offset..end))
-        .ok_or_else(|| violation(format!("ic0.{api}: offset {offset} + size {size} exceeds the source length {}", src.len())))?;
+        .ok_or_else(|| {
+            violation(format!(
+                "ic0.{api}: offset {offset} + size {size} exceeds the source length {}",
+                src.len()
+            ))
+        })?;
     let slice = slice.to_vec();
     write(c, dst, &slice)
 }
@@ -329,8 +392,8 @@ fn instructions_used(c: &Ctx) -> u64 {
 /// A fixed, deterministic stand-in for the root key (a DER-framed BLS key of 96 bytes), used unless
 /// `ReplicaConfig::root_key` names a real one.
 pub fn placeholder_root_key() -> Vec<u8> {
-    let mut key = hex::decode("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100")
-        .expect("DER prefix");
+    let mut key =
+        hex::decode("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100").expect("DER prefix");
     key.extend_from_slice(&[0x42; 96]);
     key
 }
@@ -372,7 +435,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     macro_rules! def {
         ($name:literal, $f:expr) => {
             debug_assert!(IC0_IMPORTS.contains(&$name), "{} missing from IC0_IMPORTS", $name);
-            l.func_wrap("ic0", $name, $f).expect(concat!("define ic0.", $name));
+            l.func_wrap("ic0", $name, $f)
+                .expect(concat!("define ic0.", $name));
         };
     }
 
@@ -381,7 +445,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "msg_arg_data_size", I | U | RQ | NRQ | CQ | RY | F)?;
         Ok(c.data().msg.arg.len() as i32)
     });
-    def!("msg_arg_data_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("msg_arg_data_copy", |mut c: Ctx,
+                               dst: i32,
+                               off: i32,
+                               size: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_arg_data_copy", I | U | RQ | NRQ | CQ | RY | F)?;
         let arg = std::mem::take(&mut c.data_mut().msg.arg);
         let r = copy_out(&mut c, "msg_arg_data_copy", &arg, dst, off, size);
@@ -392,7 +460,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "msg_caller_size", ALL)?;
         Ok(c.data().msg.caller.map_or(0, |p| p.as_slice().len()) as i32)
     });
-    def!("msg_caller_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("msg_caller_copy", |mut c: Ctx,
+                             dst: i32,
+                             off: i32,
+                             size: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_caller_copy", ALL)?;
         let caller = c.data().msg.caller.map(|p| p.as_slice().to_vec()).unwrap_or_default();
         copy_out(&mut c, "msg_caller_copy", &caller, dst, off, size)
@@ -406,10 +478,14 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         .expect("define");
     }
     for name in ["msg_caller_info_data_copy", "msg_caller_info_signer_copy"] {
-        l.func_wrap("ic0", name, move |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
-            check(&mut c, name, ALL)?;
-            copy_out(&mut c, name, &[], dst, off, size)
-        })
+        l.func_wrap(
+            "ic0",
+            name,
+            move |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+                check(&mut c, name, ALL)?;
+                copy_out(&mut c, name, &[], dst, off, size)
+            },
+        )
         .expect("define");
     }
 
@@ -422,7 +498,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "msg_reject_msg_size", RT)?;
         Ok(c.data().msg.reject.1.len() as i32)
     });
-    def!("msg_reject_msg_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("msg_reject_msg_copy", |mut c: Ctx,
+                                 dst: i32,
+                                 off: i32,
+                                 size: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_reject_msg_copy", RT)?;
         let msg = c.data().msg.reject.1.clone();
         copy_out(&mut c, "msg_reject_msg_copy", msg.as_bytes(), dst, off, size)
@@ -432,7 +512,10 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         Ok(c.data().msg.deadline as i64)
     });
     const RESPOND: u16 = U | RQ | NRQ | CQ | RY | RT;
-    def!("msg_reply_data_append", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
+    def!("msg_reply_data_append", |mut c: Ctx,
+                                   src: i32,
+                                   size: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_reply_data_append", RESPOND)?;
         if !c.data().msg.can_respond {
             return Err(violation("ic0.msg_reply_data_append: the call is already replied to"));
@@ -485,7 +568,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         let refunded = c.data().msg.cycles_refunded;
         write_u128(&mut c, dst, refunded)
     });
-    def!("msg_cycles_accept128", |mut c: Ctx, high: i64, low: i64, dst: i32| -> Result<(), Error> {
+    def!("msg_cycles_accept128", |mut c: Ctx,
+                                  high: i64,
+                                  low: i64,
+                                  dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_cycles_accept128", U | RQ | RY | RT)?;
         let env = c.data_mut();
         let amount = u128_of(high, low).min(env.msg.cycles_available - env.msg.cycles_accepted);
@@ -493,7 +580,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         env.sys.cycles += amount;
         write_u128(&mut c, dst, amount)
     });
-    def!("cycles_burn128", |mut c: Ctx, high: i64, low: i64, dst: i32| -> Result<(), Error> {
+    def!("cycles_burn128", |mut c: Ctx,
+                            high: i64,
+                            low: i64,
+                            dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "cycles_burn128", I | G | U | RY | RT | C | T)?;
         let sys = &mut c.data_mut().sys;
         let amount = u128_of(high, low).min(sys.cycles);
@@ -506,17 +597,25 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "canister_self_size", ALL)?;
         Ok(c.data().msg.canister_id.as_slice().len() as i32)
     });
-    def!("canister_self_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("canister_self_copy", |mut c: Ctx,
+                                dst: i32,
+                                off: i32,
+                                size: i32|
+     -> Result<(), Error> {
         check(&mut c, "canister_self_copy", ALL)?;
         let id = c.data().msg.canister_id.as_slice().to_vec();
         copy_out(&mut c, "canister_self_copy", &id, dst, off, size)
     });
-    def!("canister_cycle_balance128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
+    def!("canister_cycle_balance128", |mut c: Ctx,
+                                       dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "canister_cycle_balance128", ALL)?;
         let cycles = c.data().sys.cycles;
         write_u128(&mut c, dst, cycles)
     });
-    def!("canister_liquid_cycle_balance128", |mut c: Ctx, dst: i32| -> Result<(), Error> {
+    def!("canister_liquid_cycle_balance128", |mut c: Ctx,
+                                              dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "canister_liquid_cycle_balance128", ALL)?;
         let cycles = c.data().sys.cycles;
         write_u128(&mut c, dst, cycles)
@@ -533,7 +632,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "subnet_self_size", ALL)?;
         Ok(c.data().msg.subnet_id.as_slice().len() as i32)
     });
-    def!("subnet_self_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("subnet_self_copy", |mut c: Ctx,
+                              dst: i32,
+                              off: i32,
+                              size: i32|
+     -> Result<(), Error> {
         check(&mut c, "subnet_self_copy", ALL)?;
         let id = c.data().msg.subnet_id.as_slice().to_vec();
         copy_out(&mut c, "subnet_self_copy", &id, dst, off, size)
@@ -548,7 +651,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "msg_method_name_size", F)?;
         Ok(c.data().msg.method_name.len() as i32)
     });
-    def!("msg_method_name_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("msg_method_name_copy", |mut c: Ctx,
+                                  dst: i32,
+                                  off: i32,
+                                  size: i32|
+     -> Result<(), Error> {
         check(&mut c, "msg_method_name_copy", F)?;
         let name = c.data().msg.method_name.clone();
         copy_out(&mut c, "msg_method_name_copy", name.as_bytes(), dst, off, size)
@@ -563,42 +670,42 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
 
     // Outgoing calls.
     const CALL: u16 = U | CQ | RY | RT | T;
-    def!(
-        "call_new",
-        |mut c: Ctx,
-         callee_src: i32,
-         callee_size: i32,
-         name_src: i32,
-         name_size: i32,
-         reply_fun: i32,
-         reply_env: i32,
-         reject_fun: i32,
-         reject_env: i32|
-         -> Result<(), Error> {
-            check(&mut c, "call_new", CALL)?;
-            charge(&mut c, callee_size as u32 as u64 + name_size as u32 as u64)?;
-            let callee = Principal::try_from_slice(&read(&c, callee_src, callee_size)?)
-                .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
-            let method = String::from_utf8(read(&c, name_src, name_size)?)
-                .map_err(|_| violation("ic0.call_new: the method name is not valid UTF-8"))?;
-            let env = c.data_mut();
-            if let Some(discarded) = env.msg.pending_call.take() {
-                env.sys.cycles += discarded.cycles;
-            }
-            env.msg.pending_call = Some(OutgoingCall {
-                callee,
-                method,
-                payload: Vec::new(),
-                cycles: 0,
-                reply: (reply_fun as u32, reply_env as u32),
-                reject: (reject_fun as u32, reject_env as u32),
-                cleanup: None,
-                timeout_seconds: None,
-            });
-            Ok(())
+    def!("call_new", |mut c: Ctx,
+                      callee_src: i32,
+                      callee_size: i32,
+                      name_src: i32,
+                      name_size: i32,
+                      reply_fun: i32,
+                      reply_env: i32,
+                      reject_fun: i32,
+                      reject_env: i32|
+     -> Result<(), Error> {
+        check(&mut c, "call_new", CALL)?;
+        charge(&mut c, callee_size as u32 as u64 + name_size as u32 as u64)?;
+        let callee = Principal::try_from_slice(&read(&c, callee_src, callee_size)?)
+            .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
+        let method = String::from_utf8(read(&c, name_src, name_size)?)
+            .map_err(|_| violation("ic0.call_new: the method name is not valid UTF-8"))?;
+        let env = c.data_mut();
+        if let Some(discarded) = env.msg.pending_call.take() {
+            env.sys.cycles += discarded.cycles;
         }
-    );
-    def!("call_on_cleanup", |mut c: Ctx, fun: i32, env: i32| -> Result<(), Error> {
+        env.msg.pending_call = Some(OutgoingCall {
+            callee,
+            method,
+            payload: Vec::new(),
+            cycles: 0,
+            reply: (reply_fun as u32, reply_env as u32),
+            reject: (reject_fun as u32, reject_env as u32),
+            cleanup: None,
+            timeout_seconds: None,
+        });
+        Ok(())
+    });
+    def!("call_on_cleanup", |mut c: Ctx,
+                             fun: i32,
+                             env: i32|
+     -> Result<(), Error> {
         check(&mut c, "call_on_cleanup", CALL)?;
         let call = pending(&mut c, "call_on_cleanup")?;
         if call.cleanup.is_some() {
@@ -607,7 +714,10 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         call.cleanup = Some((fun as u32, env as u32));
         Ok(())
     });
-    def!("call_data_append", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
+    def!("call_data_append", |mut c: Ctx,
+                              src: i32,
+                              size: i32|
+     -> Result<(), Error> {
         check(&mut c, "call_data_append", CALL)?;
         charge(&mut c, BYTE_TRANSMISSION_COST * size as u32 as u64)?;
         let data = read(&c, src, size)?;
@@ -621,16 +731,23 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         call.payload.extend_from_slice(&data);
         Ok(())
     });
-    def!("call_with_best_effort_response", |mut c: Ctx, timeout: i32| -> Result<(), Error> {
+    def!("call_with_best_effort_response", |mut c: Ctx,
+                                            timeout: i32|
+     -> Result<(), Error> {
         check(&mut c, "call_with_best_effort_response", CALL)?;
         let call = pending(&mut c, "call_with_best_effort_response")?;
         if call.timeout_seconds.is_some() {
-            return Err(violation("ic0.call_with_best_effort_response: the timeout is already set"));
+            return Err(violation(
+                "ic0.call_with_best_effort_response: the timeout is already set",
+            ));
         }
         call.timeout_seconds = Some((timeout as u32).min(MAX_CALL_TIMEOUT_SECONDS));
         Ok(())
     });
-    def!("call_cycles_add128", |mut c: Ctx, high: i64, low: i64| -> Result<(), Error> {
+    def!("call_cycles_add128", |mut c: Ctx,
+                                high: i64,
+                                low: i64|
+     -> Result<(), Error> {
         check(&mut c, "call_cycles_add128", U | RY | RT | T)?;
         let amount = u128_of(high, low);
         pending(&mut c, "call_cycles_add128")?;
@@ -647,12 +764,10 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     });
     def!("call_perform", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "call_perform", CALL)?;
-        let call = c
-            .data_mut()
-            .msg
-            .pending_call
-            .take()
-            .ok_or_else(|| violation("ic0.call_perform: no call is under construction (call ic0.call_new first)"))?;
+        let call =
+            c.data_mut().msg.pending_call.take().ok_or_else(|| {
+                violation("ic0.call_perform: no call is under construction (call ic0.call_new first)")
+            })?;
         c.data_mut().msg.outgoing.push(call);
         Ok(0)
     });
@@ -667,11 +782,19 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "stable64_grow", STABLE)?;
         Ok(c.data_mut().sys.stable.grow(pages as u64))
     });
-    def!("stable64_read", |mut c: Ctx, dst: i64, offset: i64, size: i64| -> Result<(), Error> {
+    def!("stable64_read", |mut c: Ctx,
+                           dst: i64,
+                           offset: i64,
+                           size: i64|
+     -> Result<(), Error> {
         check(&mut c, "stable64_read", STABLE)?;
         stable_bytes(&mut c, dst, offset, size)
     });
-    def!("stable64_write", |mut c: Ctx, offset: i64, src: i64, size: i64| -> Result<(), Error> {
+    def!("stable64_write", |mut c: Ctx,
+                            offset: i64,
+                            src: i64,
+                            size: i64|
+     -> Result<(), Error> {
         check(&mut c, "stable64_write", STABLE)?;
         stable_write_from(&mut c, offset, src, size)
     });
@@ -693,11 +816,19 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         }
         Ok(stable.grow(pages as u32 as u64) as i32)
     });
-    def!("stable_read", |mut c: Ctx, dst: i32, offset: i32, size: i32| -> Result<(), Error> {
+    def!("stable_read", |mut c: Ctx,
+                         dst: i32,
+                         offset: i32,
+                         size: i32|
+     -> Result<(), Error> {
         check(&mut c, "stable_read", STABLE)?;
         stable_bytes(&mut c, dst as u32 as i64, offset as u32 as i64, size as u32 as i64)
     });
-    def!("stable_write", |mut c: Ctx, offset: i32, src: i32, size: i32| -> Result<(), Error> {
+    def!("stable_write", |mut c: Ctx,
+                          offset: i32,
+                          src: i32,
+                          size: i32|
+     -> Result<(), Error> {
         check(&mut c, "stable_write", STABLE)?;
         stable_write_from(&mut c, offset as u32 as i64, src as u32 as i64, size as u32 as i64)
     });
@@ -707,16 +838,25 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "root_key_size", I | G | U | RQ | RY | RT | C | T)?;
         Ok(c.data().msg.root_key.len() as i32)
     });
-    def!("root_key_copy", |mut c: Ctx, dst: i32, off: i32, size: i32| -> Result<(), Error> {
+    def!("root_key_copy", |mut c: Ctx,
+                           dst: i32,
+                           off: i32,
+                           size: i32|
+     -> Result<(), Error> {
         check(&mut c, "root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
         let key = c.data().msg.root_key.clone();
         copy_out(&mut c, "root_key_copy", &key, dst, off, size)
     });
-    def!("certified_data_set", |mut c: Ctx, src: i32, size: i32| -> Result<(), Error> {
+    def!("certified_data_set", |mut c: Ctx,
+                                src: i32,
+                                size: i32|
+     -> Result<(), Error> {
         check(&mut c, "certified_data_set", I | G | U | RY | RT | C | T)?;
         charge(&mut c, size as u32 as u64)?;
         if size as u32 > 32 {
-            return Err(violation("ic0.certified_data_set: certified data cannot be larger than 32 bytes"));
+            return Err(violation(
+                "ic0.certified_data_set: certified data cannot be larger than 32 bytes",
+            ));
         }
         let data = read(&c, src, size)?;
         c.data_mut().sys.certified_data = data;
@@ -728,11 +868,19 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     });
     def!("data_certificate_size", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "data_certificate_size", NRQ | CQ)?;
-        Err(violation("ic0.data_certificate_size: no data certificate is available (this replica does not certify)"))
+        Err(violation(
+            "ic0.data_certificate_size: no data certificate is available (this replica does not certify)",
+        ))
     });
-    def!("data_certificate_copy", |mut c: Ctx, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
+    def!("data_certificate_copy", |mut c: Ctx,
+                                   _dst: i32,
+                                   _off: i32,
+                                   _size: i32|
+     -> Result<(), Error> {
         check(&mut c, "data_certificate_copy", NRQ | CQ)?;
-        Err(violation("ic0.data_certificate_copy: no data certificate is available (this replica does not certify)"))
+        Err(violation(
+            "ic0.data_certificate_copy: no data certificate is available (this replica does not certify)",
+        ))
     });
 
     // Time, timer, counters.
@@ -750,10 +898,15 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         match kind {
             0 => Ok(used as i64),
             1 => Ok((c.data().msg.context_instructions + used) as i64),
-            _ => Err(violation(format!("ic0.performance_counter: unknown counter type {kind}"))),
+            _ => Err(violation(format!(
+                "ic0.performance_counter: unknown counter type {kind}"
+            ))),
         }
     });
-    def!("is_controller", |mut c: Ctx, src: i32, size: i32| -> Result<i32, Error> {
+    def!("is_controller", |mut c: Ctx,
+                           src: i32,
+                           size: i32|
+     -> Result<i32, Error> {
         check(&mut c, "is_controller", ALL | S)?;
         charge(&mut c, size as u32 as u64)?;
         let p = Principal::try_from_slice(&read(&c, src, size)?)
@@ -762,11 +915,18 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     });
     def!("in_replicated_execution", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "in_replicated_execution", ALL | S)?;
-        Ok(!matches!(c.data().msg.kind, EntryKind::Query | EntryKind::CompositeQuery | EntryKind::InspectMessage) as i32)
+        Ok(!matches!(
+            c.data().msg.kind,
+            EntryKind::Query | EntryKind::CompositeQuery | EntryKind::InspectMessage
+        ) as i32)
     });
 
     // Costs (reported for a 13-node subnet).
-    def!("cost_call", |mut c: Ctx, method_len: i64, payload_len: i64, dst: i32| -> Result<(), Error> {
+    def!("cost_call", |mut c: Ctx,
+                       method_len: i64,
+                       payload_len: i64,
+                       dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "cost_call", ALL | S)?;
         write_u128(&mut c, dst, cost_call(method_len as u64, payload_len as u64))
     });
@@ -774,23 +934,43 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "cost_create_canister", ALL | S)?;
         write_u128(&mut c, dst, COST_CREATE_CANISTER)
     });
-    def!("cost_http_request", |mut c: Ctx, req: i64, max_res: i64, dst: i32| -> Result<(), Error> {
+    def!("cost_http_request", |mut c: Ctx,
+                               req: i64,
+                               max_res: i64,
+                               dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "cost_http_request", ALL | S)?;
         let n = SUBNET_NODES;
         let cost = (3_000_000 + 60_000 * n) * n + 400 * n * req as u64 as u128 + 800 * n * max_res as u64 as u128;
         write_u128(&mut c, dst, cost)
     });
-    def!("cost_http_request_v2", |mut c: Ctx, _src: i32, size: i32, dst: i32| -> Result<(), Error> {
+    def!("cost_http_request_v2", |mut c: Ctx,
+                                  _src: i32,
+                                  size: i32,
+                                  dst: i32|
+     -> Result<(), Error> {
         check(&mut c, "cost_http_request_v2", ALL | S)?;
         let n = SUBNET_NODES;
-        write_u128(&mut c, dst, (3_000_000 + 60_000 * n) * n + 400 * n * size as u32 as u128)
+        write_u128(
+            &mut c,
+            dst,
+            (3_000_000 + 60_000 * n) * n + 400 * n * size as u32 as u128,
+        )
     });
-    for name in ["cost_sign_with_ecdsa", "cost_sign_with_schnorr", "cost_vetkd_derive_key"] {
-        l.func_wrap("ic0", name, move |mut c: Ctx, _src: i32, _size: i32, _curve: i32, dst: i32| -> Result<i32, Error> {
-            check(&mut c, name, ALL | S)?;
-            write_u128(&mut c, dst, 26_153_846_153)?;
-            Ok(0)
-        })
+    for name in [
+        "cost_sign_with_ecdsa",
+        "cost_sign_with_schnorr",
+        "cost_vetkd_derive_key",
+    ] {
+        l.func_wrap(
+            "ic0",
+            name,
+            move |mut c: Ctx, _src: i32, _size: i32, _curve: i32, dst: i32| -> Result<i32, Error> {
+                check(&mut c, name, ALL | S)?;
+                write_u128(&mut c, dst, 26_153_846_153)?;
+                Ok(0)
+            },
+        )
         .expect("define");
     }
 
@@ -801,21 +981,42 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
     });
     def!("env_var_name_size", |mut c: Ctx, index: i32| -> Result<i32, Error> {
         check(&mut c, "env_var_name_size", ALL | S)?;
-        Err(violation(format!("ic0.env_var_name_size: index {index} out of bounds (0 variables)")))
+        Err(violation(format!(
+            "ic0.env_var_name_size: index {index} out of bounds (0 variables)"
+        )))
     });
-    def!("env_var_name_copy", |mut c: Ctx, index: i32, _dst: i32, _off: i32, _size: i32| -> Result<(), Error> {
+    def!("env_var_name_copy", |mut c: Ctx,
+                               index: i32,
+                               _dst: i32,
+                               _off: i32,
+                               _size: i32|
+     -> Result<(), Error> {
         check(&mut c, "env_var_name_copy", ALL | S)?;
-        Err(violation(format!("ic0.env_var_name_copy: index {index} out of bounds (0 variables)")))
+        Err(violation(format!(
+            "ic0.env_var_name_copy: index {index} out of bounds (0 variables)"
+        )))
     });
-    def!("env_var_name_exists", |mut c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
+    def!("env_var_name_exists", |mut c: Ctx,
+                                 _src: i32,
+                                 _size: i32|
+     -> Result<i32, Error> {
         check(&mut c, "env_var_name_exists", ALL | S)?;
         Ok(0)
     });
-    def!("env_var_value_size", |mut c: Ctx, _src: i32, _size: i32| -> Result<i32, Error> {
+    def!("env_var_value_size", |mut c: Ctx,
+                                _src: i32,
+                                _size: i32|
+     -> Result<i32, Error> {
         check(&mut c, "env_var_value_size", ALL | S)?;
         Err(violation("ic0.env_var_value_size: environment variable not found"))
     });
-    def!("env_var_value_copy", |mut c: Ctx, _src: i32, _size: i32, _dst: i32, _off: i32, _len: i32| -> Result<(), Error> {
+    def!("env_var_value_copy", |mut c: Ctx,
+                                _src: i32,
+                                _size: i32,
+                                _dst: i32,
+                                _off: i32,
+                                _len: i32|
+     -> Result<(), Error> {
         check(&mut c, "env_var_value_copy", ALL | S)?;
         Err(violation("ic0.env_var_value_copy: environment variable not found"))
     });
@@ -832,15 +1033,17 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "trap", ALL | S)?;
         charge(&mut c, size as u32 as u64)?;
         let text = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
-        Err(Error::host(HostTrap(format!("Canister called `ic0.trap` with message: '{text}'"))))
+        Err(Error::host(HostTrap(format!(
+            "Canister called `ic0.trap` with message: '{text}'"
+        ))))
     });
     l
 }
 
 fn pending<'a>(c: &'a mut Ctx, api: &str) -> Result<&'a mut OutgoingCall, Error> {
-    c.data_mut()
-        .msg
-        .pending_call
-        .as_mut()
-        .ok_or_else(|| violation(format!("ic0.{api}: no call is under construction (call ic0.call_new first)")))
+    c.data_mut().msg.pending_call.as_mut().ok_or_else(|| {
+        violation(format!(
+            "ic0.{api}: no call is under construction (call ic0.call_new first)"
+        ))
+    })
 }

@@ -216,7 +216,9 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
             }
             _ => {}
         }
-        let Some((id, range)) = payload.as_section() else { continue };
+        let Some((id, range)) = payload.as_section() else {
+            continue;
+        };
         // Sections that come after the export section in a module: start (8), element (9), data count (12),
         // code (10), data (11).
         if matches!(id, 8..=12) && !export_inserted {
@@ -253,9 +255,20 @@ fn add_metadata(metadata: &mut BTreeMap<String, Metadata>, section: &str, data: 
     } else if let Some(name) = section.strip_prefix("icp:private ") {
         (false, name)
     } else {
-        return Err(invalid(format!("'{section}' must be 'icp:public <name>' or 'icp:private <name>'")));
+        return Err(invalid(format!(
+            "'{section}' must be 'icp:public <name>' or 'icp:private <name>'"
+        )));
     };
-    if metadata.insert(name.to_string(), Metadata { public, content: data.to_vec() }).is_some() {
+    if metadata
+        .insert(
+            name.to_string(),
+            Metadata {
+                public,
+                content: data.to_vec(),
+            },
+        )
+        .is_some()
+    {
         return Err(invalid(format!("the name '{name}' is used by more than one section")));
     }
     let bytes: usize = metadata.iter().map(|(n, m)| n.len() + m.content.len()).sum();
@@ -291,7 +304,10 @@ fn classify_export(c: &mut CompiledModule, name: &str) -> Result<(), String> {
         return Ok(());
     };
     set.insert(method.to_string());
-    let count = [&c.updates, &c.queries, &c.composite_queries].iter().filter(|s| s.contains(method)).count();
+    let count = [&c.updates, &c.queries, &c.composite_queries]
+        .iter()
+        .filter(|s| s.contains(method))
+        .count();
     if count > 1 {
         return Err(duplicate(method));
     }

@@ -82,7 +82,9 @@ fn module_hash_is_sha256_of_the_bytes_as_sent() {
 fn unknown_module_format_is_rejected() {
     let r = Replica::new();
     let id = r.create_canister();
-    let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, b"hello".to_vec(), vec![]).unwrap_err();
+    let err = r
+        .install_code(None, ic00::CanisterInstallMode::Install, id, b"hello".to_vec(), vec![])
+        .unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterError);
     assert!(err.message.contains("unsupported canister module format"), "{err}");
     assert_eq!(r.module_hash(id), None);
@@ -114,7 +116,9 @@ fn certified_data_is_kept_and_rolled_back_on_trap() {
     let r = Replica::new();
     let id = installed(&r);
     r.update_call(id, user(), "set_cert", b"one".to_vec()).unwrap();
-    assert!(r.update_call(id, user(), "set_cert_then_trap", b"two".to_vec()).is_err());
+    assert!(r
+        .update_call(id, user(), "set_cert_then_trap", b"two".to_vec())
+        .is_err());
     assert_eq!(r.certified_data(id), b"one");
 }
 
@@ -134,15 +138,25 @@ fn msg_reject_code_outside_callbacks_traps() {
     let r = Replica::new();
     let id = installed(&r);
     let err = r.update_call(id, user(), "bad_reject_code", vec![]).unwrap_err();
-    assert!(err.message.contains("\"ic0_msg_reject_code\" cannot be executed in update mode"), "{err}");
+    assert!(
+        err.message
+            .contains("\"ic0_msg_reject_code\" cannot be executed in update mode"),
+        "{err}"
+    );
 }
 
 #[test]
 fn calls_from_queries_trap() {
     let r = Replica::new();
     let id = installed(&r);
-    let err = r.query_call(id, user(), "call_in_query", call_arg(0, id, "inc", &[])).unwrap_err();
-    assert!(err.message.contains("\"ic0_call_new\" cannot be executed in non-replicated query mode"), "{err}");
+    let err = r
+        .query_call(id, user(), "call_in_query", call_arg(0, id, "inc", &[]))
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains("\"ic0_call_new\" cannot be executed in non-replicated query mode"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -155,8 +169,13 @@ fn calls_from_init_trap() {
            (func (export "canister_init") (call $c (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
               (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))"#,
     );
-    let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![]).unwrap_err();
-    assert!(err.message.contains("\"ic0_call_new\" cannot be executed in init mode"), "{err}");
+    let err = r
+        .install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![])
+        .unwrap_err();
+    assert!(
+        err.message.contains("\"ic0_call_new\" cannot be executed in init mode"),
+        "{err}"
+    );
     assert_eq!(r.module_hash(id), None, "a failed install leaves the canister empty");
 }
 
@@ -166,7 +185,9 @@ fn foreign_imports_are_rejected_with_the_ic_message() {
     let id = r.create_canister();
     for (module, name) in [("env", "foo"), ("ic0", "no_such_api")] {
         let m = module_with(&format!(r#"(import "{module}" "{name}" (func))"#));
-        let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![]).unwrap_err();
+        let err = r
+            .install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![])
+            .unwrap_err();
         let expected = format!(
             "Wasm module has an invalid import section. Module imports function '{name}' from '{module}' that is not exported by the runtime."
         );
@@ -179,11 +200,18 @@ fn two_memory_exports_and_unknown_canister_exports_are_rejected() {
     let r = Replica::new();
     let id = r.create_canister();
     let m = module_with(r#"(memory 1) (export "a" (memory 0)) (export "b" (memory 0))"#);
-    let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![]).unwrap_err();
+    let err = r
+        .install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![])
+        .unwrap_err();
     assert!(err.message.contains("more than one memory"), "{err}");
     let m = module_with(r#"(func (export "canister_foo"))"#);
-    let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![]).unwrap_err();
-    assert!(err.message.contains("Exporting reserved function 'canister_foo'"), "{err}");
+    let err = r
+        .install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![])
+        .unwrap_err();
+    assert!(
+        err.message.contains("Exporting reserved function 'canister_foo'"),
+        "{err}"
+    );
 }
 
 // ---- 3. Execution: rounds and transactions ----
@@ -195,7 +223,10 @@ fn a_trap_rolls_back_heap_globals_and_reports_canister_error() {
     r.update_call(id, user(), "inc", vec![]).unwrap();
     let err = r.update_call(id, user(), "inc_then_trap", vec![]).unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterError);
-    assert_eq!(err.message, format!("Error from Canister {id}: Canister called `ic0.trap` with message: 'boom'."));
+    assert_eq!(
+        err.message,
+        format!("Error from Canister {id}: Canister called `ic0.trap` with message: 'boom'.")
+    );
     assert_eq!(query_u64(&r, id, "get"), 1);
     assert_eq!(query_u64(&r, id, "get_global"), 1);
 }
@@ -205,7 +236,8 @@ fn a_trap_rolls_back_stable_memory_writes_and_growth() {
     let r = Replica::new();
     let id = installed(&r);
     r.update_call(id, user(), "stable_put", b"AAAAAAAA".to_vec()).unwrap();
-    r.update_call(id, user(), "stable_put_then_trap", b"BBBBBBBB".to_vec()).unwrap_err();
+    r.update_call(id, user(), "stable_put_then_trap", b"BBBBBBBB".to_vec())
+        .unwrap_err();
     let got = r.query_call(id, user(), "stable_get", vec![]).unwrap();
     assert_eq!(&got[..8], b"AAAAAAAA");
     assert_eq!(u64_of(&got[8..]), 1);
@@ -239,12 +271,17 @@ fn global_timer_fires_once_due_and_only_while_running() {
     let r = Replica::new();
     let id = installed(&r);
     let due = r.time_nanos() + 5_000_000_000;
-    r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec()).unwrap();
+    r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec())
+        .unwrap();
     assert_eq!(r.global_timer(id), due);
     r.stop_canister(id, Some(user())).unwrap();
     r.advance_time(Duration::from_secs(10));
     r.tick_n(3);
-    assert_eq!(r.global_timer(id), due, "a stopped canister keeps its timer and it does not fire");
+    assert_eq!(
+        r.global_timer(id),
+        due,
+        "a stopped canister keeps its timer and it does not fire"
+    );
     r.start_canister(id, Some(user())).unwrap();
     r.tick();
     assert_eq!(query_u64(&r, id, "timer_fires"), 1);
@@ -266,7 +303,12 @@ fn a_trap_rolls_back_the_global_timer() {
 fn a_trap_discards_the_calls_the_message_made() {
     let r = Replica::new();
     let id = installed(&r);
-    let arg = call_arg(8, Principal::management_canister(), "raw_rand", &candid::encode_args(()).unwrap());
+    let arg = call_arg(
+        8,
+        Principal::management_canister(),
+        "raw_rand",
+        &candid::encode_args(()).unwrap(),
+    );
     r.update_call(id, user(), "call", arg).unwrap_err();
     r.tick_n(3);
     assert!(r.management_calls_by(id).is_empty());
@@ -277,12 +319,16 @@ fn a_trap_discards_the_calls_the_message_made() {
 
 #[test]
 fn exceeding_the_instruction_limit_traps() {
-    let r = Replica::with_config(ReplicaConfig { update_instruction_limit: 1_000_000, ..Default::default() });
+    let r = Replica::with_config(ReplicaConfig {
+        update_instruction_limit: 1_000_000,
+        ..Default::default()
+    });
     let id = installed(&r);
     let err = r.update_call(id, user(), "spin", vec![]).unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterError);
     assert!(
-        err.message.contains("Canister exceeded the limit of 1000000 instructions for single message execution."),
+        err.message
+            .contains("Canister exceeded the limit of 1000000 instructions for single message execution."),
         "{err}"
     );
     let last = r.last_execution(id, "canister_update spin").unwrap();
@@ -292,10 +338,15 @@ fn exceeding_the_instruction_limit_traps() {
 
 #[test]
 fn install_code_has_its_own_instruction_limit() {
-    let r = Replica::with_config(ReplicaConfig { install_instruction_limit: 500_000, ..Default::default() });
+    let r = Replica::with_config(ReplicaConfig {
+        install_instruction_limit: 500_000,
+        ..Default::default()
+    });
     let id = r.create_canister();
     let m = module_with(r#"(func (export "canister_init") (loop $l (br $l)))"#);
-    let err = r.install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![]).unwrap_err();
+    let err = r
+        .install_code(None, ic00::CanisterInstallMode::Install, id, m, vec![])
+        .unwrap_err();
     assert!(err.message.contains("limit of 500000 instructions"), "{err}");
 }
 
@@ -328,7 +379,9 @@ fn metered_module() -> Vec<u8> {
 /// Instructions of one update call to the canister `id` with the module above.
 fn instructions_of(r: &Replica, id: Principal, method: &str) -> u64 {
     r.update_call(id, user(), method, vec![]).unwrap();
-    r.last_execution(id, &format!("canister_update {method}")).unwrap().instructions
+    r.last_execution(id, &format!("canister_update {method}"))
+        .unwrap()
+        .instructions
 }
 
 #[test]
@@ -338,22 +391,47 @@ fn system_api_calls_cost_what_the_ic_charges() {
     r.install_canister(id, metered_module(), vec![], Some(user()));
     let cost = |method: &str| instructions_of(&r, id, method);
     // Each pair runs the same wasm; only the System API charge differs.
-    assert_eq!(cost("write_128k") - cost("write_64k"), 65_536, "stable64_write: one instruction per byte");
-    assert_eq!(cost("read_128k") - cost("read_64k"), 65_536, "stable64_read: one instruction per byte");
-    assert_eq!(cost("reply_2k") - cost("reply_1k"), 50_000, "msg_reply_data_append: 50 per byte sent");
-    assert_eq!(cost("time") - cost("size"), 480, "overheads: time 500, stable64_size 20");
+    assert_eq!(
+        cost("write_128k") - cost("write_64k"),
+        65_536,
+        "stable64_write: one instruction per byte"
+    );
+    assert_eq!(
+        cost("read_128k") - cost("read_64k"),
+        65_536,
+        "stable64_read: one instruction per byte"
+    );
+    assert_eq!(
+        cost("reply_2k") - cost("reply_1k"),
+        50_000,
+        "msg_reply_data_append: 50 per byte sent"
+    );
+    assert_eq!(
+        cost("time") - cost("size"),
+        480,
+        "overheads: time 500, stable64_size 20"
+    );
 }
 
 #[test]
 fn system_api_charges_count_against_the_instruction_limit() {
-    let r = Replica::with_config(ReplicaConfig { update_instruction_limit: 100_000, ..Default::default() });
+    let r = Replica::with_config(ReplicaConfig {
+        update_instruction_limit: 100_000,
+        ..Default::default()
+    });
     let id = r.create_canister_with_settings(Some(user()), None);
     r.install_canister(id, metered_module(), vec![], Some(user()));
     assert!(r.update_call(id, user(), "reply_1k", vec![]).is_ok());
     let err = r.update_call(id, user(), "reply_4k", vec![]).unwrap_err();
     assert_eq!(err.code, RejectCode::CanisterError);
-    assert!(err.message.contains("exceeded the limit of 100000 instructions"), "{err}");
-    assert_eq!(r.last_execution(id, "canister_update reply_4k").unwrap().instructions, 100_000);
+    assert!(
+        err.message.contains("exceeded the limit of 100000 instructions"),
+        "{err}"
+    );
+    assert_eq!(
+        r.last_execution(id, "canister_update reply_4k").unwrap().instructions,
+        100_000
+    );
 }
 
 #[test]
@@ -361,7 +439,10 @@ fn performance_counter_counts_this_message_and_executions_are_recorded() {
     let r = Replica::new();
     let id = installed(&r);
     let small = u64_of(&r.update_call(id, user(), "perf", 10u32.to_le_bytes().to_vec()).unwrap());
-    let big = u64_of(&r.update_call(id, user(), "perf", 10_000u32.to_le_bytes().to_vec()).unwrap());
+    let big = u64_of(
+        &r.update_call(id, user(), "perf", 10_000u32.to_le_bytes().to_vec())
+            .unwrap(),
+    );
     assert!(small > 0 && big > small + 10_000, "{small} {big}");
     let last = r.last_execution(id, "canister_update perf").unwrap();
     assert!(last.instructions >= big);
@@ -396,9 +477,20 @@ fn rejects_reach_the_reject_callback_with_code_and_message() {
         (empty, "echo", 5, "contains no Wasm module".into()),
     ];
     for (callee, method, code, text) in cases {
-        let reply = r.update_call(a, user(), "call", call_arg(0, callee, method, &[])).unwrap();
-        assert_eq!(&reply[..2], &[b'J', code], "{method}: {}", String::from_utf8_lossy(&reply));
-        assert!(String::from_utf8_lossy(&reply[2..]).contains(&text), "{}", String::from_utf8_lossy(&reply));
+        let reply = r
+            .update_call(a, user(), "call", call_arg(0, callee, method, &[]))
+            .unwrap();
+        assert_eq!(
+            &reply[..2],
+            &[b'J', code],
+            "{method}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            String::from_utf8_lossy(&reply[2..]).contains(&text),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
     }
     r.stop_canister(b, Some(user())).unwrap();
     let reply = r.update_call(a, user(), "call", call_arg(0, b, "echo", &[])).unwrap();
@@ -440,10 +532,16 @@ fn cleanup_runs_when_a_callback_traps() {
     let r = Replica::new();
     let a = installed(&r);
     let b = installed(&r);
-    let err = r.update_call(a, user(), "call", call_arg(1 | 2, b, "echo", b"x")).unwrap_err();
+    let err = r
+        .update_call(a, user(), "call", call_arg(1 | 2, b, "echo", b"x"))
+        .unwrap_err();
     assert!(err.message.contains("'boom'"), "{err}");
     assert_eq!(query_u64(&r, a, "cleanups"), 1);
-    assert_eq!(query_u64(&r, a, "get"), 0, "the trapping callback's changes are rolled back");
+    assert_eq!(
+        query_u64(&r, a, "get"),
+        0,
+        "the trapping callback's changes are rolled back"
+    );
     assert_eq!(r.last_execution(a, "cleanup callback").unwrap().outcome, Ok(()));
 }
 
@@ -475,9 +573,13 @@ fn bounded_wait_calls_time_out_with_sys_unknown() {
 fn payload_limits_are_enforced() {
     let r = Replica::new();
     let id = installed(&r);
-    let err = r.update_call(id, user(), "big_reply", (2 * 1024 * 1024 + 1u32).to_le_bytes().to_vec()).unwrap_err();
+    let err = r
+        .update_call(id, user(), "big_reply", (2 * 1024 * 1024 + 1u32).to_le_bytes().to_vec())
+        .unwrap_err();
     assert!(err.message.contains("cannot be larger than 2097152"), "{err}");
-    assert!(r.update_call(id, user(), "big_reply", (2 * 1024 * 1024u32).to_le_bytes().to_vec()).is_ok());
+    assert!(r
+        .update_call(id, user(), "big_reply", (2 * 1024 * 1024u32).to_le_bytes().to_vec())
+        .is_ok());
     let err = r.update_call(id, user(), "big_call", vec![]).unwrap_err();
     assert!(err.message.contains("cannot be larger than 10485760"), "{err}");
 }
@@ -488,17 +590,35 @@ fn payload_limits_are_enforced() {
 fn canisters_create_canisters_and_management_replies_take_a_round() {
     let r = Replica::new();
     let a = installed(&r);
-    let arg = candid::encode_one(ic00::CreateCanisterArgs { settings: None, sender_canister_version: None }).unwrap();
+    let arg = candid::encode_one(ic00::CreateCanisterArgs {
+        settings: None,
+        sender_canister_version: None,
+    })
+    .unwrap();
     let before = r.round();
-    let reply = r.update_call(a, user(), "call", call_arg(16, Principal::management_canister(), "create_canister", &arg)).unwrap();
+    let reply = r
+        .update_call(
+            a,
+            user(),
+            "call",
+            call_arg(16, Principal::management_canister(), "create_canister", &arg),
+        )
+        .unwrap();
     assert_eq!(reply[0], b'R');
     assert_eq!(r.round() - before, 3);
     let created: ic00::CanisterIdRecord = candid::decode_one(&reply[1..]).unwrap();
     assert_eq!(r.controllers(created.canister_id), vec![a]);
-    assert_eq!(r.cycle_balance(created.canister_id), 1000, "attached cycles become the balance");
+    assert_eq!(
+        r.cycle_balance(created.canister_id),
+        1000,
+        "attached cycles become the balance"
+    );
     let calls = r.management_calls_by(a);
     assert_eq!(calls.len(), 1);
-    assert_eq!((calls[0].method.as_str(), calls[0].round, calls[0].outcome.clone()), ("create_canister", before + 2, Some(Ok(()))));
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].round, calls[0].outcome.clone()),
+        ("create_canister", before + 2, Some(Ok(())))
+    );
 }
 
 #[test]
@@ -509,13 +629,22 @@ fn upgrade_follows_the_spec() {
         r.update_call(id, user(), "inc", vec![]).unwrap();
     }
     let due = r.time_nanos() + 1_000_000_000_000;
-    r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec()).unwrap();
+    r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec())
+        .unwrap();
     let version = r.canister_version(id);
     r.upgrade_canister(id, gzip(&wasm()), vec![], Some(user())).unwrap();
-    assert_eq!(query_u64(&r, id, "get"), 3, "pre_upgrade saved it, post_upgrade restored it");
+    assert_eq!(
+        query_u64(&r, id, "get"),
+        3,
+        "pre_upgrade saved it, post_upgrade restored it"
+    );
     assert_eq!(query_u64(&r, id, "get_global"), 0, "new instance, fresh globals");
     assert_eq!(query_u64(&r, id, "upgraded"), 1);
-    assert_eq!(query_u64(&r, id, "init_arg_len"), 0, "canister_init is not run on upgrade");
+    assert_eq!(
+        query_u64(&r, id, "init_arg_len"),
+        0,
+        "canister_init is not run on upgrade"
+    );
     assert_eq!(r.logs(id), vec!["init", "post_upgrade"]);
     assert_eq!(r.global_timer(id), 0, "the global timer is cleared");
     assert_eq!(r.canister_version(id), version + 1);
@@ -530,7 +659,8 @@ fn a_trap_anywhere_in_an_upgrade_rolls_it_back() {
         r.update_call(id, user(), "inc", vec![]).unwrap();
         r.update_call(id, user(), "stable_put", b"keepme".to_vec()).unwrap();
         let due = r.time_nanos() + 1_000_000_000_000;
-        r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec()).unwrap();
+        r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec())
+            .unwrap();
         let (hash, version) = (r.module_hash(id), r.canister_version(id));
         r.fail_next_execution(id, entry);
         let err = r.upgrade_canister(id, gzip(&wasm()), vec![], Some(user())).unwrap_err();
@@ -556,13 +686,21 @@ fn skip_pre_upgrade_and_keep_option() {
         wasm_memory_persistence: None,
     }));
     r.install_code(Some(user()), mode, id, wasm(), vec![]).unwrap();
-    assert_eq!(query_u64(&r, id, "get"), 0, "pre_upgrade was skipped, so nothing was saved");
+    assert_eq!(
+        query_u64(&r, id, "get"),
+        0,
+        "pre_upgrade was skipped, so nothing was saved"
+    );
     let keep = ic00::CanisterInstallMode::Upgrade(Some(ic00::UpgradeFlags {
         skip_pre_upgrade: None,
         wasm_memory_persistence: Some(ic00::WasmMemoryPersistence::Keep),
     }));
     let err = r.install_code(Some(user()), keep, id, wasm(), vec![]).unwrap_err();
-    assert!(err.message.contains("requires that the new canister module supports enhanced orthogonal persistence"), "{err}");
+    assert!(
+        err.message
+            .contains("requires that the new canister module supports enhanced orthogonal persistence"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -570,7 +708,9 @@ fn install_requires_an_empty_canister_and_reinstall_wipes_stable_memory() {
     let r = Replica::new();
     let id = installed(&r);
     r.update_call(id, user(), "stable_put", b"x".to_vec()).unwrap();
-    let err = r.install_code(Some(user()), ic00::CanisterInstallMode::Install, id, wasm(), vec![]).unwrap_err();
+    let err = r
+        .install_code(Some(user()), ic00::CanisterInstallMode::Install, id, wasm(), vec![])
+        .unwrap_err();
     assert!(err.message.contains("not empty"), "{err}");
     r.reinstall_canister(id, wasm(), vec![1], Some(user())).unwrap();
     assert_eq!(r.stable_memory_pages(id), (0, 0));
@@ -583,7 +723,10 @@ fn controllers_only_methods_reject_others() {
     let id = installed(&r);
     let stranger = Principal::from_slice(&[9; 29]);
     let err = r.upgrade_canister(id, wasm(), vec![], Some(stranger)).unwrap_err();
-    assert_eq!(err.message, format!("Only controllers of canister {id} can call ic00 method install_code"));
+    assert_eq!(
+        err.message,
+        format!("Only controllers of canister {id} can call ic00 method install_code")
+    );
     let err = r.stop_canister(id, Some(stranger)).unwrap_err();
     assert!(err.message.contains("ic00 method stop_canister"), "{err}");
     assert!(r.canister_status(id, Some(stranger)).is_err());
@@ -598,19 +741,30 @@ fn stop_waits_for_open_call_contexts_and_rejects_new_calls() {
     let call = r.submit_call(a, user(), "call", call_arg(0, b, "echo", b"x")).unwrap();
     r.tick_n(2);
     assert_eq!(r.open_call_contexts(a), 1);
-    let stop = r.submit_call(Principal::management_canister(), user(), "stop_canister",
-        candid::encode_one(ic00::CanisterIdRecord { canister_id: a }).unwrap()).unwrap();
+    let stop = r
+        .submit_call(
+            Principal::management_canister(),
+            user(),
+            "stop_canister",
+            candid::encode_one(ic00::CanisterIdRecord { canister_id: a }).unwrap(),
+        )
+        .unwrap();
     r.tick();
     assert_eq!(r.status(a), CanisterStatus::Stopping);
     let err = r.update_call(a, user(), "inc", vec![]).unwrap_err();
     assert_eq!((err.code, err.error_code), (RejectCode::CanisterError, Some("IC0509")));
     assert!(err.message.contains("is stopping"));
-    assert_eq!(r.await_call(call).unwrap(), b"Rx", "responses are still delivered while stopping");
+    assert_eq!(
+        r.await_call(call).unwrap(),
+        b"Rx",
+        "responses are still delivered while stopping"
+    );
     r.await_call(stop).unwrap();
     assert_eq!(r.status(a), CanisterStatus::Stopped);
     let err = r.update_call(a, user(), "inc", vec![]).unwrap_err();
     assert_eq!(err.error_code, Some("IC0508"));
-    r.stop_canister(a, Some(user())).expect("stopping a stopped canister succeeds");
+    r.stop_canister(a, Some(user()))
+        .expect("stopping a stopped canister succeeds");
 }
 
 #[test]
@@ -626,8 +780,14 @@ fn stop_times_out_with_sys_transient_and_start_cancels_stops() {
     assert_eq!((err.code, err.error_code), (RejectCode::SysTransient, Some("IC0206")));
     assert!(r.time_nanos() - before >= 300_000_000_000);
     assert_eq!(r.status(a), CanisterStatus::Stopping);
-    let pending = r.submit_call(Principal::management_canister(), user(), "stop_canister",
-        candid::encode_one(ic00::CanisterIdRecord { canister_id: a }).unwrap()).unwrap();
+    let pending = r
+        .submit_call(
+            Principal::management_canister(),
+            user(),
+            "stop_canister",
+            candid::encode_one(ic00::CanisterIdRecord { canister_id: a }).unwrap(),
+        )
+        .unwrap();
     r.tick();
     r.start_canister(a, Some(user())).unwrap();
     let err = r.await_call(pending).unwrap_err();
@@ -650,8 +810,14 @@ fn canister_status_encodes_the_full_result_and_minimal_clients_decode_it() {
     assert_eq!(full.settings.controllers, vec![user()]);
     assert_eq!(full.cycles, candid::Nat::from(100_000_000_000_000u128));
     assert!(full.memory_size > 65536u32);
-    let min: Minimal = r.update(Principal::management_canister(), user(), "canister_status",
-        &ic00::CanisterIdRecord { canister_id: id }).unwrap();
+    let min: Minimal = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "canister_status",
+            &ic00::CanisterIdRecord { canister_id: id },
+        )
+        .unwrap();
     assert_eq!(min.status, ic00::CanisterStatusType::Running);
     assert_eq!(min.module_hash, full.module_hash);
 }
@@ -661,7 +827,15 @@ fn update_settings_changes_controllers() {
     let r = Replica::new();
     let id = installed(&r);
     let other = Principal::from_slice(&[3; 29]);
-    r.update_settings(id, Some(user()), ic00::CanisterSettings { controllers: Some(vec![other]), ..Default::default() }).unwrap();
+    r.update_settings(
+        id,
+        Some(user()),
+        ic00::CanisterSettings {
+            controllers: Some(vec![other]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.controllers(id), vec![other]);
     assert!(r.stop_canister(id, Some(user())).is_err());
 }
@@ -686,11 +860,25 @@ fn deposit_cycles_and_raw_rand() {
     let b = installed(&r);
     let (ba, bb) = (r.cycle_balance(a), r.cycle_balance(b));
     let arg = candid::encode_one(ic00::CanisterIdRecord { canister_id: b }).unwrap();
-    let reply = r.update_call(a, user(), "call", call_arg(16, Principal::management_canister(), "deposit_cycles", &arg)).unwrap();
+    let reply = r
+        .update_call(
+            a,
+            user(),
+            "call",
+            call_arg(16, Principal::management_canister(), "deposit_cycles", &arg),
+        )
+        .unwrap();
     assert_eq!(reply[0], b'R');
     assert_eq!((r.cycle_balance(a), r.cycle_balance(b)), (ba - 1000, bb + 1000));
     let arg = candid::encode_args(()).unwrap();
-    let reply = r.update_call(a, user(), "call", call_arg(0, Principal::management_canister(), "raw_rand", &arg)).unwrap();
+    let reply = r
+        .update_call(
+            a,
+            user(),
+            "call",
+            call_arg(0, Principal::management_canister(), "raw_rand", &arg),
+        )
+        .unwrap();
     let bytes: serde_bytes::ByteBuf = candid::decode_one(&reply[1..]).unwrap();
     assert_eq!(bytes.len(), 32);
 }
@@ -719,15 +907,25 @@ fn fault_injection_traps_rejects_and_drains() {
     r.fail_next_execution(a, "canister_update inc");
     let err = r.update_call(a, user(), "inc", vec![]).unwrap_err();
     assert!(err.message.contains("injected fault"), "{err}");
-    assert_eq!(u64_of(&r.update_call(a, user(), "inc", vec![]).unwrap()), 1, "only the next execution fails");
+    assert_eq!(
+        u64_of(&r.update_call(a, user(), "inc", vec![]).unwrap()),
+        1,
+        "only the next execution fails"
+    );
 
     r.reject_next_call(a, "stop_canister", RejectCode::SysTransient, "try later");
     let err = r.stop_canister(a, Some(user())).unwrap_err();
-    assert_eq!((err.code, err.message.as_str()), (RejectCode::SysTransient, "try later"));
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (RejectCode::SysTransient, "try later")
+    );
     assert_eq!(r.status(a), CanisterStatus::Running);
 
     r.reject_next_call(a, "inc", RejectCode::SysFatal, "nope");
-    assert_eq!(r.update_call(a, user(), "inc", vec![]).unwrap_err().code, RejectCode::SysFatal);
+    assert_eq!(
+        r.update_call(a, user(), "inc", vec![]).unwrap_err().code,
+        RejectCode::SysFatal
+    );
 
     r.drain_cycles(a);
     let err = r.update_call(a, user(), "inc", vec![]).unwrap_err();
@@ -756,7 +954,8 @@ fn same_inputs_give_same_outputs_rounds_times_and_instructions() {
         let a = installed(&r);
         let b = installed(&r);
         let reply = r.update_call(a, user(), "call", call_arg(0, b, "echo", b"hi")).unwrap();
-        r.update_call(a, user(), "perf", 1000u32.to_le_bytes().to_vec()).unwrap();
+        r.update_call(a, user(), "perf", 1000u32.to_le_bytes().to_vec())
+            .unwrap();
         (r.executions(), r.round(), r.time_nanos(), reply)
     }
     let first = script();
@@ -775,12 +974,27 @@ fn install_chunked_code_from_a_store_canister() {
     let (c1, c2) = gz.split_at(gz.len() / 2);
     let mut hashes = vec![];
     for chunk in [c1, c2] {
-        let h: ic00::ChunkHash = r.update(Principal::management_canister(), user(), "upload_chunk",
-            &ic00::UploadChunkArgs { canister_id: store, chunk: chunk.to_vec() }).unwrap();
+        let h: ic00::ChunkHash = r
+            .update(
+                Principal::management_canister(),
+                user(),
+                "upload_chunk",
+                &ic00::UploadChunkArgs {
+                    canister_id: store,
+                    chunk: chunk.to_vec(),
+                },
+            )
+            .unwrap();
         hashes.push(h);
     }
-    let stored: Vec<ic00::ChunkHash> = r.update(Principal::management_canister(), user(), "stored_chunks",
-        &ic00::CanisterIdRecord { canister_id: store }).unwrap();
+    let stored: Vec<ic00::ChunkHash> = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "stored_chunks",
+            &ic00::CanisterIdRecord { canister_id: store },
+        )
+        .unwrap();
     assert_eq!(stored.len(), 2);
     let mut args = ic00::InstallChunkedCodeArgs {
         mode: ic00::CanisterInstallMode::Install,
@@ -791,13 +1005,32 @@ fn install_chunked_code_from_a_store_canister() {
         arg: vec![],
         sender_canister_version: None,
     };
-    let err = r.update_call(Principal::management_canister(), user(), "install_chunked_code", candid::encode_one(&args).unwrap()).unwrap_err();
+    let err = r
+        .update_call(
+            Principal::management_canister(),
+            user(),
+            "install_chunked_code",
+            candid::encode_one(&args).unwrap(),
+        )
+        .unwrap_err();
     assert!(err.message.contains("hash mismatch"), "{err}");
     args.wasm_module_hash = Sha256::digest(&gz).to_vec();
-    r.update_call(Principal::management_canister(), user(), "install_chunked_code", candid::encode_one(&args).unwrap()).unwrap();
+    r.update_call(
+        Principal::management_canister(),
+        user(),
+        "install_chunked_code",
+        candid::encode_one(&args).unwrap(),
+    )
+    .unwrap();
     assert_eq!(r.module_hash(target).map(|h| h.to_vec()), Some(args.wasm_module_hash));
-    let _: () = r.update(Principal::management_canister(), user(), "clear_chunk_store",
-        &ic00::CanisterIdRecord { canister_id: store }).unwrap();
+    let _: () = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "clear_chunk_store",
+            &ic00::CanisterIdRecord { canister_id: store },
+        )
+        .unwrap();
 }
 
 #[test]
@@ -805,14 +1038,26 @@ fn canister_info_reports_hash_controllers_and_changes() {
     let r = Replica::new();
     let id = installed(&r);
     r.upgrade_canister(id, wasm(), vec![], Some(user())).unwrap();
-    let info: ic00::CanisterInfoResult = r.update(Principal::management_canister(), user(), "canister_info",
-        &ic00::CanisterInfoArgs { canister_id: id, num_requested_changes: Some(2) }).unwrap();
+    let info: ic00::CanisterInfoResult = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "canister_info",
+            &ic00::CanisterInfoArgs {
+                canister_id: id,
+                num_requested_changes: Some(2),
+            },
+        )
+        .unwrap();
     assert_eq!(info.total_num_changes, 3);
     assert_eq!(info.controllers, vec![user()]);
     assert_eq!(info.module_hash, r.module_hash(id).map(|h| h.to_vec()));
     assert!(matches!(
         info.recent_changes.last().unwrap().details,
-        Some(ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord { mode: ic00::CodeDeploymentMode::Upgrade, .. }))
+        Some(ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
+            mode: ic00::CodeDeploymentMode::Upgrade,
+            ..
+        }))
     ));
 }
 
@@ -822,21 +1067,63 @@ fn snapshots_take_list_load_delete() {
     let id = installed(&r);
     r.update_call(id, user(), "inc", vec![]).unwrap();
     r.update_call(id, user(), "stable_put", b"v1".to_vec()).unwrap();
-    let snap: ic00::Snapshot = r.update(Principal::management_canister(), user(), "take_canister_snapshot",
-        &ic00::TakeCanisterSnapshotArgs { canister_id: id, replace_snapshot: None, uninstall_code: None, sender_canister_version: None }).unwrap();
+    let snap: ic00::Snapshot = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "take_canister_snapshot",
+            &ic00::TakeCanisterSnapshotArgs {
+                canister_id: id,
+                replace_snapshot: None,
+                uninstall_code: None,
+                sender_canister_version: None,
+            },
+        )
+        .unwrap();
     r.update_call(id, user(), "inc", vec![]).unwrap();
     r.update_call(id, user(), "stable_put", b"v2".to_vec()).unwrap();
-    let list: Vec<ic00::Snapshot> = r.update(Principal::management_canister(), user(), "list_canister_snapshots",
-        &ic00::CanisterIdRecord { canister_id: id }).unwrap();
+    let list: Vec<ic00::Snapshot> = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "list_canister_snapshots",
+            &ic00::CanisterIdRecord { canister_id: id },
+        )
+        .unwrap();
     assert_eq!(list, vec![snap.clone()]);
-    let _: () = r.update(Principal::management_canister(), user(), "load_canister_snapshot",
-        &ic00::LoadCanisterSnapshotArgs { canister_id: id, snapshot_id: snap.id.clone(), sender_canister_version: None }).unwrap();
+    let _: () = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "load_canister_snapshot",
+            &ic00::LoadCanisterSnapshotArgs {
+                canister_id: id,
+                snapshot_id: snap.id.clone(),
+                sender_canister_version: None,
+            },
+        )
+        .unwrap();
     assert_eq!(query_u64(&r, id, "get"), 1);
     assert_eq!(r.read_stable_memory(id, 0, 2), b"v1");
-    let _: () = r.update(Principal::management_canister(), user(), "delete_canister_snapshot",
-        &ic00::DeleteCanisterSnapshotArgs { canister_id: id, snapshot_id: snap.id }).unwrap();
-    let list: Vec<ic00::Snapshot> = r.update(Principal::management_canister(), user(), "list_canister_snapshots",
-        &ic00::CanisterIdRecord { canister_id: id }).unwrap();
+    let _: () = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "delete_canister_snapshot",
+            &ic00::DeleteCanisterSnapshotArgs {
+                canister_id: id,
+                snapshot_id: snap.id,
+            },
+        )
+        .unwrap();
+    let list: Vec<ic00::Snapshot> = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "list_canister_snapshots",
+            &ic00::CanisterIdRecord { canister_id: id },
+        )
+        .unwrap();
     assert!(list.is_empty());
 }
 

@@ -13,22 +13,44 @@ fn user() -> Principal {
 }
 
 fn with_sections(sections: &[(&str, &str)]) -> Vec<u8> {
-    let customs: String = sections.iter().map(|(name, data)| format!("(@custom \"{name}\" \"{data}\")")).collect();
+    let customs: String = sections
+        .iter()
+        .map(|(name, data)| format!("(@custom \"{name}\" \"{data}\")"))
+        .collect();
     wat::parse_str(format!("(module {customs} (memory 1))")).unwrap()
 }
 
 fn install(r: &Replica, wasm: Vec<u8>) -> Result<Principal, replica::Reject> {
     let id = r.create_canister_with_settings(Some(user()), None);
-    r.install_code(Some(user()), ic00::CanisterInstallMode::Install, id, wasm, vec![]).map(|()| id)
+    r.install_code(Some(user()), ic00::CanisterInstallMode::Install, id, wasm, vec![])
+        .map(|()| id)
 }
 
 #[test]
 fn metadata_sections_are_read_by_name_with_their_visibility() {
     let r = Replica::new();
-    let id = install(&r, with_sections(&[("icp:public candid:service", "service : {}"), ("icp:private git", "abc")]))
-        .unwrap();
-    assert_eq!(r.metadata(id, "candid:service"), Some(Metadata { public: true, content: b"service : {}".to_vec() }));
-    assert_eq!(r.metadata(id, "git"), Some(Metadata { public: false, content: b"abc".to_vec() }));
+    let id = install(
+        &r,
+        with_sections(&[
+            ("icp:public candid:service", "service : {}"),
+            ("icp:private git", "abc"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        r.metadata(id, "candid:service"),
+        Some(Metadata {
+            public: true,
+            content: b"service : {}".to_vec()
+        })
+    );
+    assert_eq!(
+        r.metadata(id, "git"),
+        Some(Metadata {
+            public: false,
+            content: b"abc".to_vec()
+        })
+    );
     assert_eq!(r.metadata(id, "missing"), None);
 }
 
@@ -37,7 +59,10 @@ fn malformed_or_too_many_metadata_sections_make_the_module_invalid() {
     let r = Replica::new();
     for sections in [
         vec![("icp:secret x".to_string(), "1".to_string())],
-        vec![("icp:public x".to_string(), "1".to_string()), ("icp:private x".to_string(), "2".to_string())],
+        vec![
+            ("icp:public x".to_string(), "1".to_string()),
+            ("icp:private x".to_string(), "2".to_string()),
+        ],
         (0..17).map(|i| (format!("icp:public s{i}"), "x".to_string())).collect(),
     ] {
         let sections: Vec<(&str, &str)> = sections.iter().map(|(n, d)| (n.as_str(), d.as_str())).collect();
@@ -57,8 +82,14 @@ fn provisional_create_honours_specified_id_once() {
         specified_id: Some(wanted),
         sender_canister_version: None,
     };
-    let created: ic00::CanisterIdRecord =
-        r.update(Principal::management_canister(), user(), "provisional_create_canister_with_cycles", &arg).unwrap();
+    let created: ic00::CanisterIdRecord = r
+        .update(
+            Principal::management_canister(),
+            user(),
+            "provisional_create_canister_with_cycles",
+            &arg,
+        )
+        .unwrap();
     assert_eq!(created.canister_id, wanted);
     assert_eq!((r.controllers(wanted), r.cycle_balance(wanted)), (vec![user()], 5));
     let again = r
@@ -72,7 +103,9 @@ fn provisional_create_honours_specified_id_once() {
     assert!(again.message.contains("already exists"), "{again}");
     assert!(r.create_canister_with_id(Some(user()), None, wanted).is_err());
     // Ids handed out later skip the taken one.
-    let other = r.create_canister_with_id(None, None, Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1])).unwrap();
+    let other = r
+        .create_canister_with_id(None, None, Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]))
+        .unwrap();
     assert_ne!(r.create_canister(), other);
 }
 
@@ -86,9 +119,15 @@ fn a_stable_memory_image_is_what_the_canister_then_reads() {
     assert_eq!(r.stable_memory_pages(id).0, 2);
     // `stable_get` replies with the first 8 bytes of stable memory, then its size in pages.
     let reply = r.query_call(id, user(), "stable_get", vec![]).unwrap();
-    assert_eq!((&reply[..8], &reply[8..]), (&[1, 2, 3, 4, 0, 0, 0, 0][..], &2u64.to_le_bytes()[..]));
+    assert_eq!(
+        (&reply[..8], &reply[8..]),
+        (&[1, 2, 3, 4, 0, 0, 0, 0][..], &2u64.to_le_bytes()[..])
+    );
     let back = r.stable_memory(id);
-    assert_eq!((back.len(), &back[..image.len()]), (2 * STABLE_PAGE_SIZE as usize, &image[..]));
+    assert_eq!(
+        (back.len(), &back[..image.len()]),
+        (2 * STABLE_PAGE_SIZE as usize, &image[..])
+    );
 }
 
 #[test]
@@ -117,7 +156,10 @@ const ROOT_KEY_READER: &str = r#"(module
 fn a_configured_root_key_is_what_canisters_read_and_names_the_subnet() {
     let default = Replica::new();
     let key = vec![9u8; 133];
-    let r = Replica::with_config(ReplicaConfig { root_key: Some(key.clone()), ..ReplicaConfig::default() });
+    let r = Replica::with_config(ReplicaConfig {
+        root_key: Some(key.clone()),
+        ..ReplicaConfig::default()
+    });
     assert_eq!(r.root_key(), key);
     let id = install(&r, wat::parse_str(ROOT_KEY_READER).unwrap()).unwrap();
     assert_eq!(r.update_call(id, user(), "root_key", vec![]).unwrap(), key);

@@ -17,9 +17,7 @@ use std::path::PathBuf;
 
 use candid::{Decode, Encode, Principal};
 use replica::Replica;
-use shared::child::{
-    ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Member, MemberInput,
-};
+use shared::child::{ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Member, MemberInput};
 
 /// Members each test writes one by one.
 const MEMBERS: u32 = 20;
@@ -37,11 +35,8 @@ fn controller() -> Principal {
 
 /// Reads a module built by `scripts/build.sh` from `wasm/` (`path` relative to it).
 fn built_wasm(path: &str, build_command: &str) -> Vec<u8> {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../wasm")
-        .join(path);
-    std::fs::read(&file)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run {build_command}", file.display()))
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wasm").join(path);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}; run {build_command}", file.display()))
 }
 
 fn seed_bug_wasm() -> Vec<u8> {
@@ -78,13 +73,8 @@ mod seed_bug {
     use super::*;
 
     pub fn put_member(r: &Replica, id: Principal, key: &str, value: &str) {
-        r.update_call(
-            id,
-            controller(),
-            "put_member",
-            Encode!(&key, &value).unwrap(),
-        )
-        .expect("put_member");
+        r.update_call(id, controller(), "put_member", Encode!(&key, &value).unwrap())
+            .expect("put_member");
     }
 
     pub fn put_note(r: &Replica, id: Principal, key: &str, value: &str) {
@@ -93,13 +83,11 @@ mod seed_bug {
     }
 
     pub fn get_member(r: &Replica, id: Principal, key: &str) -> Option<String> {
-        r.query(id, controller(), "get_member", &key)
-            .expect("get_member")
+        r.query(id, controller(), "get_member", &key).expect("get_member")
     }
 
     pub fn get_note(r: &Replica, id: Principal, key: &str) -> Option<String> {
-        r.query(id, controller(), "get_note", &key)
-            .expect("get_note")
+        r.query(id, controller(), "get_note", &key).expect("get_note")
     }
 
     pub fn member_count(r: &Replica, id: Principal) -> u64 {
@@ -139,10 +127,7 @@ fn seed_bug_fixture_loses_every_member_on_upgrade() {
         .filter(|e| e.canister == id)
         .all(|e| e.outcome.is_ok()));
     assert_eq!(seed_bug::get_note(&r, id, "motd").as_deref(), Some("hello"));
-    assert_eq!(
-        seed_bug::get_note(&r, id, "owner").as_deref(),
-        Some("alice")
-    );
+    assert_eq!(seed_bug::get_note(&r, id, "owner").as_deref(), Some("alice"));
     // pre_upgrade's stable_save wrote Candid over the MemoryManager's header; the members' pages are still there.
     assert_eq!(
         r.read_stable_memory(id, 0, 4),
@@ -180,12 +165,7 @@ mod child {
             value: value.as_bytes().to_vec(),
         };
         let bytes = r
-            .update_call(
-                id,
-                controller(),
-                "add_member",
-                Encode!(&key, &input).unwrap(),
-            )
+            .update_call(id, controller(), "add_member", Encode!(&key, &input).unwrap())
             .expect("add_member call");
         Decode!(&bytes, Result<Member, ChildError>)
             .unwrap()
@@ -193,16 +173,12 @@ mod child {
     }
 
     pub fn admin_fill(r: &Replica, id: Principal, arg: &FillArg) {
-        let reply: Result<u64, ChildError> = r
-            .update(id, controller(), "admin_fill", arg)
-            .expect("admin_fill call");
+        let reply: Result<u64, ChildError> = r.update(id, controller(), "admin_fill", arg).expect("admin_fill call");
         reply.expect("admin_fill");
     }
 
     pub fn get_member(r: &Replica, id: Principal, key: &str) -> Option<Vec<u8>> {
-        let reply: Result<Member, ChildError> = r
-            .query(id, controller(), "get_member", &key)
-            .expect("get_member call");
+        let reply: Result<Member, ChildError> = r.query(id, controller(), "get_member", &key).expect("get_member call");
         match reply {
             Ok(member) => Some(member.value),
             Err(ChildError::NotFound { .. }) => None,
@@ -252,12 +228,7 @@ fn child_keeps_every_member_on_the_same_upgrade() {
     let checksum_before = child::data_checksum(&r, id);
     assert_eq!(checksum_before.members, expected_members);
 
-    upgrade_in_place(
-        &r,
-        id,
-        wasm,
-        Encode!(&Some(ChildUpgradeArg::default())).unwrap(),
-    );
+    upgrade_in_place(&r, id, wasm, Encode!(&Some(ChildUpgradeArg::default())).unwrap());
 
     assert!(r
         .executions()

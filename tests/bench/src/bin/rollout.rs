@@ -41,7 +41,10 @@ fn main() {
             .map(|(name, r)| {
                 format!(
                     "Release {name}: `{}` (SHA-256 `{}…`, {} bytes), embedding child `{}…` (`{}`)",
-                    r.path.strip_prefix(fleet::wasms::repo_root()).unwrap_or(&r.path).display(),
+                    r.path
+                        .strip_prefix(fleet::wasms::repo_root())
+                        .unwrap_or(&r.path)
+                        .display(),
                     &hex::encode(r.parent_hash())[..16],
                     group_digits(r.parent_wasm.len() as u64),
                     hash8(&r.expect_child_hash()),
@@ -110,7 +113,11 @@ fn main() {
         write(&results, &todo);
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    println!("wrote {} and {}", dir.join("ROLLOUT.md").display(), dir.join("rollout.png").display());
+    println!(
+        "wrote {} and {}",
+        dir.join("ROLLOUT.md").display(),
+        dir.join("rollout.png").display()
+    );
 }
 
 fn write_outputs(results: &RolloutResults, args: &Args, started: Instant) {
@@ -140,7 +147,10 @@ fn parse_args() -> Args {
         given: given.clone(),
     };
     let list = |s: &str| -> Vec<u32> {
-        let mut v: Vec<u32> = s.split(',').map(|x| x.trim().parse().unwrap_or_else(|_| usage())).collect();
+        let mut v: Vec<u32> = s
+            .split(',')
+            .map(|x| x.trim().parse().unwrap_or_else(|_| usage()))
+            .collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -31,10 +31,7 @@ fn main() {
     let started = Instant::now();
     let child = Module::read("child.wasm.gz", "scripts/build.sh");
     let next = Module::read_optional("next/child.wasm.gz");
-    let baseline = Module::read(
-        "fixtures/heap_baseline.wasm.gz",
-        "scripts/build.sh --fixtures",
-    );
+    let baseline = Module::read("fixtures/heap_baseline.wasm.gz", "scripts/build.sh --fixtures");
 
     let child_same = Scenario {
         kind: Kind::Child,

@@ -70,11 +70,9 @@ impl Reporter {
         let bar = std::io::stdout().is_terminal().then(|| {
             let bar = ProgressBar::new(u64::from(children));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} {msg}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -103,10 +101,7 @@ impl Progress for Reporter {
     fn phase(&mut self, message: &str) {
         match &self.bar {
             Some(bar) => bar.set_message(message.to_string()),
-            None => println!(
-                "[{:>5.1} s] {message}",
-                self.started.elapsed().as_secs_f64()
-            ),
+            None => println!("[{:>5.1} s] {message}", self.started.elapsed().as_secs_f64()),
         }
     }
 
@@ -158,11 +153,7 @@ fn main() -> ExitCode {
     let to = resolve(args.to, "wasm/next/parent.wasm.gz");
     for path in [&from, &to] {
         if !Path::new(path).is_file() {
-            eprintln!(
-                "rehearse: {} not found; {}",
-                path.display(),
-                fleet::wasms::BUILD_HINT
-            );
+            eprintln!("rehearse: {} not found; {}", path.display(), fleet::wasms::BUILD_HINT);
             return ExitCode::from(2);
         }
     }
