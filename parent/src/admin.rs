@@ -3,17 +3,18 @@
 //! Validation happens before anything is written or called, so a call rejected with an error changes nothing.
 
 use crate::driver;
-use crate::ic::{CallError, Ic};
+use crate::ic::Ic;
 use crate::model::{Phase, Settings, UpgradeOptions};
+use crate::outcome::CallError;
 use crate::queries::child_info;
-use crate::rollout::{self, MAX_CONCURRENCY};
+use crate::rollout;
 use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
 use shared::parent::{ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RetryOptions};
 use std::time::Duration;
 
-/// Cycles given to a new child on top of the creation fee, unless configured otherwise.
-pub const DEFAULT_CYCLES_PER_CHILD: u128 = 1_000_000_000_000;
+/// Upper bound for K (keeps per-tick work and the management canister's input queue bounded).
+pub const MAX_CONCURRENCY: u32 = 100;
 /// Guards against typos (a misplaced digit could drain the parent): 1,000 T cycles.
 pub const MAX_CYCLES_PER_CHILD: u128 = 1_000_000_000_000_000;
 /// Children created by one `create_children` call (they are created concurrently).

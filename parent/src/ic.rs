@@ -2,82 +2,16 @@
 //!
 //! `CdkIc` is the real thing. Native tests use a fake (`testing::FakeIc`) that simulates the children.
 
+use crate::outcome::{CallError, ChildStatus, RunStatus};
 use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs, UpgradeFlags,
 };
 use serde::Deserialize;
-use shared::parent::ParentError;
+use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
-
-/// IC reject code SYS_UNKNOWN: a bounded-wait call whose outcome is unknown (it may or may not have taken effect).
-pub const SYS_UNKNOWN: u32 = 6;
-
-/// A failed call. `code` is the IC reject code, or 0 if the call was never sent or its reply did not decode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallError {
-    pub method: String,
-    pub code: u32,
-    pub message: String,
-}
-
-impl CallError {
-    pub fn new(method: &str, code: u32, message: impl Into<String>) -> Self {
-        Self {
-            method: method.to_string(),
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The call may or may not have taken effect: re-check with `canister_status`.
-    pub fn is_unknown(&self) -> bool {
-        self.code == SYS_UNKNOWN
-    }
-
-    /// A reject because the parent is not a controller of the target.
-    pub fn is_not_controller(&self) -> bool {
-        (3..=5).contains(&self.code) && self.message.to_lowercase().contains("controller")
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} failed (reject code {}): {}",
-            self.method, self.code, self.message
-        )
-    }
-}
-
-impl From<CallError> for ParentError {
-    fn from(e: CallError) -> Self {
-        ParentError::CallFailed {
-            method: e.method,
-            code: e.code,
-            message: e.message,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    Stopping,
-    Stopped,
-}
-
-/// What the parent needs from `canister_status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChildStatus {
-    pub status: RunStatus,
-    pub module_hash: Option<Vec<u8>>,
-    /// `None` if the reply carried no settings.
-    pub controllers: Option<Vec<Principal>>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstallMode {
@@ -95,8 +29,10 @@ pub trait Ic {
     fn self_id(&self) -> Principal;
     /// Whether the parent itself is running (not stopping): no new child operation starts otherwise.
     fn self_running(&self) -> bool;
-    /// Arms the rollout tick after `delay` (deduplicated; see `driver::schedule_tick`).
+    /// Arms the rollout tick after `delay` (deduplicated), with a watchdog that repeats it until retired.
     fn schedule_tick(&self, delay: Duration);
+    /// Nothing needs ticks any more: stops the watchdog (the next `schedule_tick` arms it again).
+    fn retire_watchdog(&self);
     /// Runs `task` concurrently, within the current call context (it must only await calls made through `self`).
     fn spawn(&self, task: impl Future<Output = ()> + 'static);
     /// `create_canister` with these controllers and `cycles` on top of the creation fee.
@@ -115,8 +51,30 @@ pub trait Ic {
 /// contexts always close and the parent can be stopped for its own upgrade; a timeout comes back as SYS_UNKNOWN and
 /// the rollout re-checks the child. `create_canister` alone is unbounded-wait: an unknown outcome there could leak a
 /// canister (and its cycles) that the parent never learns about.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CdkIc;
+///
+/// Timers: `schedule_tick` arms a one-shot timer that runs `on_tick`, plus a repeating watchdog that runs it every
+/// `watchdog` while the rollout may need ticks (see `WATCHDOG`).
+#[derive(Clone, Copy, Debug)]
+pub struct CdkIc {
+    on_tick: fn(),
+    watchdog: Duration,
+}
+
+impl CdkIc {
+    pub fn new(on_tick: fn(), watchdog: Duration) -> Self {
+        Self { on_tick, watchdog }
+    }
+}
+
+thread_local! {
+    /// The armed tick (timer id, due time). Heap only: timers do not survive an upgrade either.
+    static ARMED: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+    /// The watchdog: a repeating tick while the rollout may need ticks. ic-cdk-timers drops a one-shot timer whose
+    /// execution traps, and the trap also rolls back whatever that tick would have re-armed, so without it one
+    /// trapped tick would stall the rollout until an admin call. A repeating timer is rescheduled even when its
+    /// execution traps: a trapped tick costs at most one interval.
+    static WATCHDOG: Cell<Option<ic_cdk_timers::TimerId>> = const { Cell::new(None) };
+}
 
 /// The part of `canister_status`'s reply the parent reads. Candid ignores the other fields, so this keeps decoding
 /// across replica versions that add fields (facts §0.3).
@@ -160,8 +118,37 @@ impl Ic for CdkIc {
         matches!(ic_cdk::api::canister_status(), ic_cdk::api::CanisterStatusCode::Running)
     }
 
+    /// Arms the tick after `delay` unless one is already armed to fire by then, and the watchdog unless it runs.
+    /// Allowed in init and post_upgrade (it only sets the global timer); the tick runs as its own timer execution.
+    ///
+    /// A recorded tick whose time has passed is not trusted (its execution may have trapped, which also rolls back
+    /// the reset of `ARMED`): a new one is armed. A duplicate tick is harmless: launches go through the same
+    /// admission.
     fn schedule_tick(&self, delay: Duration) {
-        crate::driver::schedule_tick(delay)
+        let on_tick = self.on_tick;
+        if WATCHDOG.get().is_none() {
+            let id = ic_cdk_timers::set_timer_interval(self.watchdog, move || async move { on_tick() });
+            WATCHDOG.set(Some(id));
+        }
+        let now = ic_cdk::api::time();
+        let due = now.saturating_add(delay.as_nanos() as u64);
+        if let Some((id, at)) = ARMED.get() {
+            if at >= now && at <= due {
+                return;
+            }
+            ic_cdk_timers::clear_timer(id);
+        }
+        let id = ic_cdk_timers::set_timer(delay, async move {
+            ARMED.set(None);
+            on_tick();
+        });
+        ARMED.set(Some((id, due)));
+    }
+
+    fn retire_watchdog(&self) {
+        if let Some(id) = WATCHDOG.take() {
+            ic_cdk_timers::clear_timer(id);
+        }
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
@@ -288,17 +275,5 @@ mod tests {
         .unwrap();
         let r: StatusReply = candid::decode_one(&bytes).unwrap();
         assert!(r.settings.is_none() && r.module_hash.is_none());
-    }
-
-    #[test]
-    fn not_controller_rejects_are_recognised() {
-        let e = CallError::new(
-            "canister_status",
-            5,
-            "Only controllers of canister aaaaa-aa can call ic00 method canister_status",
-        );
-        assert!(e.is_not_controller());
-        assert!(!CallError::new("canister_status", 3, "Canister xyz not found").is_not_controller());
-        assert!(!CallError::new("canister_status", 2, "controller queue full").is_not_controller());
     }
 }

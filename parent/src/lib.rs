@@ -1,9 +1,14 @@
 //! The parent (index) canister: carries one child release (embedded at build time), keeps a registry of its children
 //! in stable memory, and rolls the release out to every child that does not run it yet.
 //!
-//! Endpoints below only authorize and delegate. Layout: `memory` (stable layout), `model` (stored values), `state`
-//! (access), `rollout` (pure state machine), `driver` (timers and workers), `ic` (effects), `admin`, `queries`,
-//! `lifecycle`, `release` (the embedded child).
+//! Endpoints below only authorize and delegate. Modules, and the one way their imports run:
+//!
+//! ```text
+//! lib (endpoints), lifecycle ─> admin, queries ─> driver ─> rollout ─> model, outcome, state ─> memory, release
+//!                                   └────────────────┴──> ic (effects: management calls, time, timers)
+//! ```
+//! `rollout` is the pure state machine; `driver` performs its steps through `ic`, the one effects seam, which
+//! nothing below the driver imports.
 
 mod admin;
 mod driver;
@@ -11,6 +16,7 @@ mod ic;
 mod lifecycle;
 mod memory;
 mod model;
+mod outcome;
 mod queries;
 mod release;
 mod rollout;
@@ -19,14 +25,12 @@ mod state;
 mod testing;
 
 use candid::{Nat, Principal};
-use ic::CdkIc;
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, ReleaseRecord, RetryOptions,
     RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
-use std::time::Duration;
 
 /// Controllers of the parent and admins only; everyone else gets `NotAuthorized`.
 fn guard() -> Result<(), ParentError> {
@@ -57,7 +61,7 @@ fn candid_args() -> Result<(), String> {
 
 /// Wakes the rollout driver (a no-op if a tick is already due) and passes `value` through.
 fn kick<T>(value: T) -> T {
-    driver::schedule_tick(Duration::ZERO);
+    driver::wake();
     value
 }
 
@@ -74,13 +78,13 @@ fn post_upgrade(arg: Option<ParentArg>) {
 #[ic_cdk::update]
 async fn create_children(n: u32, spec: Option<ChildSpec>) -> Result<CreateChildrenResult, ParentError> {
     guard()?;
-    admin::create_children(&CdkIc, n, spec).await
+    admin::create_children(&driver::cdk(), n, spec).await
 }
 
 #[ic_cdk::update]
 async fn register_child(canister_id: Principal) -> Result<ChildInfo, ParentError> {
     guard()?;
-    admin::register_child(&CdkIc, canister_id).await
+    admin::register_child(&driver::cdk(), canister_id).await
 }
 
 #[ic_cdk::update]

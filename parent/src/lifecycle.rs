@@ -9,7 +9,6 @@ use crate::driver;
 use crate::rollout;
 use crate::state::mutate_state;
 use shared::parent::ParentArg;
-use std::time::Duration;
 
 fn initialize(arg: Option<ParentArg>) {
     let now = ic_cdk::api::time();
@@ -22,7 +21,7 @@ fn initialize(arg: Option<ParentArg>) {
         rollout::on_install(s, now)
     });
     if has_work {
-        driver::schedule_tick(Duration::ZERO);
+        driver::wake();
     }
 }
 

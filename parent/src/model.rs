@@ -14,6 +14,11 @@ use candid::Principal;
 use ic_stable_structures::{storable::Bound, Storable};
 use serde::{Deserialize, Serialize};
 
+/// K unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// Cycles given to a new child on top of the creation fee, unless configured otherwise.
+pub const DEFAULT_CYCLES_PER_CHILD: u128 = 1_000_000_000_000;
+
 /// What admins set (memory `SETTINGS`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -31,8 +36,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             admins: Vec::new(),
-            concurrency: crate::rollout::DEFAULT_CONCURRENCY,
-            cycles_per_child: crate::admin::DEFAULT_CYCLES_PER_CHILD,
+            concurrency: DEFAULT_CONCURRENCY,
+            cycles_per_child: DEFAULT_CYCLES_PER_CHILD,
             extra_controllers: Vec::new(),
         }
     }

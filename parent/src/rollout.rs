@@ -47,7 +47,7 @@
 //!
 //! # Bounds (work per timer execution, independent of the fleet size)
 //! - the planner reads at most `PLAN_BATCH` registry entries per tick and continues from a stored cursor;
-//! - at most K (`Settings::concurrency` ≤ `MAX_CONCURRENCY`) operations are launched per tick. New operations are
+//! - at most K (`Settings::concurrency` ≤ `admin::MAX_CONCURRENCY`) operations are launched per tick. New operations are
 //!   admitted only while fewer than K children are in steps that may change them (stop, install, start, recheck) and
 //!   fewer than 2K are locked in all: a child in its read-only `Confirm` has released its slot (so the next child's
 //!   stop overlaps it) but still holds its lock. Orphaned locks count until they are taken over. An admitted
@@ -55,16 +55,13 @@
 //!   paths can more than K (never more than 2K) children be in slot-taking steps;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::ic::{CallError, ChildStatus, RunStatus};
 use crate::model::{ChildEntry, Op, Phase, PlanCursor, Step, UpgradeOptions};
+use crate::outcome::{CallError, ChildStatus, RunStatus};
 use crate::state::State;
 use candid::Principal;
 use std::ops::Bound;
 use std::time::Duration;
 
-pub const DEFAULT_CONCURRENCY: u32 = 10;
-/// Upper bound for K (keeps per-tick work and the management canister's input queue bounded).
-pub const MAX_CONCURRENCY: u32 = 100;
 /// Registry entries the planner reads per tick.
 pub const PLAN_BATCH: usize = 500;
 /// IN_FLIGHT entries read per tick or per worker hand-over (locks ≤ 2K ≤ 200, so this is never reached in practice).

@@ -1,7 +1,8 @@
 //! Native test support: `FakeIc` simulates the management canister and the children, records every call, and can
 //! inject faults. Its futures complete at once, so `block_on` drives them without an executor.
 
-use crate::ic::{CallError, ChildStatus, Ic, InstallMode, RunStatus, SYS_UNKNOWN};
+use crate::ic::{Ic, InstallMode};
+use crate::outcome::{CallError, ChildStatus, RunStatus, SYS_UNKNOWN};
 use candid::Principal;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -225,6 +226,8 @@ impl Ic for FakeIc {
     fn schedule_tick(&self, delay: Duration) {
         self.0.borrow_mut().ticks.push(delay);
     }
+
+    fn retire_watchdog(&self) {}
 
     /// Queued, not run: the caller goes on first, as on the IC.
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::ic::RunStatus;
-use crate::model::{ChildEntry, Op, Step};
+use crate::model::{ChildEntry, Op, Step, DEFAULT_CYCLES_PER_CHILD};
+use crate::outcome::RunStatus;
 use crate::rollout;
 use crate::state::test_support::{fresh_state, install_global, principal, OLD};
 use crate::testing::{block_on, FakeIc, Fault, Method};

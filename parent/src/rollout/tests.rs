@@ -1,8 +1,8 @@
 use super::*;
 use crate::driver;
 use crate::ic::InstallMode;
-use crate::ic::{ChildStatus, RunStatus};
 use crate::model::{ChildEntry, Op, Phase, Step, UpgradeOptions};
+use crate::outcome::{ChildStatus, RunStatus};
 use crate::state::test_support::{fresh_state, install_global, principal, OLD};
 use crate::state::{mutate_state, read_state, State};
 use crate::testing::{block_on, FakeIc, Fault, Method};
