@@ -16,6 +16,7 @@ cargo fmt --all --check
 step "Clippy, warnings are errors (clippy.toml bans stable memory writes outside the MemoryManager)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked -p child -p parent --target wasm32-unknown-unknown -- -D warnings
+scripts/check-clippy-bans.sh
 
 step "Tests"
 cargo test --locked --workspace

@@ -11,6 +11,8 @@
 //! storage, so the Candid interface (`child.did`) is identical with and without the feature.
 
 mod admin;
+mod checksum;
+mod layout;
 mod lifecycle;
 mod members;
 mod memory;
@@ -40,8 +42,10 @@ fn init(arg: ChildInitArg) {
     start(Lifecycle::Install(arg));
 }
 
+/// Traps (the upgrade fails, the canister keeps its module and data) on a stable memory it does not know.
 #[post_upgrade]
 fn post_upgrade(arg: Option<ChildUpgradeArg>) {
+    layout::check(&DefaultMemoryImpl::default()).unwrap_or_else(|e| ic_cdk::trap(e));
     start(Lifecycle::Upgrade(arg));
 }
 
@@ -92,7 +96,7 @@ fn request_count() -> u64 {
 
 #[query]
 fn data_checksum() -> DataChecksum {
-    read_state(members::checksum)
+    read_state(checksum::data_checksum)
 }
 
 // `PrincipalArg` is Candid's `principal`; it decodes without principal text code (see `shared::principal`).

@@ -10,7 +10,9 @@ use crate::queries::child_info;
 use crate::rollout;
 use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
-use shared::parent::{ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RetryOptions};
+use shared::parent::{
+    ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RegisterOptions, RetryOptions,
+};
 use std::time::Duration;
 
 /// Upper bound for K (keeps per-tick work and the management canister's input queue bounded).
@@ -29,9 +31,18 @@ fn invalid(reason: impl Into<String>) -> ParentError {
     ParentError::InvalidArgument { reason: reason.into() }
 }
 
-/// Controllers of the parent and admins may manage the fleet; nobody else.
-pub fn authorize(s: &State, caller: Principal, caller_is_controller: bool) -> Result<(), ParentError> {
-    if caller_is_controller || s.settings().admins.contains(&caller) {
+/// Who may call an endpoint. Admins operate the fleet; only controllers change who controls it or what it spends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Controllers of the parent and admins.
+    Operator,
+    /// Controllers of the parent only.
+    Controller,
+}
+
+pub fn authorize(s: &State, role: Role, caller: Principal, caller_is_controller: bool) -> Result<(), ParentError> {
+    let admin = role == Role::Operator && s.settings().admins.contains(&caller);
+    if caller_is_controller || admin {
         Ok(())
     } else {
         Err(ParentError::NotAuthorized { caller })
@@ -189,7 +200,8 @@ pub fn retry_child(s: &mut State, id: Principal, options: RetryOptions, now: u64
 // --- fleet membership ------------------------------------------------------------------------------------------
 
 /// Drops a child from the registry (the canister itself is left alone). Refused while an operation holds its lock.
-pub fn remove_child(s: &mut State, id: Principal) -> Result<(), ParentError> {
+/// The rollout ends if that child was the last work it had.
+pub fn remove_child(s: &mut State, id: Principal, now: u64) -> Result<(), ParentError> {
     let entry = s.child(&id).ok_or(ParentError::UnknownChild { canister_id: id })?;
     if let Phase::InFlight(op) = &entry.phase {
         return Err(ParentError::ChildBusy {
@@ -198,6 +210,7 @@ pub fn remove_child(s: &mut State, id: Principal) -> Result<(), ParentError> {
         });
     }
     s.remove_child(&id);
+    rollout::after_removal(s, now);
     Ok(())
 }
 
@@ -211,9 +224,10 @@ fn check_registrable(s: &State, self_id: Principal, id: Principal) -> Result<(),
     Ok(())
 }
 
-/// Adopts an existing canister: checks with `canister_status` that the parent controls it, records its module hash,
-/// and queues it if it does not run the release.
-pub async fn register_child<I: Ic>(ic: &I, id: Principal) -> Result<ChildInfo, ParentError> {
+/// Adopts an existing canister: checks with `canister_status` that the parent controls it and that it runs a release
+/// this parent has shipped (or no module at all), records its module hash, and queues it if it does not run the
+/// release. With `force`, any module is adopted (see `RegisterOptions`).
+pub async fn register_child<I: Ic>(ic: &I, id: Principal, options: RegisterOptions) -> Result<ChildInfo, ParentError> {
     let self_id = ic.self_id();
     // Prepare: validate (nothing written).
     read_state(|s| check_registrable(s, self_id, id))?;
@@ -228,6 +242,15 @@ pub async fn register_child<I: Ic>(ic: &I, id: Principal) -> Result<ChildInfo, P
     })?;
     if status.controllers.as_ref().is_some_and(|c| !c.contains(&self_id)) {
         return Err(ParentError::NotController { canister_id: id });
+    }
+    if let Some(hash) = &status.module_hash {
+        let shipped = read_state(|s| s.is_shipped(hash));
+        if !shipped && options.force != Some(true) {
+            return Err(ParentError::UnknownModule {
+                canister_id: id,
+                module_hash: hash.clone(),
+            });
+        }
     }
     // Commit: validate again (another call may have registered it meanwhile), then record.
     let now = ic.now();

@@ -64,7 +64,14 @@ pub async fn drive_op<I: Ic + Clone + 'static>(ic: &I, mut launch: Launch) {
                 return;
             }
             Some(next) => launch = next,
-            None => return,
+            None => {
+                // The operation ended (or waits for a backoff): if that was the last work, the watchdog goes now, so an
+                // idle parent has no timer armed (and can be upgraded without a stop).
+                if !read_state(rollout::needs_ticks) {
+                    ic.retire_watchdog();
+                }
+                return;
+            }
         }
     }
 }
@@ -116,13 +123,14 @@ pub fn wake() {
 }
 
 /// The body of the rollout timer (one-shot tick and watchdog): starts the tick's operations, and retires the
-/// watchdog once nothing needs ticks (no work, or paused); the next `schedule_tick` arms it again.
+/// watchdog once nothing needs ticks (no work and no lock, or paused with no lock); the next `schedule_tick` arms it
+/// again.
 fn run_tick() {
     let ic = cdk();
     for launch in tick(&ic) {
         ic.spawn(run_worker(ic, launch));
     }
-    if read_state(|s| !rollout::has_work(s) || s.settings().concurrency == 0) {
+    if !read_state(rollout::needs_ticks) {
         ic.retire_watchdog();
     }
 }

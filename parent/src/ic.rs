@@ -74,6 +74,36 @@ thread_local! {
     /// trapped tick would stall the rollout until an admin call. A repeating timer is rescheduled even when its
     /// execution traps: a trapped tick costs at most one interval.
     static WATCHDOG: Cell<Option<ic_cdk_timers::TimerId>> = const { Cell::new(None) };
+    /// Calls made through `CdkIc` and not answered yet. Heap only: an upgrade would deliver their callbacks to the
+    /// new module, which cannot run them, so `pre_upgrade` refuses while any is out (see `lifecycle`).
+    static CALLS_OUT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Calls made through `CdkIc` and not answered yet.
+pub fn calls_out() -> u64 {
+    CALLS_OUT.get()
+}
+
+/// The rollout timers are armed: a timer's own self-call (ic-cdk-timers runs each timer as a call to itself) may be
+/// out at any time.
+pub fn timers_armed() -> bool {
+    WATCHDOG.get().is_some()
+}
+
+/// Counts a call as out from creation to drop, i.e. until its future completes (or is dropped with the heap).
+struct CallOut;
+
+impl CallOut {
+    fn new() -> Self {
+        CALLS_OUT.set(CALLS_OUT.get() + 1);
+        Self
+    }
+}
+
+impl Drop for CallOut {
+    fn drop(&mut self) {
+        CALLS_OUT.set(CALLS_OUT.get().saturating_sub(1));
+    }
 }
 
 /// The part of `canister_status`'s reply the parent reads. Candid ignores the other fields, so this keeps decoding
@@ -98,6 +128,7 @@ fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
 }
 
 async fn bounded_unit_call(method: &str, child: Principal) -> Result<(), CallError> {
+    let _out = CallOut::new();
     Call::bounded_wait(Principal::management_canister(), method)
         .with_arg(CanisterIdRecord { canister_id: child })
         .await
@@ -157,6 +188,7 @@ impl Ic for CdkIc {
     }
 
     async fn create(&self, controllers: Vec<Principal>, cycles: u128) -> Result<Principal, CallError> {
+        let _out = CallOut::new();
         let arg = ic_cdk_management_canister::CreateCanisterArgs {
             settings: Some(CanisterSettings {
                 controllers: Some(controllers),
@@ -189,6 +221,7 @@ impl Ic for CdkIc {
             arg,
             sender_canister_version: None,
         };
+        let _out = CallOut::new();
         Call::bounded_wait(Principal::management_canister(), "install_code")
             .with_arg(&args)
             .await
@@ -202,6 +235,7 @@ impl Ic for CdkIc {
 
     async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {
         const METHOD: &str = "canister_status";
+        let _out = CallOut::new();
         let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
             .with_arg(CanisterIdRecord { canister_id: child })
             .await

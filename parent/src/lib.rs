@@ -24,19 +24,29 @@ mod state;
 #[cfg(test)]
 mod testing;
 
+use admin::Role;
 use candid::{Nat, Principal};
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, ReleaseRecord, RetryOptions,
-    RolloutStatus, Settings,
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, RegisterOptions,
+    ReleaseRecord, RetryOptions, RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
 
 /// Controllers of the parent and admins only; everyone else gets `NotAuthorized`.
 fn guard() -> Result<(), ParentError> {
+    authorize(Role::Operator)
+}
+
+/// Controllers of the parent only: who controls the fleet and what it spends per child are theirs to set.
+fn controllers_only() -> Result<(), ParentError> {
+    authorize(Role::Controller)
+}
+
+fn authorize(role: Role) -> Result<(), ParentError> {
     let caller = ic_cdk::api::msg_caller();
     let is_controller = ic_cdk::api::is_controller(&caller);
-    read_state(|s| admin::authorize(s, caller, is_controller))
+    read_state(|s| admin::authorize(s, role, caller, is_controller))
 }
 
 fn now() -> u64 {
@@ -70,6 +80,12 @@ fn init(arg: Option<ParentArg>) {
     lifecycle::init(arg)
 }
 
+/// Refuses (traps, so the upgrade fails and changes nothing) while the parent awaits calls and is not stopped.
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    lifecycle::pre_upgrade()
+}
+
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<ParentArg>) {
     lifecycle::post_upgrade(arg)
@@ -81,16 +97,18 @@ async fn create_children(n: u32, spec: Option<ChildSpec>) -> Result<CreateChildr
     admin::create_children(&driver::cdk(), n, spec).await
 }
 
+/// Adopts a canister the parent controls. It must run a release this parent has shipped (`releases()`) or no module;
+/// `opt record { force = opt true }` adopts any module (see `RegisterOptions`).
 #[ic_cdk::update]
-async fn register_child(canister_id: Principal) -> Result<ChildInfo, ParentError> {
+async fn register_child(canister_id: Principal, options: Option<RegisterOptions>) -> Result<ChildInfo, ParentError> {
     guard()?;
-    admin::register_child(&driver::cdk(), canister_id).await
+    admin::register_child(&driver::cdk(), canister_id, options.unwrap_or_default()).await
 }
 
 #[ic_cdk::update]
 fn remove_child(canister_id: Principal) -> Result<(), ParentError> {
     guard()?;
-    mutate_state(|s| admin::remove_child(s, canister_id))
+    mutate_state(|s| admin::remove_child(s, canister_id, now()))
 }
 
 #[ic_cdk::update]
@@ -125,19 +143,19 @@ fn retry_child(canister_id: Principal, options: RetryOptions) -> Result<u64, Par
 
 #[ic_cdk::update]
 fn set_admins(admins: Vec<Principal>) -> Result<(), ParentError> {
-    guard()?;
+    controllers_only()?;
     mutate_state(|s| admin::set_admins(s, admins))
 }
 
 #[ic_cdk::update]
 fn set_cycles_per_child(cycles: Nat) -> Result<(), ParentError> {
-    guard()?;
+    controllers_only()?;
     mutate_state(|s| admin::set_cycles_per_child(s, cycles))
 }
 
 #[ic_cdk::update]
 fn set_extra_controllers(controllers: Vec<Principal>) -> Result<(), ParentError> {
-    guard()?;
+    controllers_only()?;
     mutate_state(|s| admin::set_extra_controllers(s, ic_cdk::api::canister_self(), controllers))
 }
 

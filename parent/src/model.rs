@@ -156,6 +156,13 @@ pub struct Op {
     /// How this operation upgrades the child (taken from the queued entry).
     #[serde(default)]
     pub upgrade: UpgradeOptions,
+    /// Turns of the loops that never give up (restarting a child found stopped, re-checking a child whose state is
+    /// unknown); each turn after the first waits `rollout::backoff(retries)`.
+    #[serde(default)]
+    pub retries: u32,
+    /// Set while the operation waits for its backoff: `step` is launched by the first tick after this time.
+    #[serde(default)]
+    pub wait_until: Option<u64>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -186,6 +193,10 @@ pub struct ChildEntry {
     /// the operation starts.
     #[serde(default)]
     pub upgrade: UpgradeOptions,
+    /// Set with `Failed` when the parent can no longer control the child (not a controller, or the canister is gone);
+    /// otherwise a failed child was last seen running.
+    #[serde(default)]
+    pub lost_control: bool,
 }
 shared::storable_as_cbor!(ChildEntry);
 
@@ -199,6 +210,7 @@ impl ChildEntry {
             created_at: now,
             updated_at: now,
             upgrade: UpgradeOptions::default(),
+            lost_control: false,
         }
     }
 
@@ -210,23 +222,46 @@ impl ChildEntry {
     }
 }
 
-/// Value of the IN_FLIGHT index: enough to tell a live lock from an orphaned or stale one, and whether it takes a
-/// concurrency slot, without decoding the entry.
+/// Value of the IN_FLIGHT index: enough to tell a live lock from an orphaned, stale or due one, and whether it takes
+/// a concurrency slot, without decoding the entry.
+///
+/// Layout (17 bytes, fixed): `epoch` u64 BE, `at` u64 BE, `kind` u8. Releases before `Waiting` existed wrote kinds 0
+/// and 1 only, with the same meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockMark {
     pub epoch: u64,
-    pub since: u64,
-    /// The operation may change the child (every step but the read-only `Confirm`): it counts against K.
-    pub slot: bool,
+    /// When the current step was launched; for `Waiting`, when it is due.
+    pub at: u64,
+    pub kind: LockKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    /// The read-only `Confirm`: holds the lock but not a concurrency slot.
+    Confirm = 0,
+    /// A step that may change the child: counts against K.
+    Slot = 1,
+    /// Waiting for a backoff (`Op::wait_until`) with no call out; counts against K.
+    Waiting = 2,
 }
 
 impl LockMark {
     pub fn of(op: &Op) -> Self {
+        let (at, kind) = match op.wait_until {
+            Some(due) => (due, LockKind::Waiting),
+            None if op.step == Step::Confirm => (op.since, LockKind::Confirm),
+            None => (op.since, LockKind::Slot),
+        };
         Self {
             epoch: op.epoch,
-            since: op.since,
-            slot: op.step != Step::Confirm,
+            at,
+            kind,
         }
+    }
+
+    /// Counts against K (every kind but the read-only confirm).
+    pub fn takes_slot(&self) -> bool {
+        self.kind != LockKind::Confirm
     }
 }
 
@@ -243,8 +278,8 @@ impl Storable for LockMark {
     fn into_bytes(self) -> Vec<u8> {
         let mut v = Vec::with_capacity(17);
         v.extend_from_slice(&self.epoch.to_be_bytes());
-        v.extend_from_slice(&self.since.to_be_bytes());
-        v.push(self.slot as u8);
+        v.extend_from_slice(&self.at.to_be_bytes());
+        v.push(self.kind as u8);
         v
     }
 
@@ -253,8 +288,13 @@ impl Storable for LockMark {
         assert_eq!(b.len(), 17, "corrupt LockMark in stable memory");
         Self {
             epoch: u64::from_be_bytes(b[..8].try_into().unwrap()),
-            since: u64::from_be_bytes(b[8..16].try_into().unwrap()),
-            slot: b[16] != 0,
+            at: u64::from_be_bytes(b[8..16].try_into().unwrap()),
+            kind: match b[16] {
+                0 => LockKind::Confirm,
+                1 => LockKind::Slot,
+                2 => LockKind::Waiting,
+                k => panic!("corrupt LockMark kind {k} in stable memory"),
+            },
         }
     }
 }
@@ -294,12 +334,15 @@ mod tests {
                 since: 9,
                 error: Some("x".into()),
                 upgrade: UpgradeOptions { skip_pre_upgrade: true },
+                retries: 4,
+                wait_until: Some(11),
             }),
             last_error: Some("boom".into()),
             attempts: 2,
             created_at: 1,
             updated_at: 5,
             upgrade: UpgradeOptions { skip_pre_upgrade: true },
+            lost_control: true,
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
     }
@@ -322,6 +365,7 @@ mod tests {
                 created_at: 1,
                 updated_at: 2,
                 upgrade: UpgradeOptions::default(),
+                lost_control: false,
             }
         );
     }
@@ -380,11 +424,22 @@ mod tests {
 
     #[test]
     fn lock_mark_round_trips() {
-        let m = LockMark {
-            epoch: u64::MAX - 1,
-            since: 42,
-            slot: true,
-        };
-        assert_eq!(LockMark::from_bytes(m.to_bytes()), m);
+        for kind in [LockKind::Confirm, LockKind::Slot, LockKind::Waiting] {
+            let m = LockMark {
+                epoch: u64::MAX - 1,
+                at: 42,
+                kind,
+            };
+            assert_eq!(LockMark::from_bytes(m.to_bytes()), m);
+        }
+    }
+
+    #[test]
+    fn lock_marks_of_earlier_releases_keep_their_meaning() {
+        // Bytes the shipped release wrote: epoch 3, since 9, slot false / true.
+        let old = |slot: u8| [&3u64.to_be_bytes()[..], &9u64.to_be_bytes()[..], &[slot]].concat();
+        assert_eq!(LockMark::from_bytes(Cow::Owned(old(0))).kind, LockKind::Confirm);
+        let m = LockMark::from_bytes(Cow::Owned(old(1)));
+        assert_eq!((m.epoch, m.at, m.kind), (3, 9, LockKind::Slot));
     }
 }

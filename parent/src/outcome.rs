@@ -6,6 +6,8 @@ use shared::parent::ParentError;
 
 /// IC reject code SYS_UNKNOWN: a bounded-wait call whose outcome is unknown (it may or may not have taken effect).
 pub const SYS_UNKNOWN: u32 = 6;
+/// IC reject code DESTINATION_INVALID: for a management call, the canister it names does not exist.
+pub const DESTINATION_INVALID: u32 = 3;
 
 /// A failed call. `code` is the IC reject code, or 0 if the call was never sent or its reply did not decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,12 @@ impl CallError {
     /// The call may or may not have taken effect: re-check with `canister_status`.
     pub fn is_unknown(&self) -> bool {
         self.code == SYS_UNKNOWN
+    }
+
+    /// The parent can no longer act on the child: it is not a controller, or the canister does not exist (IC reject
+    /// code 3, DESTINATION_INVALID, "Canister ... not found").
+    pub fn is_lost_control(&self) -> bool {
+        self.is_not_controller() || self.code == DESTINATION_INVALID
     }
 
     /// A reject because the parent is not a controller of the target.
@@ -85,5 +93,15 @@ mod tests {
         assert!(e.is_not_controller());
         assert!(!CallError::new("canister_status", 3, "Canister xyz not found").is_not_controller());
         assert!(!CallError::new("canister_status", 2, "controller queue full").is_not_controller());
+    }
+
+    #[test]
+    fn lost_control_means_not_a_controller_or_no_canister() {
+        let gone = CallError::new("start_canister", 3, "Canister xyz not found");
+        let not_controller = CallError::new("start_canister", 5, "Only controllers of canister xyz can call");
+        let transient = CallError::new("start_canister", 2, "queue full");
+        let unknown = CallError::new("start_canister", SYS_UNKNOWN, "timed out");
+        assert!(gone.is_lost_control() && not_controller.is_lost_control());
+        assert!(!transient.is_lost_control() && !unknown.is_lost_control());
     }
 }

@@ -4,7 +4,7 @@ use crate::model::{ChildEntry, Phase};
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
+    ChildFailure, ChildInfo, ChildState, FailureKind, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
 };
 use std::ops::Bound;
 
@@ -28,6 +28,14 @@ pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
     }
 }
 
+fn failure_kind(entry: &ChildEntry) -> FailureKind {
+    if entry.lost_control {
+        FailureKind::LostControl
+    } else {
+        FailureKind::Running
+    }
+}
+
 pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
     ChildInfo {
         canister_id: id,
@@ -37,6 +45,7 @@ pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
         attempts: entry.attempts,
         created_at: entry.created_at,
         updated_at: entry.updated_at,
+        failure: (entry.phase == Phase::Failed).then(|| failure_kind(entry)),
     }
 }
 
@@ -49,7 +58,10 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
         Some(p) => Bound::Excluded(p),
         None => Bound::Unbounded,
     };
-    let limit = (arg.limit as usize).min(MAX_PAGE);
+    let limit = match arg.limit as usize {
+        0 => MAX_PAGE,
+        n => n.min(MAX_PAGE),
+    };
     s.children()
         .range((lower, Bound::Unbounded))
         .take(limit)
@@ -77,6 +89,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 step: op.step.into(),
                 since: op.since,
                 attempts: e.attempts,
+                retry_at: op.wait_until,
             })
         })
         .collect();
@@ -91,6 +104,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 error: e.last_error.clone().unwrap_or_default(),
                 attempts: e.attempts,
                 updated_at: e.updated_at,
+                kind: failure_kind(&e),
             })
         })
         .collect();

@@ -19,31 +19,37 @@
 //!
 //! `InFlight(op)` is the per-child lock: only the holder of `op.id` may advance it. A lock whose epoch is older than
 //! the current one (the parent was upgraded while its calls were outstanding: their callbacks are lost) or whose step
-//! started more than `LOCK_TIMEOUT_NS` ago is taken over as `Recheck`, never blindly redone.
+//! started more than `LOCK_TIMEOUT_NS` ago is taken over as `Recheck`, never blindly redone. Take-overs, and
+//! operations waiting for a backoff, run whatever K is: K = 0 pauses new operations, never one under way.
 //!
 //! # Steps of one operation (`on_result`)
 //! | step       | result                           | next                                                       |
 //! |------------|----------------------------------|------------------------------------------------------------|
+//! | any        | lost control (not a controller, canister gone) | Fail, marked `lost_control`                  |
 //! | Stop       | ok                               | Install                                                    |
 //! | Stop       | unknown (SYS_UNKNOWN)            | Recheck                                                    |
 //! | Stop       | error                            | Start (error kept)                                         |
 //! | Install    | ok / error / unknown             | Start (error kept): the child is never left stopped        |
 //! | InstallNew | ok                               | Done (a new canister runs once installed)                  |
-//! | InstallNew | unknown / error                  | Recheck / Fail                                             |
+//! | InstallNew | unknown / error                  | Recheck / Fail (a new canister is running)                 |
 //! | Start      | ok / error                       | Confirm (error kept); the slot is released, the lock kept  |
 //! | Confirm    | running the release              | Done                                                       |
-//! | Confirm    | anything else                    | Fail (records the hash it saw)                             |
-//! | Confirm    | call failed                      | Recheck (one attempt) or Fail                              |
+//! | Confirm    | running anything else            | Fail (records the hash it saw)                             |
+//! | Confirm    | stopped or stopping              | Start again (retry with backoff)                           |
+//! | Confirm    | call failed                      | Recheck (one attempt, then retry with backoff)             |
 //! | Recheck    | running the release              | Done                                                       |
-//! | Recheck    | stopped, on the release          | Start                                                      |
+//! | Recheck    | stopped, on the release or empty | Start (retry with backoff)                                 |
 //! | Recheck    | stopped, other module            | Install (it is stopped already)                            |
 //! | Recheck    | no module, running               | InstallNew                                                 |
-//! | Recheck    | stopping                         | Stop again (one attempt) or Start                          |
+//! | Recheck    | stopping                         | Stop again (one attempt) or Start (retry with backoff)     |
 //! | Recheck    | running another module           | Stop, i.e. redo (one attempt) or Fail                      |
-//! | Recheck    | call failed                      | Recheck (one attempt) or Start, then Confirm decides      |
+//! | Recheck    | call failed                      | Recheck (one attempt) or Start (retry with backoff)       |
 //!
-//! "One attempt" spends one of `MAX_ATTEMPTS` (counted per child since it was planned), so every loop ends; every
-//! path that may leave the child stopped goes through Start before it can end in Fail.
+//! "One attempt" spends one of `MAX_ATTEMPTS` (counted per child since it was planned), so every redo loop ends.
+//! "Retry with backoff" never gives up: a child that may be stopped is started (and a child whose state is unknown
+//! re-checked) until it is seen running or the parent loses control of it. The first retry of an operation goes out
+//! at once; each later one waits `backoff(retries)` (1 min doubling to 1 h) in a `Waiting` lock, resumed by a tick.
+//! So an operation ends `Failed` only with the child seen running, or with the parent no longer in control.
 //!
 //! # Bounds (work per timer execution, independent of the fleet size)
 //! - the planner reads at most `PLAN_BATCH` registry entries per tick and continues from a stored cursor;
@@ -55,7 +61,7 @@
 //!   paths can more than K (never more than 2K) children be in slot-taking steps;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::model::{ChildEntry, Op, Phase, PlanCursor, Step, UpgradeOptions};
+use crate::model::{ChildEntry, LockKind, Op, Phase, PlanCursor, Step, UpgradeOptions};
 use crate::outcome::{CallError, ChildStatus, RunStatus};
 use crate::state::State;
 use candid::Principal;
@@ -73,6 +79,17 @@ pub const LOCK_TIMEOUT_NS: u64 = 15 * 60 * 1_000_000_000;
 pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// Operations (first launch, take-overs, retries of a step) per child per plan.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// The first wait of a retry that never gives up, doubled each turn up to `MAX_BACKOFF`.
+pub const FIRST_BACKOFF: Duration = LOCK_CHECK_INTERVAL;
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// `last_error` is cut to this many bytes, so a page of children stays far below the 2 MiB reply limit.
+pub const MAX_ERROR_BYTES: usize = 1_000;
+
+/// The wait before turn `retries` (0-based) of a never-give-up retry: none for the first, then 1 min, 2 min, ... 1 h.
+pub fn backoff(retries: u32) -> Option<Duration> {
+    let doublings = retries.checked_sub(1)?.min(16);
+    Some((FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF))
+}
 
 /// A step to perform on a child, under lock `op_id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,15 +157,20 @@ pub fn has_work(s: &State) -> bool {
     s.rollout().plan.is_some() || !s.pending().is_empty() || !s.in_flight().is_empty()
 }
 
+/// The tick must keep coming back: new operations can start (K > 0 and work left), or locks are held.
+pub fn needs_ticks(s: &State) -> bool {
+    !s.in_flight().is_empty() || (s.settings().concurrency > 0 && has_work(s))
+}
+
 /// One timer execution: plan a batch, take over orphaned locks and launch operations, up to K.
 pub fn tick(s: &mut State, now: u64) -> TickPlan {
     plan_batch(s, now);
     let launches = launch(s, now, usize::MAX);
     maybe_finish(s, now);
-    let k = s.settings().concurrency;
     let rearm = if s.rollout().plan.is_some() {
         Some(Duration::ZERO)
-    } else if k > 0 && !s.in_flight().is_empty() {
+    } else if !s.in_flight().is_empty() {
+        // Locks may need a take-over or a resumed retry, paused or not.
         Some(LOCK_CHECK_INTERVAL)
     } else {
         None
@@ -208,41 +230,52 @@ pub fn plan_batch(s: &mut State, now: u64) {
     });
 }
 
-/// Launches up to `max` operations: orphaned locks first (taken over as `Recheck`), then queued children. Used by
-/// the tick (`max` = all) and by a worker that just released its slot (`max` = 1), which keeps the pipeline full
-/// without waiting for a tick.
+/// Launches up to `max` operations: locks that need a call now first (orphaned or stale ones, taken over as
+/// `Recheck`; waiting ones whose backoff is over, resumed), then queued children. Used by the tick (`max` = all) and
+/// by a worker that just released its slot (`max` = 1), which keeps the pipeline full without waiting for a tick.
 ///
-/// Admission: fewer than K locks in slot-taking steps (every step but the read-only `Confirm`) and fewer than 2K
-/// locks in all. A child's slot is released when it reaches `Confirm`, so the next child's stop overlaps the previous
-/// child's confirm; the child itself stays locked until the confirm is committed.
+/// Locks are served whatever K is: they are operations already under way, possibly on a stopped child. A queued
+/// child is admitted only while fewer than K locks take a slot (every kind but the read-only `Confirm`) and fewer
+/// than 2K are held in all. A child's slot is released when it reaches `Confirm`, so the next child's stop overlaps
+/// the previous child's confirm; the child itself stays locked until the confirm is committed.
 pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
     let k = s.settings().concurrency as usize;
-    if k == 0 || max == 0 {
-        return Vec::new();
-    }
     let epoch = s.meta().epoch;
-    let (mut slots, mut confirming) = (0usize, 0usize);
-    let mut orphans = Vec::new();
+    let (mut slots, mut locks) = (0usize, 0usize);
+    let (mut take_overs, mut due) = (Vec::new(), Vec::new());
     for e in s.in_flight().iter().take(LOCK_SCAN_LIMIT) {
         let (id, mark) = e.into_pair();
-        if mark.epoch != epoch || now.saturating_sub(mark.since) >= LOCK_TIMEOUT_NS {
-            orphans.push(id);
-        } else if mark.slot {
+        locks += 1;
+        let orphaned = mark.epoch != epoch;
+        let stale = mark.kind != LockKind::Waiting && now.saturating_sub(mark.at) >= LOCK_TIMEOUT_NS;
+        if orphaned || stale {
+            // Taken over as a slot-taking `Recheck`, whatever step it was at.
+            take_overs.push(id);
             slots += 1;
         } else {
-            confirming += 1;
+            if mark.kind == LockKind::Waiting && mark.at <= now {
+                due.push(id);
+            }
+            slots += mark.takes_slot() as usize;
         }
     }
-    let budget = max
+    let mut out: Vec<Launch> = take_overs
+        .into_iter()
+        .map(|id| (id, true))
+        .chain(due.into_iter().map(|id| (id, false)))
+        .take(max)
+        .map(|(id, take)| {
+            if take {
+                take_over(s, id, now)
+            } else {
+                resume(s, id, now)
+            }
+        })
+        .collect();
+    let n = max
+        .saturating_sub(out.len())
         .min(k.saturating_sub(slots))
-        .min((2 * k).saturating_sub(slots + confirming));
-    let mut out: Vec<Launch> = orphans.iter().take(budget).map(|id| take_over(s, *id, now)).collect();
-    // Orphans not taken over yet still hold their slot.
-    let waiting = orphans.len() - out.len();
-    let room = k
-        .saturating_sub(slots + out.len() + waiting)
-        .min((2 * k).saturating_sub(s.in_flight().len() as usize));
-    let n = (budget - out.len()).min(room);
+        .min((2 * k).saturating_sub(locks));
     let queued: Vec<Principal> = s.pending().keys().take(n).collect();
     out.extend(queued.into_iter().map(|id| launch_pending(s, id, now)));
     out
@@ -256,6 +289,8 @@ fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: Upg
         since: now,
         error,
         upgrade,
+        retries: 0,
+        wait_until: None,
     }
 }
 
@@ -294,10 +329,32 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
     let Phase::InFlight(old) = &entry.phase else {
         panic!("IN_FLIGHT index out of step with {id}")
     };
-    // The same operation goes on under a new lock: it keeps its options.
-    let op = lock(s, Step::Recheck, now, old.error.clone(), old.upgrade);
+    // The same operation goes on under a new lock: it keeps its options and its retry count.
+    let op = Op {
+        retries: old.retries,
+        ..lock(s, Step::Recheck, now, old.error.clone(), old.upgrade)
+    };
     let launch = launch_of(id, &op);
     entry.attempts += 1;
+    entry.phase = Phase::InFlight(op);
+    entry.updated_at = now;
+    s.put_child(id, entry);
+    launch
+}
+
+/// Resumes an operation whose backoff is over: its step goes out under a fresh lock id.
+fn resume(s: &mut State, id: Principal, now: u64) -> Launch {
+    let mut entry = s.child(&id).expect("IN_FLIGHT index names a registered child");
+    let Phase::InFlight(waiting) = &entry.phase else {
+        panic!("IN_FLIGHT index out of step with {id}")
+    };
+    let op = Op {
+        id: s.next_op_id(),
+        since: now,
+        wait_until: None,
+        ..waiting.clone()
+    };
+    let launch = launch_of(id, &op);
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
     s.put_child(id, entry);
@@ -363,6 +420,11 @@ pub fn requeue_child(s: &mut State, id: Principal, upgrade: UpgradeOptions, now:
     s.rollout().id
 }
 
+/// After a child left the registry: the rollout ends if that was its last work.
+pub fn after_removal(s: &mut State, now: u64) {
+    maybe_finish(s, now);
+}
+
 fn reopen(s: &mut State) {
     if s.rollout().finished_at.is_some() {
         s.update_rollout(|r| r.finished_at = None);
@@ -375,36 +437,65 @@ fn maybe_finish(s: &mut State, now: u64) {
     }
 }
 
+/// Appends `new` to the errors an operation collected, keeping the whole at most `MAX_ERROR_BYTES` (the oldest part
+/// is cut: the latest error says most about where the child stands).
 fn note(previous: &Option<String>, new: impl std::fmt::Display) -> Option<String> {
-    Some(match previous {
+    let all = match previous {
         Some(p) => format!("{p}; {new}"),
         None => new.to_string(),
-    })
+    };
+    Some(clip(all))
 }
 
-fn describe(st: &ChildStatus) -> String {
-    let module = match &st.module_hash {
-        Some(h) => hex(h),
-        None => "no module".into(),
-    };
-    format!("child is {:?} with {module}", st.status)
+fn clip(error: String) -> String {
+    if error.len() <= MAX_ERROR_BYTES {
+        return error;
+    }
+    let mut cut = error.len() - (MAX_ERROR_BYTES - 3);
+    while !error.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("…{}", &error[cut..])
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where a child stands, in words: "running module ab12…", "stopped with no module".
+fn describe(st: &ChildStatus, release: &[u8]) -> String {
+    let state = match st.status {
+        RunStatus::Running => "running",
+        RunStatus::Stopping => "stopping",
+        RunStatus::Stopped => "stopped",
+    };
+    match &st.module_hash {
+        Some(h) if h == release => format!("{state} on the release"),
+        Some(h) => format!("{state} with module {} instead of the release {}", hex(h), hex(release)),
+        None => format!("{state} with no module"),
+    }
+}
+
 /// What happens after a step.
 enum Next {
+    /// The next step at once; `spend_attempt` spends one of `MAX_ATTEMPTS`.
     Step {
         step: Step,
         error: Option<String>,
         spend_attempt: bool,
     },
+    /// A turn of a loop that never gives up: the next step after `backoff(op.retries)`.
+    Retry {
+        step: Step,
+        error: Option<String>,
+    },
     Done,
+    /// Ends the operation; `observed` is the module the child was seen running. Only reached with the child seen
+    /// running, or with control lost.
     Fail {
         error: String,
         observed: Option<Option<Vec<u8>>>,
+        lost_control: bool,
     },
 }
 
@@ -417,12 +508,22 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         error,
         spend_attempt: false,
     };
-    let retry = |step: Step, error: Option<String>| Next::Step {
+    let attempt = |step: Step, error: Option<String>| Next::Step {
         step,
         error,
         spend_attempt: true,
     };
+    let fail_running = |error: Option<String>, observed: Option<Option<Vec<u8>>>| Next::Fail {
+        error: error.unwrap_or_default(),
+        observed,
+        lost_control: false,
+    };
     match (op.step, outcome) {
+        (_, Outcome::Unit(Err(e)) | Outcome::Status(Err(e))) if e.is_lost_control() => Next::Fail {
+            error: note(&op.error, format!("the parent lost control of the child: {e}")).unwrap_or_default(),
+            observed: None,
+            lost_control: true,
+        },
         (Step::Stop, Outcome::Unit(Ok(()))) => go(Step::Install, op.error.clone()),
         (Step::Stop, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
         (Step::Stop, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
@@ -431,64 +532,90 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         (Step::Install, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::InstallNew, Outcome::Unit(Ok(()))) => Next::Done,
         (Step::InstallNew, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
-        (Step::InstallNew, Outcome::Unit(Err(e))) => Next::Fail {
-            error: note(&op.error, e).unwrap_or_default(),
-            observed: None,
-        },
+        // A new canister is running (it was never stopped), with no module.
+        (Step::InstallNew, Outcome::Unit(Err(e))) => fail_running(note(&op.error, e), Some(None)),
         (Step::Start, Outcome::Unit(Ok(()))) => go(Step::Confirm, op.error.clone()),
+        // It may have started anyway (an unknown outcome, or already running): Confirm looks.
         (Step::Start, Outcome::Unit(Err(e))) => go(Step::Confirm, note(&op.error, e)),
-        (Step::Confirm, Outcome::Status(Ok(st))) => {
-            if st.status == RunStatus::Running && release.is(st.module_hash.as_deref()) {
-                Next::Done
-            } else {
-                let seen = format!("confirm: {}, expected release {}", describe(&st), hex(&release.hash));
-                Next::Fail {
-                    error: note(&op.error, seen).unwrap_or_default(),
-                    observed: Some(st.module_hash),
-                }
+        (Step::Confirm, Outcome::Status(Ok(st))) => match st.status {
+            RunStatus::Running if release.is(st.module_hash.as_deref()) => Next::Done,
+            RunStatus::Running => {
+                let seen = format!("confirm: the child is {}", describe(&st, &release.hash));
+                fail_running(note(&op.error, seen), Some(st.module_hash))
             }
-        }
-        (Step::Confirm, Outcome::Status(Err(e))) if can_retry => retry(Step::Recheck, note(&op.error, e)),
-        (Step::Confirm, Outcome::Status(Err(e))) => Next::Fail {
-            error: note(&op.error, e).unwrap_or_default(),
-            observed: None,
+            RunStatus::Stopped | RunStatus::Stopping => Next::Retry {
+                step: Step::Start,
+                error: note(
+                    &op.error,
+                    format!(
+                        "confirm: the child is {}, starting it again",
+                        describe(&st, &release.hash)
+                    ),
+                ),
+            },
+        },
+        (Step::Confirm, Outcome::Status(Err(e))) if can_retry => attempt(Step::Recheck, note(&op.error, e)),
+        (Step::Confirm, Outcome::Status(Err(e))) => Next::Retry {
+            step: Step::Recheck,
+            error: note(&op.error, e),
         },
         (Step::Recheck, Outcome::Status(Ok(st))) => {
             let on_release = release.is(st.module_hash.as_deref());
+            let restart = |why: &str| Next::Retry {
+                step: Step::Start,
+                error: if why.is_empty() {
+                    op.error.clone()
+                } else {
+                    note(&op.error, why)
+                },
+            };
             match st.status {
                 RunStatus::Running if on_release => Next::Done,
-                RunStatus::Stopped if on_release => go(Step::Start, op.error.clone()),
+                RunStatus::Stopped if on_release => restart(""),
                 RunStatus::Stopped if st.module_hash.is_some() => go(Step::Install, op.error.clone()),
                 // Stopped and empty: start it; Confirm reports that it has no module.
-                RunStatus::Stopped => go(Step::Start, op.error.clone()),
+                RunStatus::Stopped => restart(""),
                 RunStatus::Running if st.module_hash.is_none() => go(Step::InstallNew, op.error.clone()),
-                RunStatus::Stopping if can_retry => retry(Step::Stop, op.error.clone()),
-                RunStatus::Stopping => go(Step::Start, note(&op.error, "gave up waiting for the child to stop")),
-                RunStatus::Running if can_retry => retry(Step::Stop, op.error.clone()),
-                RunStatus::Running => Next::Fail {
-                    error: note(
-                        &op.error,
-                        format!("not upgraded after {attempts} attempts: {}", describe(&st)),
-                    )
-                    .unwrap_or_default(),
-                    observed: Some(st.module_hash),
-                },
+                RunStatus::Stopping if can_retry => attempt(Step::Stop, op.error.clone()),
+                RunStatus::Stopping => restart("gave up waiting for the child to stop"),
+                RunStatus::Running if can_retry => attempt(Step::Stop, op.error.clone()),
+                RunStatus::Running => {
+                    let seen = format!(
+                        "not upgraded after {attempts} attempts: the child is {}",
+                        describe(&st, &release.hash)
+                    );
+                    fail_running(note(&op.error, seen), Some(st.module_hash))
+                }
             }
         }
-        (Step::Recheck, Outcome::Status(Err(e))) if can_retry => retry(Step::Recheck, note(&op.error, e)),
+        (Step::Recheck, Outcome::Status(Err(e))) if can_retry => attempt(Step::Recheck, note(&op.error, e)),
         // Out of attempts and blind: start the child in case it is stopped; Confirm has the last word.
-        (Step::Recheck, Outcome::Status(Err(e))) => go(Step::Start, note(&op.error, e)),
+        (Step::Recheck, Outcome::Status(Err(e))) => Next::Retry {
+            step: Step::Start,
+            error: note(&op.error, e),
+        },
         (step, outcome) => panic!("step {step:?} cannot produce {outcome:?}"),
     }
 }
 
-/// Commits the result of a step performed under lock `op_id` and returns the next step of the same operation, if any.
-/// A result for a lock that has been taken over (or a child removed since) is ignored.
+/// Commits the result of a step performed under lock `op_id` and returns the next step of the same operation to
+/// perform now, if any (`None`: the operation ended, waits for a backoff, or is no longer ours). A result for a lock
+/// that has been taken over (or a child removed since) is ignored.
 pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, now: u64) -> Option<Launch> {
     let mut entry = s.child(&child)?;
     let op = match &entry.phase {
-        Phase::InFlight(op) if op.id == op_id => op.clone(),
+        Phase::InFlight(op) if op.id == op_id && op.wait_until.is_none() => op.clone(),
         _ => return None,
+    };
+    let epoch = s.meta().epoch;
+    let next_op = |step: Step, error: Option<String>, retries: u32, wait_until: Option<u64>| Op {
+        epoch,
+        step,
+        since: now,
+        error,
+        retries,
+        wait_until,
+        ..op.clone()
     };
     match decide(s, &op, entry.attempts, outcome) {
         Next::Step {
@@ -499,19 +626,21 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             if spend_attempt {
                 entry.attempts += 1;
             }
-            let next = Op {
-                id: op.id,
-                epoch: s.meta().epoch,
-                step,
-                since: now,
-                error,
-                upgrade: op.upgrade,
-            };
+            let next = next_op(step, error, op.retries, None);
             let launch = launch_of(child, &next);
             entry.phase = Phase::InFlight(next);
             entry.updated_at = now;
             s.put_child(child, entry);
             Some(launch)
+        }
+        Next::Retry { step, error } => {
+            let wait_until = backoff(op.retries).map(|d| now.saturating_add(d.as_nanos() as u64));
+            let next = next_op(step, error, op.retries + 1, wait_until);
+            let launch = wait_until.is_none().then(|| launch_of(child, &next));
+            entry.phase = Phase::InFlight(next);
+            entry.updated_at = now;
+            s.put_child(child, entry);
+            launch
         }
         Next::Done => {
             // Found running the release it was recorded on: nothing was done to it.
@@ -519,6 +648,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             entry.installed_hash = Some(s.release.hash.to_vec());
             entry.phase = Phase::Idle;
             entry.last_error = None;
+            entry.lost_control = false;
             entry.updated_at = now;
             s.put_child(child, entry);
             if untouched {
@@ -529,12 +659,17 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             maybe_finish(s, now);
             None
         }
-        Next::Fail { error, observed } => {
+        Next::Fail {
+            error,
+            observed,
+            lost_control,
+        } => {
             if let Some(hash) = observed {
                 entry.installed_hash = hash;
             }
             entry.phase = Phase::Failed;
             entry.last_error = Some(error);
+            entry.lost_control = lost_control;
             entry.updated_at = now;
             s.put_child(child, entry);
             maybe_finish(s, now);

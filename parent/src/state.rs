@@ -160,7 +160,7 @@ impl State {
     /// Test helper: locks that take a concurrency slot (a scan of IN_FLIGHT).
     #[cfg(test)]
     pub fn slot_count(&self) -> u64 {
-        self.in_flight.iter().filter(|e| e.value().slot).count() as u64
+        self.in_flight.iter().filter(|e| e.value().takes_slot()).count() as u64
     }
 
     pub fn failed(&self) -> &StableBTreeMap<Principal, (), Memory> {
@@ -184,6 +184,22 @@ impl State {
 
     pub fn releases(&self) -> &StableBTreeMap<[u8; 32], ReleaseEntry, Memory> {
         &self.releases
+    }
+
+    /// A child module this parent has carried (any parent release since the first install).
+    pub fn is_shipped(&self, hash: &[u8]) -> bool {
+        self.release.is(Some(hash)) || <[u8; 32]>::try_from(hash).is_ok_and(|h| self.releases.contains_key(&h))
+    }
+
+    /// Test helper: records `hash` as a release this parent has shipped.
+    #[cfg(test)]
+    pub fn ship(&mut self, hash: [u8; 32]) {
+        let entry = ReleaseEntry {
+            size: 1,
+            version: "shipped".into(),
+            first_seen: 0,
+        };
+        self.releases.insert(hash, entry);
     }
 
     /// Test helper: checks that every index agrees with the registry (a full scan).

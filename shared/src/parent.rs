@@ -59,12 +59,23 @@ pub struct RetryOptions {
     pub skip_pre_upgrade: Option<bool>,
 }
 
+/// Options of `register_child`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterOptions {
+    /// Adopt the canister even though it runs no release this parent has shipped (see `releases()`). The rollout
+    /// will then install the child over whatever module it runs, keeping its stable memory: only for a canister whose
+    /// stable memory holds this child's layout, or none. (Our child refuses to upgrade over a stable memory it does
+    /// not recognise, so the upgrade fails and the canister keeps its module and data; other modules may not.)
+    /// Default: false.
+    pub force: Option<bool>,
+}
+
 /// Argument of `list_children`: children are listed in principal order, starting after `start_after`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListChildrenArg {
     /// Continue after this principal (the last one of the previous page); `None` starts at the beginning.
     pub start_after: Option<Principal>,
-    /// Page size; capped by the parent (see the parent's `MAX_PAGE`).
+    /// Page size; 0 or anything above the parent's `MAX_PAGE` means `MAX_PAGE` (as the child's `list_members`).
     pub limit: u32,
 }
 
@@ -81,6 +92,19 @@ pub struct ChildInfo {
     pub attempts: u32,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Why the child is `Failed` (`None` in every other state).
+    pub failure: Option<FailureKind>,
+}
+
+/// How a failed child was left. A child never ends `Failed` while it may be stopped: the parent starts it again
+/// until it runs, unless it can no longer control it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The child was last seen running (on the module `installed_hash` names), just not on the release.
+    Running,
+    /// The parent can no longer control the child (it is not a controller, or the canister is gone), so it cannot
+    /// tell or change whether the child runs.
+    LostControl,
 }
 
 /// Where a child stands relative to the release the parent carries.
@@ -122,6 +146,9 @@ pub struct InFlightChild {
     pub step: RolloutStep,
     pub since: u64,
     pub attempts: u32,
+    /// Set while the operation waits for its backoff before retrying `step` (a child found stopped is started again,
+    /// 1 min, 2 min, ... up to 1 h apart, until it runs).
+    pub retry_at: Option<u64>,
 }
 
 /// A child whose last operation failed.
@@ -131,6 +158,7 @@ pub struct ChildFailure {
     pub error: String,
     pub attempts: u32,
     pub updated_at: u64,
+    pub kind: FailureKind,
 }
 
 /// Progress of the rollout of the parent's release, as returned by `rollout_status()`.
@@ -193,6 +221,12 @@ pub enum ParentError {
     UnknownChild { canister_id: Principal },
     /// The canister is already in the parent's registry.
     AlreadyRegistered { canister_id: Principal },
+    /// `register_child` refused a canister that runs no release this parent has shipped (its stable memory may hold
+    /// another layout, which an upgrade to the child would not keep). `force` overrides.
+    UnknownModule {
+        canister_id: Principal,
+        module_hash: Vec<u8>,
+    },
     /// An operation on this child is under way; try again later.
     ChildBusy { canister_id: Principal, step: RolloutStep },
     /// An argument is out of range or malformed.
@@ -212,6 +246,14 @@ impl std::fmt::Display for ParentError {
             ParentError::AlreadyRegistered { canister_id } => {
                 write!(f, "child {canister_id} is already registered")
             }
+            ParentError::UnknownModule {
+                canister_id,
+                module_hash,
+            } => write!(
+                f,
+                "{canister_id} runs module {}, which is no release this parent has shipped",
+                module_hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
             ParentError::ChildBusy { canister_id, step } => {
                 write!(f, "child {canister_id} is busy ({step:?})")
             }

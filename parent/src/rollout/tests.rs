@@ -60,7 +60,9 @@ fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
     (ic, ids)
 }
 
-/// Runs ticks and the workers they launch (one after another) until the rollout has no work left.
+/// Runs ticks and the workers they launch (one after another) until the rollout has no work left; when work is left
+/// after a tick (an operation waiting for its backoff), the clock moves on by the lock-check interval, as the next
+/// tick would.
 fn run_rollout(ic: &FakeIc) {
     for _ in 0..1_000 {
         for launch in driver::tick(ic) {
@@ -70,6 +72,7 @@ fn run_rollout(ic: &FakeIc) {
         if !read_state(has_work) {
             return;
         }
+        ic.0.borrow_mut().now += LOCK_CHECK_INTERVAL.as_nanos() as u64;
     }
     panic!("rollout did not finish");
 }
@@ -373,18 +376,128 @@ fn a_confirm_that_does_not_see_the_release_fails_the_child() {
 }
 
 #[test]
-fn a_confirm_that_sees_a_stopped_child_fails_it() {
+fn a_child_seen_stopped_is_started_again_at_once_then_with_backoff_until_it_runs() {
     let mut s = fresh_state();
-    add_idle(&mut s, principal(1), Some(&OLD));
+    let id = principal(1);
+    add_idle(&mut s, id, Some(&OLD));
     on_install(&mut s, NOW);
     let l = tick(&mut s, NOW).launches.pop().unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    assert_eq!(l.step, Step::Confirm);
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // stopped
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // installed
+    let failed_start = Outcome::Unit(Err(CallError::new("start_canister", 2, "queue full")));
+    let l = on_result(&mut s, l.child, l.op_id, failed_start.clone(), NOW).unwrap();
+    assert_eq!(
+        l.step,
+        Step::Confirm,
+        "a failed start is confirmed: it may have started anyway"
+    );
     let rel = release(&s);
-    assert!(on_result(&mut s, l.child, l.op_id, status(RunStatus::Stopped, &rel), NOW).is_none());
-    assert_eq!(s.child(&principal(1)).unwrap().phase, Phase::Failed);
+    let stopped = || status(RunStatus::Stopped, &rel);
+
+    // First turn: started again at once.
+    let l = on_result(&mut s, l.child, l.op_id, stopped(), NOW).unwrap();
+    assert_eq!(l.step, Step::Start);
+    let l = on_result(&mut s, l.child, l.op_id, failed_start.clone(), NOW).unwrap();
+    // Second turn: waits `backoff(1)` with no call out, holding its slot, and never ends Failed meanwhile.
+    assert!(on_result(&mut s, l.child, l.op_id, stopped(), NOW).is_none());
+    let op = s.child(&id).unwrap().op().cloned().expect("still locked");
+    let due = NOW + FIRST_BACKOFF.as_nanos() as u64;
+    assert_eq!((op.step, op.wait_until, op.retries), (Step::Start, Some(due), 2));
+    assert_eq!(s.slot_count(), 1);
+    assert!(tick(&mut s, due - 1).launches.is_empty(), "not due yet");
+    let resumed = tick(&mut s, due).launches;
+    assert_eq!(resumed.len(), 1);
+    let l = resumed[0].clone();
+    assert_eq!(l.step, Step::Start);
+    // Third turn waits twice as long.
+    let l = on_result(&mut s, l.child, l.op_id, failed_start, due).unwrap();
+    assert!(on_result(&mut s, l.child, l.op_id, stopped(), due).is_none());
+    let later = due + 2 * FIRST_BACKOFF.as_nanos() as u64;
+    assert_eq!(s.child(&id).unwrap().op().unwrap().wait_until, Some(later));
+
+    // Once the start works, the child runs the release: done, with no failure left behind.
+    let l = tick(&mut s, later).launches.pop().unwrap();
+    let l = on_result(&mut s, l.child, l.op_id, ok(), later).unwrap();
+    assert!(on_result(&mut s, l.child, l.op_id, status(RunStatus::Running, &rel), later).is_none());
+    let e = s.child(&id).unwrap();
+    assert_eq!(
+        (e.phase, e.last_error, e.installed_hash),
+        (Phase::Idle, None, Some(rel.clone()))
+    );
+    s.check_invariants();
+}
+
+#[test]
+fn backoff_starts_at_once_then_doubles_to_an_hour() {
+    assert_eq!(backoff(0), None);
+    assert_eq!(backoff(1), Some(FIRST_BACKOFF));
+    assert_eq!(backoff(2), Some(FIRST_BACKOFF * 2));
+    assert_eq!(backoff(6), Some(FIRST_BACKOFF * 32));
+    assert_eq!(backoff(7), Some(MAX_BACKOFF));
+    assert_eq!(backoff(u32::MAX), Some(MAX_BACKOFF));
+}
+
+#[test]
+fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
+    let rel = fresh_state().release.hash;
+    let lost = CallError::new(
+        "start_canister",
+        5,
+        "Only controllers of canister x can call ic00 method start_canister",
+    );
+    let gone = CallError::new("canister_status", 3, "Canister x not found");
+    for (label, outcome, lost_control) in [
+        ("running another module", status(RunStatus::Running, &OLD), false),
+        ("not a controller", Outcome::Unit(Err(lost.clone())), true),
+        ("deleted", Outcome::Status(Err(gone.clone())), true),
+    ] {
+        let mut s = fresh_state();
+        let id = principal(1);
+        add_idle(&mut s, id, Some(&OLD));
+        on_install(&mut s, NOW);
+        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        // Walk to the step that can produce this outcome.
+        let want = match &outcome {
+            Outcome::Unit(_) => Step::Start,
+            Outcome::Status(_) => Step::Confirm,
+        };
+        while l.step != want {
+            l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+        }
+        assert!(on_result(&mut s, l.child, l.op_id, outcome, NOW).is_none(), "{label}");
+        let e = s.child(&id).unwrap();
+        assert_eq!((e.phase, e.lost_control), (Phase::Failed, lost_control), "{label}");
+        let _ = rel;
+    }
+    // Seen stopped, or not seen at all: never failed, whatever the attempts.
+    for outcome in [
+        status(RunStatus::Stopped, &OLD),
+        Outcome::Status(Err(CallError::new("canister_status", 2, "busy"))),
+    ] {
+        let mut s = fresh_state();
+        add_idle(&mut s, principal(1), Some(&OLD));
+        on_install(&mut s, NOW);
+        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        while l.step != Step::Confirm {
+            l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+        }
+        let mut e = s.child(&principal(1)).unwrap();
+        e.attempts = MAX_ATTEMPTS;
+        s.put_child(principal(1), e);
+        on_result(&mut s, l.child, l.op_id, outcome.clone(), NOW);
+        assert!(
+            matches!(s.child(&principal(1)).unwrap().phase, Phase::InFlight(_)),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn errors_are_capped_keeping_the_latest() {
+    let long = "x".repeat(MAX_ERROR_BYTES);
+    let error = note(&Some(long), "the latest error").unwrap();
+    assert!(error.len() <= MAX_ERROR_BYTES + 3, "{}", error.len());
+    assert!(error.starts_with('…') && error.ends_with("; the latest error"));
 }
 
 // --- resuming interrupted operations --------------------------------------------------------------------------
@@ -403,6 +516,8 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         since: NOW,
         error: None,
         upgrade: Default::default(),
+        retries: 0,
+        wait_until: None,
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -475,18 +590,25 @@ fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
 }
 
 #[test]
-fn rechecks_that_keep_failing_end_after_max_attempts_with_a_start() {
+fn rechecks_that_keep_failing_go_on_with_backoff_and_the_child_is_started() {
     let (ic, id) = orphan(Step::Stop, RunStatus::Stopped, Some(&OLD));
-    for _ in 0..10 {
+    for _ in 0..6 {
         ic.fault(Method::Status, id, Fault::Reject(2, "status unavailable"));
     }
     run_rollout(&ic);
     use Method::*;
-    // take-over (attempt 2) → recheck fails → retry (attempt 3) → fails → out of attempts: start, then confirm fails.
-    assert_eq!(ic.methods_for(id), vec![Status, Status, Start, Status]);
+    // take-over (attempt 2): recheck fails → recheck (attempt 3) fails → out of attempts, blind: start at once →
+    // confirm fails → recheck after 1 min fails → start after 2 min → confirm fails → recheck after 4 min fails →
+    // start after 8 min → confirm sees it running OLD, out of attempts: failed, running.
+    assert_eq!(
+        ic.methods_for(id),
+        vec![Status, Status, Start, Status, Status, Start, Status, Status, Start, Status]
+    );
     let e = entry(id);
-    assert_eq!(e.phase, Phase::Failed);
-    assert_eq!(e.attempts, MAX_ATTEMPTS);
+    assert_eq!(
+        (e.phase, e.lost_control, e.attempts),
+        (Phase::Failed, false, MAX_ATTEMPTS)
+    );
     assert_eq!(ic.canister(id).status, RunStatus::Running);
 }
 
@@ -568,7 +690,7 @@ fn a_stale_lock_is_taken_over_and_the_old_holder_is_ignored() {
 }
 
 #[test]
-fn orphans_are_taken_over_within_k() {
+fn orphans_are_taken_over_whatever_k_is_and_before_new_children_start() {
     let mut s = fresh_state();
     set_k(&mut s, 4);
     for i in 0..6 {
@@ -576,21 +698,27 @@ fn orphans_are_taken_over_within_k() {
     }
     on_install(&mut s, NOW);
     assert_eq!(tick(&mut s, NOW).launches.len(), 4);
-    on_install(&mut s, NOW); // upgrade: four orphans
-    set_k(&mut s, 2);
+    on_install(&mut s, NOW); // upgrade: four orphans (their children may be stopped)
+    set_k(&mut s, 0); // and the rollout paused
     let plan = tick(&mut s, NOW);
-    assert_eq!(plan.launches.len(), 2);
+    assert_eq!(plan.launches.len(), 4, "paused, yet every orphan is taken over");
     assert!(plan.launches.iter().all(|l| l.step == Step::Recheck));
+    assert_eq!(
+        plan.rearm,
+        Some(LOCK_CHECK_INTERVAL),
+        "locks keep the tick coming while paused"
+    );
     assert!(
         tick(&mut s, NOW).launches.is_empty(),
-        "two live ones fill K=2; the other orphans wait"
+        "no new child starts while paused"
     );
-    complete_ok(&mut s, plan.launches[0].clone(), NOW);
-    let next = launch(&mut s, NOW, 1);
-    assert_eq!(
-        next[0].step,
-        Step::Recheck,
-        "orphans are taken over before new children start"
+    set_k(&mut s, 2);
+    for l in &plan.launches[..3] {
+        complete_ok(&mut s, l.clone(), NOW);
+    }
+    assert!(
+        launch(&mut s, NOW, 10).len() == 1,
+        "one orphan left holds one of K = 2 slots"
     );
     s.check_invariants();
 }

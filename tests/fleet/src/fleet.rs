@@ -70,6 +70,9 @@ pub enum ParentUpgrade {
     Direct,
     /// The careful operator: `dfx canister stop parent`, the upgrade, `dfx canister start parent`.
     StopFirst,
+    /// An operator forcing past the parent's refusal: `install_code` in upgrade mode with `skip_pre_upgrade = opt
+    /// true` on the running parent (a direct management call), so outstanding callbacks reach the new module.
+    SkippingPreUpgrade,
 }
 
 /// The result of driving rounds until the rollout ends (or `max_rounds` ran).
@@ -351,6 +354,14 @@ impl Fleet {
                 let result = self.replica.upgrade_canister(self.parent, wasm.to_vec(), arg, me);
                 self.replica.start_canister(self.parent, me)?;
                 result
+            }
+            ParentUpgrade::SkippingPreUpgrade => {
+                let flags = replica::ic00::UpgradeFlags {
+                    skip_pre_upgrade: Some(true),
+                    wasm_memory_persistence: None,
+                };
+                let mode = replica::ic00::CanisterInstallMode::Upgrade(Some(flags));
+                self.replica.install_code(me, mode, self.parent, wasm.to_vec(), arg)
             }
         }
     }

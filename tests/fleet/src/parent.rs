@@ -9,8 +9,8 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord, RetryOptions,
-    RolloutStatus, Settings,
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, RegisterOptions, ReleaseRecord,
+    RetryOptions, RolloutStatus, Settings,
 };
 use shared::release::ReleaseInfo;
 
@@ -52,8 +52,18 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "create_children", (n, spec))
     }
 
+    /// `register_child` without options (the argument is left out, as a client written before it existed sends).
     pub fn register_child(&self, sender: Principal, canister_id: Principal) -> Result<ChildInfo, ParentError> {
         self.update(sender, "register_child", (canister_id,))
+    }
+
+    pub fn register_child_with(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+        options: RegisterOptions,
+    ) -> Result<ChildInfo, ParentError> {
+        self.update(sender, "register_child", (canister_id, Some(options)))
     }
 
     pub fn remove_child(&self, sender: Principal, canister_id: Principal) -> Result<(), ParentError> {

@@ -46,6 +46,9 @@ pub struct RehearsalConfig {
     pub reject_install: u32,
     /// Percent of children drained of cycles before the upgrade (frozen: the install is refused).
     pub drain_cycles: u32,
+    /// Percent of children whose first `start_canister` after the upgrade is rejected (a transient error): the parent
+    /// must start them again, so they end upgraded and running like the rest.
+    pub reject_start: u32,
     /// Chooses the faulty children.
     pub seed: u64,
     pub parent_upgrade: ParentUpgrade,
@@ -65,6 +68,7 @@ impl Default for RehearsalConfig {
             fail_post_upgrade: 0,
             reject_install: 0,
             drain_cycles: 0,
+            reject_start: 0,
             seed: 1,
             parent_upgrade: ParentUpgrade::Direct,
             max_rounds: 100_000,
@@ -78,6 +82,7 @@ pub enum Fault {
     PostUpgradeTrap,
     InstallRejected,
     CyclesDrained,
+    StartRejected,
 }
 
 impl fmt::Display for Fault {
@@ -86,6 +91,7 @@ impl fmt::Display for Fault {
             Fault::PostUpgradeTrap => "post_upgrade trap",
             Fault::InstallRejected => "install_code rejected",
             Fault::CyclesDrained => "out of cycles",
+            Fault::StartRejected => "start_canister rejected",
         })
     }
 }
@@ -136,6 +142,8 @@ pub struct Report {
     /// install_code calls by the parent per child, at most.
     pub max_installs_per_child: usize,
     pub install_calls: usize,
+    /// Children the parent had to start more than once (a start that failed, then one that worked).
+    pub started_again: usize,
     /// Children running the new child release.
     pub upgraded: usize,
     pub injected: BTreeMap<Principal, Fault>,
@@ -233,13 +241,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  concurrency    at most {} children stopping/upgrading/starting (K = {}), {} locked (2K = {}); {} install_code calls, at most {} per child",
+            "  concurrency    at most {} children stopping/upgrading/starting (K = {}), {} locked (2K = {}); {} install_code calls, at most {} per child; {} children started again after a failed start",
             self.max_slots,
             c.concurrency,
             self.max_locks,
             2 * c.concurrency,
             self.install_calls,
-            self.max_installs_per_child
+            self.max_installs_per_child,
+            self.started_again
         )?;
         let s = &self.child_install;
         writeln!(
@@ -362,6 +371,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             (Fault::PostUpgradeTrap, config.fail_post_upgrade),
             (Fault::InstallRejected, config.reject_install),
             (Fault::CyclesDrained, config.drain_cycles),
+            (Fault::StartRejected, config.reject_start),
         ],
         config.seed,
     );
@@ -375,6 +385,12 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
                 "injected: install_code rejected",
             ),
             Fault::CyclesDrained => fleet.replica.drain_cycles(c),
+            Fault::StartRejected => fleet.replica.reject_next_call(
+                c,
+                "start_canister",
+                RejectCode::SysTransient,
+                "injected: start_canister rejected",
+            ),
         }
     }
     let wall_setup = setup_started.elapsed();
@@ -449,7 +465,8 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             upgraded += 1;
         }
         match injected.get(&f.id) {
-            None => {
+            // A rejected start is retried: such a child must end exactly like the others.
+            None | Some(Fault::StartRejected) => {
                 if !f.on(&new_hash) {
                     bad(format!(
                         "not upgraded: runs {:?}; last error: {:?}",
@@ -518,6 +535,10 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         max_locks: occupancy.max_locks(),
         max_installs_per_child,
         install_calls: installs.values().sum(),
+        started_again: records::count_per_target(&calls, "start_canister")
+            .values()
+            .filter(|n| **n > 1)
+            .count(),
         upgraded,
         injected,
         failed_as_injected,

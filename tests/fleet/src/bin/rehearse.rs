@@ -45,6 +45,10 @@ struct Args {
     /// Percent of children drained of cycles before the upgrade (frozen: their install is refused).
     #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
     drain_cycles: u32,
+    /// Percent of children whose first start_canister after the upgrade is rejected (they must be started again and
+    /// end upgraded like the rest).
+    #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
+    reject_start: u32,
     /// Seed that chooses the children of the injected faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
         concurrency: args.concurrency,
         fail_post_upgrade: args.fail_post_upgrade,
         reject_install: args.reject_install,
+        reject_start: args.reject_start,
         drain_cycles: args.drain_cycles,
         seed: args.seed,
         parent_upgrade: if args.stop_parent_first {
