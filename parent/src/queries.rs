@@ -12,7 +12,7 @@ use std::ops::Bound;
 pub const MAX_PAGE: usize = 500;
 /// Failures listed by `rollout_status` (the count is exact; the list is the first ones in principal order).
 pub const MAX_LISTED_FAILURES: usize = 100;
-/// In-flight children listed by `rollout_status` (locked children ≤ 2K ≤ 200, so normally all of them).
+/// In-flight children listed by `rollout_status` (rollout locks ≤ 2K ≤ 200, so normally all of them).
 pub const MAX_LISTED_IN_FLIGHT: usize = 200;
 
 pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {

@@ -53,12 +53,17 @@
 //!
 //! # Bounds (work per timer execution, independent of the fleet size)
 //! - the planner reads at most `PLAN_BATCH` registry entries per tick and continues from a stored cursor;
-//! - at most K (`Settings::concurrency` ≤ `admin::MAX_CONCURRENCY`) operations are launched per tick. New operations are
-//!   admitted only while fewer than K children are in steps that may change them (stop, install, start, recheck) and
-//!   fewer than 2K are locked in all: a child in its read-only `Confirm` has released its slot (so the next child's
-//!   stop overlaps it) but still holds its lock. Orphaned locks count until they are taken over. An admitted
-//!   operation is never held back: a confirm that fails over to `Recheck` takes a slot again, so only in such error
-//!   paths can more than K (never more than 2K) children be in slot-taking steps;
+//! - new operations are admitted only while fewer than K (`Settings::concurrency` ≤ `admin::MAX_CONCURRENCY`) locks
+//!   take a slot (stop, install, start, recheck, or waiting to retry one of them) and fewer than 2K are held in all:
+//!   a child in its read-only `Confirm` has released its slot (so the next child's stop overlaps it) but still holds
+//!   its lock. Orphaned locks count until they are taken over. An admitted operation is never held back: a confirm
+//!   that fails over to `Recheck` takes a slot again, so only in such error paths can more than K children be in
+//!   slot-taking steps;
+//! - operations already under way (take-overs, retries whose backoff is over) are served whatever K is, at most
+//!   `LOCK_SCAN_LIMIT` per tick;
+//! - the 2K bound on locks holds for rollouts under a constant K. Outside it: `create_children` locks each child it
+//!   creates for its install (at most `admin::MAX_CREATE_PER_CALL` per call), and lowering K leaves the locks
+//!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
 use crate::model::{ChildEntry, LockKind, Op, Phase, PlanCursor, Step, UpgradeOptions};
@@ -70,7 +75,8 @@ use std::time::Duration;
 
 /// Registry entries the planner reads per tick.
 pub const PLAN_BATCH: usize = 500;
-/// IN_FLIGHT entries read per tick or per worker hand-over (locks ≤ 2K ≤ 200, so this is never reached in practice).
+/// IN_FLIGHT entries read per tick or per worker hand-over (rollout locks ≤ 2K ≤ 200, plus children being created:
+/// far below this in practice).
 pub const LOCK_SCAN_LIMIT: usize = 1_000;
 /// A lock whose step started this long ago is stale: its operation is taken over and re-checked. Each step is one
 /// bounded-wait call (at most 300 s), so a live operation never gets near this.

@@ -963,3 +963,19 @@ fn options_of_a_child_dropped_from_the_queue_are_cleared() {
     assert_eq!(e.phase, Phase::Idle);
     assert_eq!(e.upgrade, UpgradeOptions::default());
 }
+
+#[test]
+fn ticks_are_needed_while_locks_are_held_or_work_can_start() {
+    let mut s = fresh_state();
+    add_idle(&mut s, principal(1), Some(&OLD));
+    on_install(&mut s, NOW);
+    assert!(needs_ticks(&s), "a rollout to plan");
+    set_k(&mut s, 0);
+    assert!(!needs_ticks(&s), "paused with nothing under way: no tick");
+    set_k(&mut s, 1);
+    let l = tick(&mut s, NOW).launches.pop().unwrap();
+    set_k(&mut s, 0);
+    assert!(needs_ticks(&s), "paused with a lock held: the tick keeps coming");
+    complete_ok(&mut s, l, NOW);
+    assert!(!needs_ticks(&s) && !has_work(&s));
+}
