@@ -15,6 +15,8 @@ use shared::parent::{
 };
 use std::time::Duration;
 
+/// Upper bound for R, the releases whose modules the store keeps (each is up to the IC's 100 MiB module limit).
+pub const MAX_KEEP_RELEASES: u32 = 50;
 /// Upper bound for K (keeps per-tick work and the management canister's input queue bounded).
 pub const MAX_CONCURRENCY: u32 = 100;
 /// Guards against typos (a misplaced digit could drain the parent): 1,000 T cycles.
@@ -71,6 +73,15 @@ fn validate_concurrency(k: u32) -> Result<u32, ParentError> {
     Ok(k)
 }
 
+fn validate_keep_releases(keep: u32) -> Result<u32, ParentError> {
+    if !(1..=MAX_KEEP_RELEASES).contains(&keep) {
+        return Err(invalid(format!(
+            "keep_releases must be between 1 and {MAX_KEEP_RELEASES}"
+        )));
+    }
+    Ok(keep)
+}
+
 fn validate_cycles(cycles: &Nat) -> Result<u128, ParentError> {
     match u128::try_from(cycles.0.clone()) {
         Ok(c) if c <= MAX_CYCLES_PER_CHILD => Ok(c),
@@ -104,6 +115,7 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         .extra_controllers
         .map(|l| validate_extra_controllers(self_id, l))
         .transpose()?;
+    let keep = arg.keep_releases.map(validate_keep_releases).transpose()?;
     s.update_settings(|st| {
         if let Some(a) = admins {
             st.admins = a;
@@ -116,6 +128,9 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         }
         if let Some(e) = extra {
             st.extra_controllers = e;
+        }
+        if let Some(keep) = keep {
+            st.keep_releases = keep;
         }
     });
     Ok(())
@@ -152,6 +167,7 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
         concurrency: s.concurrency,
         cycles_per_child: Nat::from(s.cycles_per_child),
         extra_controllers: s.extra_controllers.clone(),
+        keep_releases: s.keep_releases,
     }
 }
 
@@ -159,13 +175,36 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
 
 /// Re-plans the current release over the whole registry (children not on it, and failed ones). Returns the rollout id.
 pub fn start_rollout(s: &mut State, now: u64) -> u64 {
-    rollout::new_rollout(s, now, false)
+    let target = s.target();
+    rollout::new_rollout(s, now, target, false)
 }
 
 /// Starts a rollout that trusts no registry entry: every child is re-checked with `canister_status`, children running
 /// the release are left alone (`verified`), any other is upgraded. Returns the rollout id.
 pub fn verify_fleet(s: &mut State, now: u64) -> u64 {
-    rollout::new_rollout(s, now, true)
+    let target = s.target();
+    rollout::new_rollout(s, now, target, true)
+}
+
+/// Makes a stored release the fleet's target and starts rolling it out (an upgrade, so every child keeps its data;
+/// rolling back is `rollout_release` of the previous release). Returns the rollout id.
+pub fn rollout_release(s: &mut State, hash: Vec<u8>, now: u64) -> Result<u64, ParentError> {
+    let target = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| invalid("a release hash is 32 bytes"))?;
+    if !s.is_shipped(&target) {
+        return Err(ParentError::UnknownRelease { hash });
+    }
+    if s.module(&target).is_none() {
+        return Err(ParentError::ReleaseNotStored { hash });
+    }
+    Ok(rollout::new_rollout(s, now, target, false))
+}
+
+/// Sets R, the number of recent releases whose modules the store keeps, and drops what falls outside it.
+pub fn set_keep_releases(s: &mut State, keep: u32) -> Result<(), ParentError> {
+    let keep = validate_keep_releases(keep)?;
+    s.update_settings(|st| st.keep_releases = keep);
+    s.prune_releases();
+    Ok(())
 }
 
 /// Re-queues failed children (at most `MAX_RETRY_PER_CALL`). Returns how many.
@@ -186,7 +225,7 @@ pub fn retry_child(s: &mut State, id: Principal, options: RetryOptions, now: u64
                 step: op.step.into(),
             })
         }
-        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => {
+        Phase::Idle if s.target_is(entry.installed_hash.as_deref()) => {
             return Err(invalid(format!("{id} already runs the release")))
         }
         Phase::Idle | Phase::Pending | Phase::Failed => {}

@@ -13,6 +13,7 @@
 
 use crate::ic::{CdkIc, Ic, InstallMode};
 use crate::model::Step;
+use crate::outcome::{hex, CallError};
 use crate::rollout::{self, Launch, Outcome};
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
@@ -37,13 +38,26 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
     let child = launch.child;
     match launch.step {
         Step::Stop => Outcome::Unit(ic.stop(child).await),
-        Step::Install => {
-            let mode = InstallMode::Upgrade {
-                skip_pre_upgrade: launch.upgrade.skip_pre_upgrade,
+        Step::Install | Step::InstallNew => {
+            let (mode, arg) = match launch.step {
+                Step::Install => (
+                    InstallMode::Upgrade {
+                        skip_pre_upgrade: launch.upgrade.skip_pre_upgrade,
+                    },
+                    upgrade_arg(),
+                ),
+                _ => (InstallMode::Install, init_arg(ic.self_id())),
             };
-            Outcome::Unit(ic.install(child, mode, upgrade_arg()).await)
+            // The module is read from the store in the message that sends it (nothing is kept across the await).
+            match read_state(|s| s.module(&launch.release)) {
+                Some(wasm) => Outcome::Unit(ic.install(child, mode, wasm, arg).await),
+                None => Outcome::Unit(Err(CallError::new(
+                    "install_code",
+                    0,
+                    format!("the module of release {} is no longer stored", hex(&launch.release)),
+                ))),
+            }
         }
-        Step::InstallNew => Outcome::Unit(ic.install(child, InstallMode::Install, init_arg(ic.self_id())).await),
         Step::Start => Outcome::Unit(ic.start(child).await),
         Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
     }

@@ -9,6 +9,7 @@ use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs, UpgradeFlags,
 };
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
@@ -38,9 +39,14 @@ pub trait Ic {
     /// `create_canister` with these controllers and `cycles` on top of the creation fee.
     fn create(&self, controllers: Vec<Principal>, cycles: u128) -> impl Future<Output = Result<Principal, CallError>>;
     fn stop(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
-    /// `install_code` of the embedded release with `arg`.
-    fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>)
-        -> impl Future<Output = Result<(), CallError>>;
+    /// `install_code` of `wasm` with `arg`.
+    fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<(), CallError>>;
     fn start(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
 }
@@ -205,7 +211,13 @@ impl Ic for CdkIc {
         bounded_unit_call("stop_canister", child).await
     }
 
-    async fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>) -> Result<(), CallError> {
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
         let args = InstallCodeArgs {
             mode: match mode {
                 InstallMode::Install => CanisterInstallMode::Install,
@@ -217,7 +229,7 @@ impl Ic for CdkIc {
                 }
             },
             canister_id: child,
-            wasm_module: crate::release::CHILD_WASM_GZ.to_vec(),
+            wasm_module: wasm.into_owned(),
             arg,
             sender_canister_version: None,
         };

@@ -141,6 +141,20 @@ fn retry_child(canister_id: Principal, options: RetryOptions) -> Result<u64, Par
     mutate_state(|s| admin::retry_child(s, canister_id, options, now())).map(kick)
 }
 
+/// Makes a release this parent has stored the fleet's target and rolls it out like any release: every child is
+/// upgraded (never reinstalled), so it keeps its data. Rolling back is `rollout_release` of the previous release.
+#[ic_cdk::update]
+fn rollout_release(hash: Vec<u8>) -> Result<u64, ParentError> {
+    guard()?;
+    mutate_state(|s| admin::rollout_release(s, hash, now())).map(kick)
+}
+
+#[ic_cdk::update]
+fn set_keep_releases(keep: u32) -> Result<(), ParentError> {
+    controllers_only()?;
+    mutate_state(|s| admin::set_keep_releases(s, keep))
+}
+
 #[ic_cdk::update]
 fn set_admins(admins: Vec<Principal>) -> Result<(), ParentError> {
     controllers_only()?;

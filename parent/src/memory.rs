@@ -12,7 +12,9 @@
 //! ├── 4 RELEASES   StableBTreeMap<[u8; 32], ReleaseEntry>   every release the parent has carried, by hash
 //! ├── 5 PENDING    StableBTreeMap<Principal, ()>            index: children queued for an upgrade
 //! ├── 6 IN_FLIGHT  StableBTreeMap<Principal, LockMark>      index: locked children (epoch + step start time)
-//! └── 7 FAILED     StableBTreeMap<Principal, ()>            index: children whose last operation failed
+//! ├── 7 FAILED     StableBTreeMap<Principal, ()>            index: children whose last operation failed
+//! ├── 8 MODULES    StableBTreeMap<([u8; 32], u32), Vec<u8>>  release store: (hash, chunk index) -> 1 MiB chunks
+//! └── 9 RUNNING    StableBTreeMap<[u8; 32], u64>            index: children per installed module hash
 //! ```
 //!
 //! Rules: ids are append-only and never reused or renumbered. A retired id stays below as a comment so nobody takes it
@@ -35,7 +37,9 @@ pub const RELEASES: MemoryId = MemoryId::new(4);
 pub const PENDING: MemoryId = MemoryId::new(5);
 pub const IN_FLIGHT: MemoryId = MemoryId::new(6);
 pub const FAILED: MemoryId = MemoryId::new(7);
-// Next free id: 8.
+pub const MODULES: MemoryId = MemoryId::new(8);
+pub const RUNNING: MemoryId = MemoryId::new(9);
+// Next free id: 10.
 
 /// The manager over the canister's stable memory (on wasm) or a heap vector (natively, for tests).
 pub fn manager(memory: DefaultMemoryImpl) -> MemoryManager<DefaultMemoryImpl> {

@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 
 /// K unless configured otherwise.
 pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// Releases whose modules the release store keeps (besides any a child runs), unless configured otherwise.
+pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+
+fn default_keep_releases() -> u32 {
+    DEFAULT_KEEP_RELEASES
+}
 /// Cycles given to a new child on top of the creation fee, unless configured otherwise.
 pub const DEFAULT_CYCLES_PER_CHILD: u128 = 1_000_000_000_000;
 
@@ -30,6 +36,9 @@ pub struct Settings {
     pub cycles_per_child: u128,
     /// Controllers every new child gets besides the parent.
     pub extra_controllers: Vec<Principal>,
+    /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: u32,
 }
 
 impl Default for Settings {
@@ -39,6 +48,7 @@ impl Default for Settings {
             concurrency: DEFAULT_CONCURRENCY,
             cycles_per_child: DEFAULT_CYCLES_PER_CHILD,
             extra_controllers: Vec::new(),
+            keep_releases: DEFAULT_KEEP_RELEASES,
         }
     }
 }
@@ -53,6 +63,20 @@ pub struct Meta {
     pub epoch: u64,
     /// The id of the next child operation (a lock token: a result for an older id is ignored).
     pub next_op_id: u64,
+    /// How far the `RUNNING` index (children per module hash) has been built. Parents before it existed left it
+    /// `NotStarted`; the tick counts the registry in batches, and until `Done` the counts are incomplete.
+    #[serde(default)]
+    pub running_index: IndexProgress,
+}
+
+/// Progress of building an index over the whole registry in batches.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum IndexProgress {
+    #[default]
+    NotStarted,
+    /// Entries up to and including this principal are counted (`None`: none yet).
+    After(Option<Principal>),
+    Done,
 }
 shared::storable_as_cbor!(Meta);
 
@@ -90,12 +114,16 @@ pub struct Rollout {
 }
 shared::storable_as_cbor!(Rollout);
 
-/// A release the parent has carried (memory `RELEASES`, keyed by its hash).
+/// A release the parent has carried (memory `RELEASES`, keyed by its hash). Entries are never removed: they say
+/// what the parent shipped. The module itself is in `MODULES` while `stored` (see `State::prune_releases`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseEntry {
     pub size: u64,
     pub version: String,
     pub first_seen: u64,
+    /// The module's bytes are in the release store. False for releases recorded before the store existed.
+    #[serde(default)]
+    pub stored: bool,
 }
 shared::storable_as_cbor!(ReleaseEntry);
 
@@ -163,6 +191,10 @@ pub struct Op {
     /// Set while the operation waits for its backoff: `step` is launched by the first tick after this time.
     #[serde(default)]
     pub wait_until: Option<u64>,
+    /// The module hash this operation installs and confirms: the fleet's target when it started. Empty in locks
+    /// written before the target could differ from the embedded release, which is what those installed.
+    #[serde(default, with = "serde_bytes")]
+    pub release: Vec<u8>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -336,6 +368,7 @@ mod tests {
                 upgrade: UpgradeOptions { skip_pre_upgrade: true },
                 retries: 4,
                 wait_until: Some(11),
+                release: vec![3; 32],
             }),
             last_error: Some("boom".into()),
             attempts: 2,

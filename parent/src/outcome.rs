@@ -4,6 +4,11 @@
 use candid::Principal;
 use shared::parent::ParentError;
 
+/// Lowercase hex, for hashes in error texts.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// IC reject code SYS_UNKNOWN: a bounded-wait call whose outcome is unknown (it may or may not have taken effect).
 pub const SYS_UNKNOWN: u32 = 6;
 /// IC reject code DESTINATION_INVALID: for a management call, the canister it names does not exist.

@@ -17,7 +17,7 @@ pub const MAX_LISTED_IN_FLIGHT: usize = 200;
 
 pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
     match &entry.phase {
-        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
+        Phase::Idle if s.target_is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
         Phase::Idle => ChildState::Outdated,
         Phase::Pending => ChildState::Pending,
         Phase::InFlight(op) => ChildState::Upgrading {
@@ -109,7 +109,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         })
         .collect();
     RolloutStatus {
-        release: s.release.info(),
+        release: s.release_info(&s.target()).expect("the target is a recorded release"),
         rollout_id: r.id,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -134,6 +134,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
     }
 }
 
+/// Every release the parent has carried, oldest first, with whether its module is stored and how many children run
+/// it (`None` while that index is being built). O(releases).
 pub fn releases(s: &State) -> Vec<ReleaseRecord> {
     let mut out: Vec<ReleaseRecord> = s
         .releases()
@@ -145,6 +147,8 @@ pub fn releases(s: &State) -> Vec<ReleaseRecord> {
                 size: r.size,
                 version: r.version,
                 first_seen: r.first_seen,
+                stored: r.stored,
+                children: s.running_on(&hash),
             }
         })
         .collect();

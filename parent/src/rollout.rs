@@ -66,8 +66,8 @@
 //!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::model::{ChildEntry, LockKind, Op, Phase, PlanCursor, Step, UpgradeOptions};
-use crate::outcome::{CallError, ChildStatus, RunStatus};
+use crate::model::{ChildEntry, IndexProgress, LockKind, Op, Phase, PlanCursor, Step, UpgradeOptions};
+use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
 use crate::state::State;
 use candid::Principal;
 use std::ops::Bound;
@@ -105,6 +105,8 @@ pub struct Launch {
     pub step: Step,
     /// How `Install` upgrades the child (the operation's options, see `UpgradeOptions`).
     pub upgrade: UpgradeOptions,
+    /// The release `Install` and `InstallNew` install (the operation's, see `Op::release`).
+    pub release: [u8; 32],
 }
 
 /// The result of performing a step.
@@ -124,25 +126,28 @@ pub struct TickPlan {
     pub rearm: Option<Duration>,
 }
 
-/// Run by `init` and `post_upgrade`, which may not make calls. O(log n): bumps the epoch (so operations of the
-/// previous instance are recognised as orphans), records the release and starts a new rollout if the release changed.
-/// Returns whether the tick has work.
+/// Run by `init` and `post_upgrade`, which may not make calls. O(log n + module size): bumps the epoch (so
+/// operations of the previous instance are recognised as orphans) and records the embedded release in the store. A
+/// release this parent never carried before becomes the target of a new rollout; one it knew leaves the target as it
+/// was (so a rollback to an older release survives a parent upgrade that carries the same child). Returns whether the
+/// tick has work.
 pub fn on_install(s: &mut State, now: u64) -> bool {
     s.update_meta(|m| m.epoch += 1);
-    s.record_release(now);
-    if s.rollout().release != s.release.hash {
-        new_rollout(s, now, false);
+    if s.record_release(now) {
+        let embedded = s.release.hash;
+        new_rollout(s, now, embedded, false);
     }
-    has_work(s)
+    s.prune_releases();
+    has_work(s) || indexing(s)
 }
 
-/// Starts a rollout of the current release: the planner re-reads the whole registry. Children already queued or
-/// locked are left as they are (one operation per child at a time). With `verify`, children the registry has on the
-/// release are queued as well: their operation starts with a re-check (`canister_status`), which leaves a child
-/// running the release alone and upgrades one whose module was changed behind the parent's back. Returns the
-/// rollout id.
-pub fn new_rollout(s: &mut State, now: u64, verify: bool) -> u64 {
-    let release = s.release.hash.to_vec();
+/// Starts a rollout to `target` (a release the parent can install): the planner re-reads the whole registry.
+/// Children already queued or locked are left as they are (one operation per child at a time). With `verify`,
+/// children the registry has on the target are queued as well: their operation starts with a re-check
+/// (`canister_status`), which leaves a child running the target alone and upgrades one whose module was changed
+/// behind the parent's back. Returns the rollout id.
+pub fn new_rollout(s: &mut State, now: u64, target: [u8; 32], verify: bool) -> u64 {
+    let release = target.to_vec();
     let mut id = 0;
     s.update_rollout(|r| {
         r.id += 1;
@@ -163,17 +168,26 @@ pub fn has_work(s: &State) -> bool {
     s.rollout().plan.is_some() || !s.pending().is_empty() || !s.in_flight().is_empty()
 }
 
-/// The tick must keep coming back: new operations can start (K > 0 and work left), or locks are held.
-pub fn needs_ticks(s: &State) -> bool {
-    !s.in_flight().is_empty() || (s.settings().concurrency > 0 && has_work(s))
+/// The index of children per module (`RUNNING`) is still being built, in batches (see `IndexProgress`).
+pub fn indexing(s: &State) -> bool {
+    s.meta().running_index != IndexProgress::Done
 }
 
-/// One timer execution: plan a batch, take over orphaned locks and launch operations, up to K.
+/// The tick must keep coming back: new operations can start (K > 0 and work left), locks are held, or the index is
+/// being built.
+pub fn needs_ticks(s: &State) -> bool {
+    !s.in_flight().is_empty() || (s.settings().concurrency > 0 && has_work(s)) || indexing(s)
+}
+
+/// One timer execution: build a batch of the index, plan a batch, take over orphaned locks and launch operations.
 pub fn tick(s: &mut State, now: u64) -> TickPlan {
+    if indexing(s) && s.build_running_index(PLAN_BATCH) {
+        s.prune_releases();
+    }
     plan_batch(s, now);
     let launches = launch(s, now, usize::MAX);
     maybe_finish(s, now);
-    let rearm = if s.rollout().plan.is_some() {
+    let rearm = if s.rollout().plan.is_some() || indexing(s) {
         Some(Duration::ZERO)
     } else if !s.in_flight().is_empty() {
         // Locks may need a take-over or a resumed retry, paused or not.
@@ -204,7 +218,7 @@ pub fn plan_batch(s: &mut State, now: u64) {
     let verify = s.rollout().verify;
     let mut skipped = 0;
     for (id, mut entry) in batch {
-        let on_release = s.release.is(entry.installed_hash.as_deref());
+        let on_release = s.target_is(entry.installed_hash.as_deref());
         match entry.phase {
             Phase::Idle if on_release && !verify => skipped += 1,
             // Queued for an earlier release but already on this one (e.g. the parent went back to a release it
@@ -287,6 +301,7 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
     out
 }
 
+/// A new lock, for an operation towards the current target.
 fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: UpgradeOptions) -> Op {
     Op {
         id: s.next_op_id(),
@@ -297,15 +312,22 @@ fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: Upg
         upgrade,
         retries: 0,
         wait_until: None,
+        release: s.target().to_vec(),
     }
 }
 
-fn launch_of(child: Principal, op: &Op) -> Launch {
+/// The release an operation moves its child to (locks written before `Op::release` existed: the embedded one).
+fn release_of(s: &State, op: &Op) -> [u8; 32] {
+    <[u8; 32]>::try_from(op.release.as_slice()).unwrap_or(s.release.hash)
+}
+
+fn launch_of(s: &State, child: Principal, op: &Op) -> Launch {
     Launch {
         child,
         op_id: op.id,
         step: op.step,
         upgrade: op.upgrade,
+        release: release_of(s, op),
     }
 }
 
@@ -315,13 +337,13 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Launch {
     // A child with no known module, or one recorded on the release but failed (e.g. left stopped), is looked at
     // before anything is done to it.
     let first = match &entry.installed_hash {
-        Some(h) if !s.release.is(Some(h)) => Step::Stop,
+        Some(h) if !s.target_is(Some(h)) => Step::Stop,
         _ => Step::Recheck,
     };
     // The options set by `retry_child` are for this one operation: they move into the lock.
     let upgrade = std::mem::take(&mut entry.upgrade);
     let op = lock(s, first, now, None, upgrade);
-    let launch = launch_of(id, &op);
+    let launch = launch_of(s, id, &op);
     entry.attempts += 1;
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
@@ -338,9 +360,10 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
     // The same operation goes on under a new lock: it keeps its options and its retry count.
     let op = Op {
         retries: old.retries,
+        release: old.release.clone(),
         ..lock(s, Step::Recheck, now, old.error.clone(), old.upgrade)
     };
-    let launch = launch_of(id, &op);
+    let launch = launch_of(s, id, &op);
     entry.attempts += 1;
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
@@ -360,7 +383,7 @@ fn resume(s: &mut State, id: Principal, now: u64) -> Launch {
         wait_until: None,
         ..waiting.clone()
     };
-    let launch = launch_of(id, &op);
+    let launch = launch_of(s, id, &op);
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
     s.put_child(id, entry);
@@ -370,7 +393,7 @@ fn resume(s: &mut State, id: Principal, now: u64) -> Launch {
 /// Registers a child the parent just created, locked at `InstallNew`.
 pub fn adopt_new_child(s: &mut State, id: Principal, now: u64) -> Launch {
     let op = lock(s, Step::InstallNew, now, None, UpgradeOptions::default());
-    let launch = launch_of(id, &op);
+    let launch = launch_of(s, id, &op);
     let mut entry = ChildEntry::new(None, Phase::InFlight(op), now);
     entry.attempts = 1;
     s.put_child(id, entry);
@@ -379,7 +402,7 @@ pub fn adopt_new_child(s: &mut State, id: Principal, now: u64) -> Launch {
 
 /// Registers an existing canister running `hash`; queues it unless it already runs the release.
 pub fn adopt_child(s: &mut State, id: Principal, hash: Option<Vec<u8>>, now: u64) -> ChildEntry {
-    let phase = if s.release.is(hash.as_deref()) {
+    let phase = if s.target_is(hash.as_deref()) {
         Phase::Idle
     } else {
         Phase::Pending
@@ -464,10 +487,6 @@ fn clip(error: String) -> String {
     format!("…{}", &error[cut..])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Where a child stands, in words: "running module ab12…", "stopped with no module".
 fn describe(st: &ChildStatus, release: &[u8]) -> String {
     let state = match st.status {
@@ -507,7 +526,8 @@ enum Next {
 
 /// The transition table (see the module docs). Pure: decides from the step, its outcome and the attempt budget.
 fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
-    let release = &s.release;
+    let release = release_of(s, op);
+    let on = |hash: &Option<Vec<u8>>| hash.as_deref() == Some(&release[..]);
     let can_retry = attempts < MAX_ATTEMPTS;
     let go = |step: Step, error: Option<String>| Next::Step {
         step,
@@ -544,19 +564,16 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         // It may have started anyway (an unknown outcome, or already running): Confirm looks.
         (Step::Start, Outcome::Unit(Err(e))) => go(Step::Confirm, note(&op.error, e)),
         (Step::Confirm, Outcome::Status(Ok(st))) => match st.status {
-            RunStatus::Running if release.is(st.module_hash.as_deref()) => Next::Done,
+            RunStatus::Running if on(&st.module_hash) => Next::Done,
             RunStatus::Running => {
-                let seen = format!("confirm: the child is {}", describe(&st, &release.hash));
+                let seen = format!("confirm: the child is {}", describe(&st, &release));
                 fail_running(note(&op.error, seen), Some(st.module_hash))
             }
             RunStatus::Stopped | RunStatus::Stopping => Next::Retry {
                 step: Step::Start,
                 error: note(
                     &op.error,
-                    format!(
-                        "confirm: the child is {}, starting it again",
-                        describe(&st, &release.hash)
-                    ),
+                    format!("confirm: the child is {}, starting it again", describe(&st, &release)),
                 ),
             },
         },
@@ -566,7 +583,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             error: note(&op.error, e),
         },
         (Step::Recheck, Outcome::Status(Ok(st))) => {
-            let on_release = release.is(st.module_hash.as_deref());
+            let on_release = on(&st.module_hash);
             let restart = |why: &str| Next::Retry {
                 step: Step::Start,
                 error: if why.is_empty() {
@@ -588,7 +605,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
                 RunStatus::Running => {
                     let seen = format!(
                         "not upgraded after {attempts} attempts: the child is {}",
-                        describe(&st, &release.hash)
+                        describe(&st, &release)
                     );
                     fail_running(note(&op.error, seen), Some(st.module_hash))
                 }
@@ -633,7 +650,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
                 entry.attempts += 1;
             }
             let next = next_op(step, error, op.retries, None);
-            let launch = launch_of(child, &next);
+            let launch = launch_of(s, child, &next);
             entry.phase = Phase::InFlight(next);
             entry.updated_at = now;
             s.put_child(child, entry);
@@ -642,7 +659,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         Next::Retry { step, error } => {
             let wait_until = backoff(op.retries).map(|d| now.saturating_add(d.as_nanos() as u64));
             let next = next_op(step, error, op.retries + 1, wait_until);
-            let launch = wait_until.is_none().then(|| launch_of(child, &next));
+            let launch = wait_until.is_none().then(|| launch_of(s, child, &next));
             entry.phase = Phase::InFlight(next);
             entry.updated_at = now;
             s.put_child(child, entry);
@@ -650,8 +667,9 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         }
         Next::Done => {
             // Found running the release it was recorded on: nothing was done to it.
-            let untouched = op.step == Step::Recheck && s.release.is(entry.installed_hash.as_deref());
-            entry.installed_hash = Some(s.release.hash.to_vec());
+            let release = release_of(s, &op);
+            let untouched = op.step == Step::Recheck && entry.installed_hash.as_deref() == Some(&release[..]);
+            entry.installed_hash = Some(release.to_vec());
             entry.phase = Phase::Idle;
             entry.last_error = None;
             entry.lost_control = false;

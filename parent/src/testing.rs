@@ -4,6 +4,8 @@
 use crate::ic::{Ic, InstallMode};
 use crate::outcome::{CallError, ChildStatus, RunStatus, SYS_UNKNOWN};
 use candid::Principal;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,8 +61,6 @@ pub struct Sim {
     pub now: u64,
     pub self_id: Principal,
     pub running: bool,
-    /// The hash an install produces (the release the parent carries).
-    pub release: Vec<u8>,
     pub canisters: BTreeMap<Principal, SimCanister>,
     pub faults: Vec<(Method, Principal, Fault)>,
     pub calls: Vec<(Method, Principal)>,
@@ -86,12 +86,11 @@ fn canister_id(n: u64) -> Principal {
 pub struct FakeIc(pub Rc<RefCell<Sim>>);
 
 impl FakeIc {
-    pub fn new(release: &[u8]) -> Self {
+    pub fn new() -> Self {
         Self(Rc::new(RefCell::new(Sim {
             now: 1_000,
             self_id: Principal::from_slice(&[0xEE; 10]),
             running: true,
-            release: release.to_vec(),
             canisters: BTreeMap::new(),
             faults: Vec::new(),
             calls: Vec::new(),
@@ -267,7 +266,15 @@ impl Ic for FakeIc {
         )
     }
 
-    async fn install(&self, child: Principal, mode: InstallMode, _arg: Vec<u8>) -> Result<(), CallError> {
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        _arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        // As on the IC, the module hash is the SHA-256 of the bytes as sent.
+        let hash: [u8; 32] = Sha256::digest(&wasm).into();
         let method = match mode {
             InstallMode::Install => Method::InstallNew,
             InstallMode::Upgrade { .. } => Method::Install,
@@ -278,7 +285,7 @@ impl Ic for FakeIc {
             "install_code",
             child,
             |sim, c| {
-                let release = sim.release.clone();
+                let release = hash.to_vec();
                 let can = sim.canisters.get_mut(&c).unwrap();
                 match (mode, &can.module_hash) {
                     (InstallMode::Upgrade { .. }, None) => {

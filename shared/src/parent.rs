@@ -18,6 +18,8 @@ pub struct ParentArg {
     pub cycles_per_child: Option<Nat>,
     /// Replaces the extra controllers given to each new child besides the parent.
     pub extra_controllers: Option<Vec<Principal>>,
+    /// Replaces R, the number of recent releases whose modules the release store keeps (1 to 50; default 5).
+    pub keep_releases: Option<u32>,
 }
 
 /// The parent's settings, as returned by `settings()`.
@@ -32,6 +34,8 @@ pub struct Settings {
     pub cycles_per_child: Nat,
     /// Controllers given to each new child besides the parent itself.
     pub extra_controllers: Vec<Principal>,
+    /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
+    pub keep_releases: u32,
 }
 
 /// Options of `create_children`.
@@ -208,6 +212,12 @@ pub struct ReleaseRecord {
     pub version: String,
     /// When a parent carrying this release was first installed.
     pub first_seen: u64,
+    /// The module is in the parent's release store, so `rollout_release` can target it. The store keeps the
+    /// `keep_releases` most recent releases and any release a child runs.
+    pub stored: bool,
+    /// Children the registry has on this release; `None` while the parent is still counting (after an upgrade from a
+    /// parent that did not count).
+    pub children: Option<u64>,
 }
 
 /// Every expected failure of a parent endpoint. Calls that fail with an error change nothing unless stated.
@@ -231,6 +241,10 @@ pub enum ParentError {
     ChildBusy { canister_id: Principal, step: RolloutStep },
     /// An argument is out of range or malformed.
     InvalidArgument { reason: String },
+    /// `rollout_release`: no release with this hash was ever carried by this parent (see `releases()`).
+    UnknownRelease { hash: Vec<u8> },
+    /// `rollout_release`: the release's module is no longer in the release store (see `keep_releases`).
+    ReleaseNotStored { hash: Vec<u8> },
     /// A management canister call failed. `code` is the IC reject code (0 if the call was never sent).
     CallFailed { method: String, code: u32, message: String },
 }
@@ -252,12 +266,14 @@ impl std::fmt::Display for ParentError {
             } => write!(
                 f,
                 "{canister_id} runs module {}, which is no release this parent has shipped",
-                module_hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                hex(module_hash)
             ),
             ParentError::ChildBusy { canister_id, step } => {
                 write!(f, "child {canister_id} is busy ({step:?})")
             }
             ParentError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            ParentError::UnknownRelease { hash } => write!(f, "release {} is unknown to this parent", hex(hash)),
+            ParentError::ReleaseNotStored { hash } => write!(f, "release {} is no longer stored", hex(hash)),
             ParentError::CallFailed { method, code, message } => {
                 write!(f, "{method} failed (reject code {code}): {message}")
             }
@@ -266,3 +282,7 @@ impl std::fmt::Display for ParentError {
 }
 
 impl std::error::Error for ParentError {}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -10,7 +10,7 @@ use shared::parent::{ChildState, RegisterOptions, RolloutStep};
 fn global() -> (FakeIc, [u8; 32]) {
     let mut s = fresh_state();
     s.ship(OLD);
-    let ic = FakeIc::new(&s.release.hash);
+    let ic = FakeIc::new();
     let hash = install_global(s);
     (ic, hash)
 }
@@ -311,6 +311,7 @@ fn remove_child_refuses_unknown_and_locked_children() {
         upgrade: Default::default(),
         retries: 0,
         wait_until: None,
+        release: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
@@ -382,6 +383,7 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         upgrade: Default::default(),
         retries: 0,
         wait_until: None,
+        release: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
@@ -450,4 +452,28 @@ fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
     assert!(!s.child(&queued).unwrap().upgrade.skip_pre_upgrade);
     assert_eq!((s.pending().len(), s.failed().len()), (3, 0));
     s.check_invariants();
+}
+
+// --- rollout_release ------------------------------------------------------------------------------------------
+
+#[test]
+fn rollout_release_refuses_what_it_cannot_install_and_changes_nothing() {
+    let mut s = fresh_state();
+    rollout::on_install(&mut s, 1_000);
+    let before = s.rollout().clone();
+    let err = |r: Result<u64, ParentError>| r.unwrap_err();
+    assert!(matches!(
+        err(rollout_release(&mut s, vec![1; 31], 1_000)),
+        ParentError::InvalidArgument { .. }
+    ));
+    assert_eq!(
+        err(rollout_release(&mut s, vec![9; 32], 1_000)),
+        ParentError::UnknownRelease { hash: vec![9; 32] }
+    );
+    s.ship([8; 32]); // recorded by an older parent, its module never stored
+    assert_eq!(
+        err(rollout_release(&mut s, vec![8; 32], 1_000)),
+        ParentError::ReleaseNotStored { hash: vec![8; 32] }
+    );
+    assert_eq!(s.rollout(), &before);
 }

@@ -3,7 +3,7 @@ use crate::driver;
 use crate::ic::InstallMode;
 use crate::model::{ChildEntry, Op, Phase, Step, UpgradeOptions};
 use crate::outcome::{ChildStatus, RunStatus};
-use crate::state::test_support::{fresh_state, install_global, principal, OLD};
+use crate::state::test_support::{fresh_state, install_global, next_release, principal, release_of, OLD};
 use crate::state::{mutate_state, read_state, State};
 use crate::testing::{block_on, FakeIc, Fault, Method};
 
@@ -49,7 +49,7 @@ fn complete_ok(s: &mut State, launch: Launch, now: u64) {
 fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
     let mut s = fresh_state();
     set_k(&mut s, k);
-    let ic = FakeIc::new(&s.release.hash);
+    let ic = FakeIc::new();
     let ids: Vec<Principal> = (0..n).map(principal).collect();
     for id in &ids {
         add_idle(&mut s, *id, Some(&OLD));
@@ -505,7 +505,7 @@ fn errors_are_capped_keeping_the_latest() {
 /// A child caught mid-step by a parent upgrade: its lock carries the previous epoch and its callbacks are lost.
 fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc, Principal) {
     let mut s = fresh_state();
-    let ic = FakeIc::new(&s.release.hash);
+    let ic = FakeIc::new();
     let id = principal(7);
     on_install(&mut s, NOW); // the instance that launched the operation
     let epoch = s.meta().epoch;
@@ -518,6 +518,7 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         upgrade: Default::default(),
         retries: 0,
         wait_until: None,
+        release: Vec::new(),
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -644,11 +645,13 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
 
     // Overlapping rollouts re-plan, but a locked child is neither queued nor launched again.
     set_k(&mut s, 10);
-    new_rollout(&mut s, NOW, false);
+    let target = s.target();
+    new_rollout(&mut s, NOW, target, false);
     let plan = tick(&mut s, NOW);
     assert!(plan.launches.iter().all(|l| l.child != locked), "{plan:?}");
     assert!(!s.pending().contains_key(&locked));
-    new_rollout(&mut s, NOW, false);
+    let target = s.target();
+    new_rollout(&mut s, NOW, target, false);
     assert!(tick(&mut s, NOW).launches.is_empty());
 
     // Only the lock holder may advance the operation.
@@ -786,12 +789,12 @@ fn only_a_verifying_rollout_finds_a_child_changed_behind_the_parents_back() {
     ic.add_child(drifted, RunStatus::Running, Some(&OLD));
     let calls = ic.calls().len();
 
-    mutate_state(|s| new_rollout(s, NOW, false));
+    mutate_state(|s| new_rollout(s, NOW, s.target(), false));
     run_rollout(&ic);
     assert_eq!(ic.calls().len(), calls, "a plain rollout trusts the registry");
     assert_eq!(ic.canister(drifted).module_hash.as_deref(), Some(&OLD[..]));
 
-    mutate_state(|s| new_rollout(s, NOW, true));
+    mutate_state(|s| new_rollout(s, NOW, s.target(), true));
     run_rollout(&ic);
     let new_calls = &ic.calls()[calls..];
     for id in &ids {
@@ -921,10 +924,9 @@ fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
 
     // The next release upgrades it normally again.
     mutate_state(|s| {
-        s.release.hash = [0x22; 32];
+        s.release = next_release();
         on_install(s, NOW);
     });
-    ic.0.borrow_mut().release = vec![0x22; 32];
     run_rollout(&ic);
     assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP, PLAIN]);
     assert_eq!(entry(stuck).phase, Phase::Idle);
@@ -970,6 +972,10 @@ fn ticks_are_needed_while_locks_are_held_or_work_can_start() {
     add_idle(&mut s, principal(1), Some(&OLD));
     on_install(&mut s, NOW);
     assert!(needs_ticks(&s), "a rollout to plan");
+    assert!(
+        s.build_running_index(PLAN_BATCH),
+        "the registry is counted in one batch"
+    );
     set_k(&mut s, 0);
     assert!(!needs_ticks(&s), "paused with nothing under way: no tick");
     set_k(&mut s, 1);
@@ -978,4 +984,48 @@ fn ticks_are_needed_while_locks_are_held_or_work_can_start() {
     assert!(needs_ticks(&s), "paused with a lock held: the tick keeps coming");
     complete_ok(&mut s, l, NOW);
     assert!(!needs_ticks(&s) && !has_work(&s));
+}
+
+// --- release store and rollbacks ------------------------------------------------------------------------------
+
+#[test]
+fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_with_the_same_child() {
+    let (ic, ids) = fleet(3, 2);
+    run_rollout(&ic);
+    let a = read_state(|s| s.release.clone());
+    let b = next_release();
+    // The parent is upgraded to release B: a new child, so a new rollout to it.
+    mutate_state(|s| {
+        s.release = b.clone();
+        assert!(on_install(s, NOW));
+    });
+    run_rollout(&ic);
+    assert!(ids
+        .iter()
+        .all(|id| ic.canister(*id).module_hash == Some(b.hash.to_vec())));
+
+    // B is bad: back to A, whose module now comes from the store (the parent embeds B).
+    let rollback = mutate_state(|s| crate::admin::rollout_release(s, a.hash.to_vec(), NOW)).unwrap();
+    assert_eq!(read_state(|s| (s.target(), s.rollout().id)), (a.hash, rollback));
+    run_rollout(&ic);
+    for id in &ids {
+        assert_eq!(ic.canister(*id).module_hash, Some(a.hash.to_vec()), "back on A");
+        assert_eq!(entry(*id).installed_hash, Some(a.hash.to_vec()));
+        assert_eq!(
+            upgrade_installs(&ic, *id).len(),
+            3,
+            "A, B, A again: upgrades, never reinstalls"
+        );
+    }
+
+    // A parent hotfix that carries the same child B does not undo the rollback.
+    assert!(!mutate_state(|s| on_install(s, NOW)));
+    assert_eq!(read_state(|s| s.target()), a.hash);
+    // A parent that carries a child it never had makes that child the target again.
+    let c = release_of(&[7, 7, 7], "4.0.0");
+    mutate_state(|s| {
+        s.release = c.clone();
+        assert!(on_install(s, NOW));
+    });
+    assert_eq!(read_state(|s| s.target()), c.hash);
 }

@@ -196,6 +196,7 @@ impl Fleet {
             concurrency: Some(config.concurrency),
             cycles_per_child: config.cycles_per_child.map(Nat::from),
             extra_controllers: Some(extra),
+            keep_releases: None,
         };
         replica.install_canister(
             parent,
@@ -233,7 +234,13 @@ impl Fleet {
     /// Creates `n` children through the parent's `create_children` (in batches of the parent's per-call cap), as the
     /// controller; tops the parent up with cycles first. Panics if any creation or install fails. Returns the new ids.
     pub fn create_children(&mut self, n: u32) -> Vec<Principal> {
-        let per_child = u128::try_from(self.parent().settings().cycles_per_child.0).expect("cycles fit u128");
+        // Only this field: parents of every release answer it (older ones lack later settings).
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct CyclesPerChild {
+            cycles_per_child: Nat,
+        }
+        let settings: CyclesPerChild = self.parent().query("settings", ());
+        let per_child = u128::try_from(settings.cycles_per_child.0).expect("cycles fit u128");
         // Creation fee (ic-cdk attaches it; this replica charges nothing and passes it on) plus the child's cycles.
         self.replica
             .add_cycles(self.parent, u128::from(n) * (per_child + 2_000_000_000_000));

@@ -91,6 +91,14 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "verify_fleet", ())
     }
 
+    pub fn rollout_release(&self, sender: Principal, hash: Vec<u8>) -> Result<u64, ParentError> {
+        self.update(sender, "rollout_release", (hash,))
+    }
+
+    pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {
+        self.update(sender, "set_keep_releases", (keep,))
+    }
+
     pub fn set_admins(&self, sender: Principal, admins: Vec<Principal>) -> Result<(), ParentError> {
         self.update(sender, "set_admins", (admins,))
     }

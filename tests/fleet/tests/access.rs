@@ -3,8 +3,8 @@
 //! the check (its arguments are chosen to be refused by validation instead, so the table changes no state either).
 //!
 //! Parent: admins operate the fleet; only controllers change who controls it (`set_admins`,
-//! `set_extra_controllers`) or what it spends per child (`set_cycles_per_child`). Child: the parent and the child's
-//! controllers write; everyone reads.
+//! `set_extra_controllers`) or what it spends (`set_cycles_per_child`, and `set_keep_releases`, which also decides
+//! which releases can be rolled back to). Child: the parent and the child's controllers write; everyone reads.
 
 use std::collections::BTreeSet;
 
@@ -97,6 +97,16 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
             Box::new(|c| p.set_concurrency(c, 1_000)),
         ),
         (
+            "rollout_release",
+            Needs::Operator,
+            Box::new(|c| p.rollout_release(c, vec![1; 31]).map(drop)),
+        ),
+        (
+            "set_keep_releases",
+            Needs::Controller,
+            Box::new(|c| p.set_keep_releases(c, 0)),
+        ),
+        (
             "set_admins",
             Needs::Controller,
             Box::new(|c| p.set_admins(c, vec![Principal::anonymous()])),
@@ -174,8 +184,8 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
     }
     assert_eq!(
         refusals,
-        2 * 11 + 3,
-        "anonymous and strangers: every method; admins: the three controller-only ones"
+        2 * 13 + 4,
+        "anonymous and strangers: every method; admins: the four controller-only ones"
     );
 }
 
