@@ -30,12 +30,9 @@ use shared::principal::PrincipalArg;
 use crate::lifecycle::{Lifecycle, HEARTBEAT_INTERVAL};
 use crate::state::{mutate_state, read_state, CallContext, State};
 
-/// The child's version: its Cargo package version, with `-next` appended in the `next` build.
-#[cfg(not(feature = "next"))]
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The child's version: its Cargo package version, with `-next` appended in the `next` build.
-#[cfg(feature = "next")]
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-next");
+/// The child's version: its Cargo package version, with a suffix naming the build (`-next`, and the fixtures'
+/// `-corrupt` and `-big`; see `build.rs`).
+pub const VERSION: &str = env!("CHILD_VERSION");
 
 #[init]
 fn init(arg: ChildInitArg) {

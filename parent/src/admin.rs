@@ -4,14 +4,14 @@
 
 use crate::driver;
 use crate::ic::Ic;
-use crate::model::{Phase, Settings, UpgradeOptions};
+use crate::model::{Phase, Settings, SnapshotPolicy, UpgradeOptions};
 use crate::outcome::CallError;
 use crate::queries::child_info;
 use crate::rollout;
 use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RegisterOptions, RetryOptions,
+    ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RegisterOptions, RestoreTarget, RetryOptions,
 };
 use std::time::Duration;
 
@@ -116,6 +116,7 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         .map(|l| validate_extra_controllers(self_id, l))
         .transpose()?;
     let keep = arg.keep_releases.map(validate_keep_releases).transpose()?;
+    let snapshots = arg.snapshot_before_upgrade.map(policy_of);
     s.update_settings(|st| {
         if let Some(a) = admins {
             st.admins = a;
@@ -131,6 +132,9 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         }
         if let Some(keep) = keep {
             st.keep_releases = keep;
+        }
+        if let Some(policy) = snapshots {
+            st.snapshot_before_upgrade = policy;
         }
     });
     Ok(())
@@ -168,6 +172,68 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
         cycles_per_child: Nat::from(s.cycles_per_child),
         extra_controllers: s.extra_controllers.clone(),
         keep_releases: s.keep_releases,
+        snapshot_before_upgrade: policy_view(s.snapshot_before_upgrade),
+    }
+}
+
+fn policy_view(p: SnapshotPolicy) -> shared::parent::SnapshotPolicy {
+    match p {
+        SnapshotPolicy::Off => shared::parent::SnapshotPolicy::Off,
+        SnapshotPolicy::All => shared::parent::SnapshotPolicy::All,
+    }
+}
+
+fn policy_of(p: shared::parent::SnapshotPolicy) -> SnapshotPolicy {
+    match p {
+        shared::parent::SnapshotPolicy::Off => SnapshotPolicy::Off,
+        shared::parent::SnapshotPolicy::All => SnapshotPolicy::All,
+    }
+}
+
+/// Sets whether rollouts snapshot each child before upgrading it (from the next operation on).
+pub fn set_snapshot_policy(s: &mut State, policy: shared::parent::SnapshotPolicy) {
+    s.update_settings(|st| st.snapshot_before_upgrade = policy_of(policy));
+}
+
+/// Most children one `restore_snapshots` call names.
+pub const MAX_RESTORE_PER_CALL: usize = 1_000;
+
+/// Restores children from the snapshots the parent took before upgrading them: each is stopped, its snapshot loaded,
+/// started and confirmed on the snapshot's release. This loses every write made since the snapshot. Pending upgrades
+/// are dropped (a restore usually answers a bad release). The fleet's target does not change. Validated in full
+/// before anything changes. Returns the id of the restoring rollout.
+pub fn restore_snapshots(s: &mut State, target: RestoreTarget, now: u64) -> Result<u64, ParentError> {
+    match target {
+        RestoreTarget::Rollout(id) => {
+            if id == 0 || id > s.rollout().id {
+                return Err(invalid(format!("no rollout {id}")));
+            }
+            Ok(rollout::new_restore(s, now, Some(id)))
+        }
+        RestoreTarget::Children(ids) => {
+            if ids.is_empty() || ids.len() > MAX_RESTORE_PER_CALL {
+                return Err(invalid(format!("name between 1 and {MAX_RESTORE_PER_CALL} children")));
+            }
+            let mut entries = Vec::with_capacity(ids.len());
+            for id in ids {
+                let entry = s.child(&id).ok_or(ParentError::UnknownChild { canister_id: id })?;
+                if let Phase::InFlight(op) = &entry.phase {
+                    return Err(ParentError::ChildBusy {
+                        canister_id: id,
+                        step: op.step.into(),
+                    });
+                }
+                if entry.snapshot.is_none() {
+                    return Err(ParentError::NoSnapshot { canister_id: id });
+                }
+                entries.push((id, entry));
+            }
+            let rollout = rollout::new_restore(s, now, None);
+            for (id, entry) in entries {
+                rollout::queue_restore(s, id, entry, now);
+            }
+            Ok(rollout)
+        }
     }
 }
 
@@ -231,6 +297,7 @@ pub fn retry_child(s: &mut State, id: Principal, options: RetryOptions, now: u64
         Phase::Idle | Phase::Pending | Phase::Failed => {}
     }
     let upgrade = UpgradeOptions {
+        restore: false,
         skip_pre_upgrade: options.skip_pre_upgrade.unwrap_or(false),
     };
     Ok(rollout::requeue_child(s, id, upgrade, now))

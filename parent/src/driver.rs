@@ -59,6 +59,11 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
             }
         }
         Step::Start => Outcome::Unit(ic.start(child).await),
+        Step::TakeSnapshot => Outcome::Snapshot(ic.take_snapshot(child, launch.snapshot.clone()).await),
+        Step::LoadSnapshot => {
+            let id = launch.snapshot.clone().expect("a restore carries its snapshot");
+            Outcome::Unit(ic.load_snapshot(child, id).await)
+        }
         Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
     }
 }

@@ -6,7 +6,8 @@ use crate::outcome::{CallError, ChildStatus, RunStatus};
 use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs, UpgradeFlags,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs,
+    LoadCanisterSnapshotArgs, Snapshot, TakeCanisterSnapshotArgs, UpgradeFlags,
 };
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -48,6 +49,13 @@ pub trait Ic {
         arg: Vec<u8>,
     ) -> impl Future<Output = Result<(), CallError>>;
     fn start(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
+    /// `take_canister_snapshot`, replacing `replace` if given; returns the new snapshot's id.
+    fn take_snapshot(
+        &self,
+        child: Principal,
+        replace: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<Vec<u8>, CallError>>;
+    fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
 }
 
@@ -243,6 +251,38 @@ impl Ic for CdkIc {
 
     async fn start(&self, child: Principal) -> Result<(), CallError> {
         bounded_unit_call("start_canister", child).await
+    }
+
+    async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
+        const METHOD: &str = "take_canister_snapshot";
+        let _out = CallOut::new();
+        let args = TakeCanisterSnapshotArgs {
+            canister_id: child,
+            replace_snapshot: replace,
+            uninstall_code: None,
+            sender_canister_version: None,
+        };
+        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map_err(|e| call_error(METHOD, e))?;
+        let snapshot: Snapshot = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        Ok(snapshot.id)
+    }
+
+    async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
+        const METHOD: &str = "load_canister_snapshot";
+        let _out = CallOut::new();
+        let args = LoadCanisterSnapshotArgs {
+            canister_id: child,
+            snapshot_id: id,
+            sender_canister_version: None,
+        };
+        Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(METHOD, e))
     }
 
     async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {

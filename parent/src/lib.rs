@@ -28,7 +28,7 @@ use admin::Role;
 use candid::{Nat, Principal};
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, RegisterOptions,
-    ReleaseRecord, RetryOptions, RolloutStatus, Settings,
+    ReleaseRecord, RestoreTarget, RetryOptions, RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
@@ -147,6 +147,24 @@ fn retry_child(canister_id: Principal, options: RetryOptions) -> Result<u64, Par
 fn rollout_release(hash: Vec<u8>) -> Result<u64, ParentError> {
     guard()?;
     mutate_state(|s| admin::rollout_release(s, hash, now())).map(kick)
+}
+
+/// Sets whether rollouts take an IC snapshot of each child (stopped) before upgrading it. A child whose snapshot
+/// fails is started again untouched and marked failed: it is never upgraded without the snapshot it was promised.
+#[ic_cdk::update]
+fn set_snapshot_policy(policy: SnapshotPolicy) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_snapshot_policy(s, policy));
+    Ok(())
+}
+
+/// The emergency path back: loads each child's rollout snapshot (stop, load, start, confirm the snapshot's release).
+/// Every write a child took since its snapshot is LOST. Pending upgrades are dropped; the target does not change.
+/// `rollout_release` of the previous release is the normal way back, and keeps every write.
+#[ic_cdk::update]
+fn restore_snapshots(target: RestoreTarget) -> Result<u64, ParentError> {
+    guard()?;
+    mutate_state(|s| admin::restore_snapshots(s, target, now())).map(kick)
 }
 
 #[ic_cdk::update]

@@ -1,12 +1,14 @@
 //! Stable-memory layout of the parent.
 //!
 //! All state lives in stable structures behind one `MemoryManager`; the heap holds nothing that must survive an
-//! upgrade, so there is no `pre_upgrade` hook and no whole-heap save or restore (clippy.toml bans those calls).
+//! upgrade, so `pre_upgrade` saves nothing (it only refuses unsafe upgrades) and there is no whole-heap save or restore
+//! (clippy.toml bans those calls).
 //!
 //! ```text
 //! stable memory (MemoryManager, default 8 MiB buckets)
-//! ├── 0 SETTINGS   StableCell<Settings>                     admins, concurrency K, cycles, extra controllers
-//! ├── 1 META       StableCell<Meta>                         epoch (bumped by every init/post_upgrade), next op id
+//! ├── 0 SETTINGS   StableCell<Settings>                     admins, K, cycles, extra controllers, R, snapshot policy
+//! ├── 1 META       StableCell<Meta>                         epoch (bumped by every init/post_upgrade), next op id,
+//! │                                                         progress of the RUNNING index
 //! ├── 2 ROLLOUT    StableCell<Rollout>                      the current rollout: release, times, planner cursor
 //! ├── 3 CHILDREN   StableBTreeMap<Principal, ChildEntry>    the fleet registry (one entry per child)
 //! ├── 4 RELEASES   StableBTreeMap<[u8; 32], ReleaseEntry>   every release the parent has carried, by hash

@@ -39,6 +39,8 @@ pub struct Settings {
     /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
     #[serde(default = "default_keep_releases")]
     pub keep_releases: u32,
+    #[serde(default)]
+    pub snapshot_before_upgrade: SnapshotPolicy,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             cycles_per_child: DEFAULT_CYCLES_PER_CHILD,
             extra_controllers: Vec::new(),
             keep_releases: DEFAULT_KEEP_RELEASES,
+            snapshot_before_upgrade: SnapshotPolicy::Off,
         }
     }
 }
@@ -111,6 +114,19 @@ pub struct Rollout {
     /// Children an operation found running the release and left alone (a re-check was all it took).
     #[serde(default)]
     pub verified: u64,
+    /// A restoring rollout (`restore_snapshots`): only restores are launched; children queued for an upgrade are
+    /// dropped back to idle.
+    #[serde(default)]
+    pub restore: bool,
+    /// Restoring the snapshots rollout `restore_from` took: the planner queues those children for a restore.
+    #[serde(default)]
+    pub restore_from: Option<u64>,
+    /// Children this rollout restored from their snapshot.
+    #[serde(default)]
+    pub restored: u64,
+    /// Snapshots this rollout took before upgrading a child.
+    #[serde(default)]
+    pub snapshots: u64,
 }
 shared::storable_as_cbor!(Rollout);
 
@@ -136,6 +152,10 @@ pub enum Step {
     Start,
     Confirm,
     Recheck,
+    /// `take_canister_snapshot` of the stopped child, before its install.
+    TakeSnapshot,
+    /// `load_canister_snapshot` into the stopped child (a restore).
+    LoadSnapshot,
 }
 
 impl Step {
@@ -155,6 +175,8 @@ impl From<Step> for shared::parent::RolloutStep {
             Step::Start => R::Starting,
             Step::Confirm => R::Confirming,
             Step::Recheck => R::Rechecking,
+            Step::TakeSnapshot => R::TakingSnapshot,
+            Step::LoadSnapshot => R::LoadingSnapshot,
         }
     }
 }
@@ -166,6 +188,42 @@ pub struct UpgradeOptions {
     /// `install_code` runs with `skip_pre_upgrade = opt true`: the old module's `pre_upgrade` is not run.
     #[serde(default)]
     pub skip_pre_upgrade: bool,
+    /// The operation restores the child's rollout snapshot (`ChildEntry::snapshot`) instead of upgrading it.
+    #[serde(default)]
+    pub restore: bool,
+}
+
+/// Whether the rollout wants a snapshot of a child before it is upgraded (`Settings::snapshot_before_upgrade`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    #[default]
+    Off,
+    All,
+}
+
+/// Where an operation stands with its snapshot.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotStage {
+    /// No snapshot for this operation.
+    #[default]
+    None,
+    /// One is to be taken before the install.
+    Wanted,
+    /// Taken: the install may go ahead.
+    Taken,
+}
+
+/// The snapshot a rollout took of a child before upgrading it: one slot per child, replaced by the next.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    /// The module hash the child ran when the snapshot was taken: what a restore puts back.
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The rollout that took it.
+    pub rollout: u64,
+    pub taken_at: u64,
 }
 
 /// A child operation under way: the per-child lock.
@@ -195,6 +253,11 @@ pub struct Op {
     /// written before the target could differ from the embedded release, which is what those installed.
     #[serde(default, with = "serde_bytes")]
     pub release: Vec<u8>,
+    #[serde(default)]
+    pub snapshot: SnapshotStage,
+    /// A restore: the snapshot it loads (its `release` is the operation's `release`).
+    #[serde(default)]
+    pub restore: Option<SnapshotRecord>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -229,6 +292,9 @@ pub struct ChildEntry {
     /// otherwise a failed child was last seen running.
     #[serde(default)]
     pub lost_control: bool,
+    /// The snapshot the last rollout with snapshots took before upgrading this child.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRecord>,
 }
 shared::storable_as_cbor!(ChildEntry);
 
@@ -243,6 +309,7 @@ impl ChildEntry {
             updated_at: now,
             upgrade: UpgradeOptions::default(),
             lost_control: false,
+            snapshot: None,
         }
     }
 
@@ -365,17 +432,31 @@ mod tests {
                 step: Step::Install,
                 since: 9,
                 error: Some("x".into()),
-                upgrade: UpgradeOptions { skip_pre_upgrade: true },
+                upgrade: UpgradeOptions {
+                    skip_pre_upgrade: true,
+                    restore: false,
+                },
                 retries: 4,
                 wait_until: Some(11),
                 release: vec![3; 32],
+                snapshot: SnapshotStage::Taken,
+                restore: None,
             }),
             last_error: Some("boom".into()),
             attempts: 2,
             created_at: 1,
             updated_at: 5,
-            upgrade: UpgradeOptions { skip_pre_upgrade: true },
+            upgrade: UpgradeOptions {
+                skip_pre_upgrade: true,
+                restore: false,
+            },
             lost_control: true,
+            snapshot: Some(SnapshotRecord {
+                id: vec![1],
+                release: vec![2; 32],
+                rollout: 4,
+                taken_at: 5,
+            }),
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
     }
@@ -399,6 +480,7 @@ mod tests {
                 updated_at: 2,
                 upgrade: UpgradeOptions::default(),
                 lost_control: false,
+                snapshot: None,
             }
         );
     }

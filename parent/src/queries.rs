@@ -5,6 +5,7 @@ use crate::state::State;
 use candid::Principal;
 use shared::parent::{
     ChildFailure, ChildInfo, ChildState, FailureKind, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
+    SnapshotInfo,
 };
 use std::ops::Bound;
 
@@ -46,6 +47,12 @@ pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
         created_at: entry.created_at,
         updated_at: entry.updated_at,
         failure: (entry.phase == Phase::Failed).then(|| failure_kind(entry)),
+        snapshot: entry.snapshot.as_ref().map(|snap| SnapshotInfo {
+            id: snap.id.clone(),
+            release: snap.release.clone(),
+            rollout: snap.rollout,
+            taken_at: snap.taken_at,
+        }),
     }
 }
 
@@ -117,11 +124,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         paused: settings.concurrency == 0,
         concurrency: settings.concurrency,
         total_children: total,
-        // Once the planner is done, every child that is not queued, locked or failed is on the release.
-        up_to_date: r
-            .plan
-            .is_none()
-            .then(|| total.saturating_sub(pending + in_flight + failed)),
+        // The registry's count of children on the target, once the planner is done and the count complete.
+        up_to_date: r.plan.is_none().then(|| s.running_on(&s.target())).flatten(),
         pending,
         in_flight,
         failed,
@@ -129,6 +133,10 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         skipped: r.skipped,
         verify: r.verify,
         verified: r.verified,
+        snapshots: r.snapshots,
+        restore: r.restore,
+        restore_from: r.restore_from,
+        restored: r.restored,
         in_flight_children,
         failures,
     }

@@ -66,7 +66,10 @@
 //!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::model::{ChildEntry, IndexProgress, LockKind, Op, Phase, PlanCursor, Step, UpgradeOptions};
+use crate::model::{
+    ChildEntry, IndexProgress, LockKind, Op, Phase, PlanCursor, SnapshotPolicy, SnapshotRecord, SnapshotStage, Step,
+    UpgradeOptions,
+};
 use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
 use crate::state::State;
 use candid::Principal;
@@ -107,15 +110,20 @@ pub struct Launch {
     pub upgrade: UpgradeOptions,
     /// The release `Install` and `InstallNew` install (the operation's, see `Op::release`).
     pub release: [u8; 32],
+    /// `TakeSnapshot`: the child's previous rollout snapshot, which the new one replaces. `LoadSnapshot`: the
+    /// snapshot to load.
+    pub snapshot: Option<Vec<u8>>,
 }
 
 /// The result of performing a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// stop / install / start.
+    /// stop / install / start / load_canister_snapshot.
     Unit(Result<(), CallError>),
     /// canister_status.
     Status(Result<ChildStatus, CallError>),
+    /// take_canister_snapshot: the new snapshot's id.
+    Snapshot(Result<Vec<u8>, CallError>),
 }
 
 /// What a tick decided.
@@ -160,6 +168,10 @@ pub fn new_rollout(s: &mut State, now: u64, target: [u8; 32], verify: bool) -> u
         r.skipped = 0;
         r.verify = verify;
         r.verified = 0;
+        r.restore = false;
+        r.restore_from = None;
+        r.restored = 0;
+        r.snapshots = 0;
     });
     id
 }
@@ -216,8 +228,19 @@ pub fn plan_batch(s: &mut State, now: u64) {
     let finished = batch.len() < PLAN_BATCH;
     let last = batch.last().map(|(id, _)| *id);
     let verify = s.rollout().verify;
+    let restore_from = s.rollout().restore_from;
     let mut skipped = 0;
     for (id, mut entry) in batch {
+        if let Some(rollout) = restore_from {
+            // A restoring rollout queues the children whose snapshot that rollout took, for a restore, and nobody else.
+            let snapshotted = entry.snapshot.as_ref().is_some_and(|snap| snap.rollout == rollout);
+            if snapshotted && !matches!(entry.phase, Phase::InFlight(_)) {
+                queue_restore(s, id, entry, now);
+            } else if entry.phase == Phase::Pending && !entry.upgrade.restore {
+                dequeue(s, id, entry, now);
+            }
+            continue;
+        }
         let on_release = s.target_is(entry.installed_hash.as_deref());
         match entry.phase {
             Phase::Idle if on_release && !verify => skipped += 1,
@@ -297,7 +320,7 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
         .min(k.saturating_sub(slots))
         .min((2 * k).saturating_sub(locks));
     let queued: Vec<Principal> = s.pending().keys().take(n).collect();
-    out.extend(queued.into_iter().map(|id| launch_pending(s, id, now)));
+    out.extend(queued.into_iter().filter_map(|id| launch_pending(s, id, now)));
     out
 }
 
@@ -313,6 +336,8 @@ fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: Upg
         retries: 0,
         wait_until: None,
         release: s.target().to_vec(),
+        snapshot: SnapshotStage::None,
+        restore: None,
     }
 }
 
@@ -322,33 +347,63 @@ fn release_of(s: &State, op: &Op) -> [u8; 32] {
 }
 
 fn launch_of(s: &State, child: Principal, op: &Op) -> Launch {
+    let snapshot = match (op.step, &op.restore) {
+        (Step::LoadSnapshot, Some(restore)) => Some(restore.id.clone()),
+        (Step::TakeSnapshot, _) => s.child(&child).and_then(|e| e.snapshot).map(|previous| previous.id),
+        _ => None,
+    };
     Launch {
         child,
         op_id: op.id,
         step: op.step,
         upgrade: op.upgrade,
         release: release_of(s, op),
+        snapshot,
     }
 }
 
-fn launch_pending(s: &mut State, id: Principal, now: u64) -> Launch {
+/// Launches a queued child's operation; during a restoring rollout, a child queued for an upgrade is dropped back to
+/// idle instead (`None`).
+fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
     let mut entry = s.child(&id).expect("PENDING index names a registered child");
     assert_eq!(entry.phase, Phase::Pending, "PENDING index out of step with {id}");
+    if s.rollout().restore && !entry.upgrade.restore {
+        dequeue(s, id, entry, now);
+        return None;
+    }
     // A child with no known module, or one recorded on the release but failed (e.g. left stopped), is looked at
     // before anything is done to it.
     let first = match &entry.installed_hash {
         Some(h) if !s.target_is(Some(h)) => Step::Stop,
         _ => Step::Recheck,
     };
-    // The options set by `retry_child` are for this one operation: they move into the lock.
+    // The options set by `retry_child` or `restore_snapshots` are for this one operation: they move into the lock.
     let upgrade = std::mem::take(&mut entry.upgrade);
-    let op = lock(s, first, now, None, upgrade);
+    let op = match (&entry.snapshot, upgrade.restore) {
+        (Some(snapshot), true) => Op {
+            release: snapshot.release.clone(),
+            restore: Some(snapshot.clone()),
+            ..lock(s, Step::Stop, now, None, upgrade)
+        },
+        _ => {
+            let wanted = s.settings().snapshot_before_upgrade == SnapshotPolicy::All;
+            let snapshot = if wanted {
+                SnapshotStage::Wanted
+            } else {
+                SnapshotStage::None
+            };
+            Op {
+                snapshot,
+                ..lock(s, first, now, None, upgrade)
+            }
+        }
+    };
     let launch = launch_of(s, id, &op);
     entry.attempts += 1;
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
     s.put_child(id, entry);
-    launch
+    Some(launch)
 }
 
 /// Takes over an orphaned or stale lock: a fresh lock id (results for the old one are ignored) and a re-check.
@@ -357,11 +412,15 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
     let Phase::InFlight(old) = &entry.phase else {
         panic!("IN_FLIGHT index out of step with {id}")
     };
-    // The same operation goes on under a new lock: it keeps its options and its retry count.
+    // The same operation goes on under a new lock: it keeps what it is (release, options, snapshot, restore) and
+    // its retry count.
     let op = Op {
-        retries: old.retries,
-        release: old.release.clone(),
-        ..lock(s, Step::Recheck, now, old.error.clone(), old.upgrade)
+        id: s.next_op_id(),
+        epoch: s.meta().epoch,
+        step: Step::Recheck,
+        since: now,
+        wait_until: None,
+        ..old.clone()
     };
     let launch = launch_of(s, id, &op);
     entry.attempts += 1;
@@ -413,6 +472,43 @@ pub fn adopt_child(s: &mut State, id: Principal, hash: Option<Vec<u8>>, now: u64
     }
     s.put_child(id, entry.clone());
     entry
+}
+
+/// Drops a queued child back to idle (its options go with it).
+fn dequeue(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) {
+    entry.phase = Phase::Idle;
+    entry.upgrade = UpgradeOptions::default();
+    entry.updated_at = now;
+    s.put_child(id, entry);
+}
+
+/// Queues a child that has a snapshot and no operation under way for a restore of that snapshot.
+pub fn queue_restore(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) {
+    debug_assert!(entry.snapshot.is_some() && !matches!(entry.phase, Phase::InFlight(_)));
+    entry.phase = Phase::Pending;
+    entry.attempts = 0;
+    entry.upgrade = UpgradeOptions {
+        restore: true,
+        ..UpgradeOptions::default()
+    };
+    entry.updated_at = now;
+    s.put_child(id, entry);
+    reopen(s);
+}
+
+/// Starts a restoring rollout: children are then queued for a restore (by the planner, of the snapshots rollout
+/// `from` took, or by the caller). The fleet's target does not change. Returns the rollout id.
+pub fn new_restore(s: &mut State, now: u64, from: Option<u64>) -> u64 {
+    let target = s.target();
+    let id = new_rollout(s, now, target, false);
+    s.update_rollout(|r| {
+        r.restore = true;
+        r.restore_from = from;
+        if from.is_none() {
+            r.plan = None;
+        }
+    });
+    id
 }
 
 /// Queues up to `max` failed children again (their attempt budget restarts). Returns how many.
@@ -514,6 +610,10 @@ enum Next {
         step: Step,
         error: Option<String>,
     },
+    /// The snapshot was taken: record it, then install.
+    Snapshotted {
+        id: Vec<u8>,
+    },
     Done,
     /// Ends the operation; `observed` is the module the child was seen running. Only reached with the child seen
     /// running, or with control lost.
@@ -544,13 +644,53 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         observed,
         lost_control: false,
     };
+    // What a stopped child gets next: its snapshot loaded (a restore), a snapshot taken (if this operation wants one
+    // and has none yet), or the install.
+    let change = if op.restore.is_some() {
+        Step::LoadSnapshot
+    } else if op.snapshot == SnapshotStage::Wanted {
+        Step::TakeSnapshot
+    } else {
+        Step::Install
+    };
+    if op.restore.is_some() && op.step == Step::Recheck {
+        if let Outcome::Status(Ok(st)) = &outcome {
+            // An interrupted restore is done again from the stop: whether the snapshot was loaded cannot be told from
+            // the module (it may be the same before and after), and loading it twice loses nothing more.
+            return match st.status {
+                RunStatus::Stopped => go(Step::LoadSnapshot, op.error.clone()),
+                RunStatus::Running | RunStatus::Stopping if can_retry => attempt(Step::Stop, op.error.clone()),
+                RunStatus::Stopping => Next::Retry {
+                    step: Step::Start,
+                    error: note(&op.error, "gave up waiting for the child to stop"),
+                },
+                RunStatus::Running => {
+                    let seen = format!(
+                        "not restored after {attempts} attempts: the child is {}",
+                        describe(st, &release)
+                    );
+                    fail_running(note(&op.error, seen), Some(st.module_hash.clone()))
+                }
+            };
+        }
+    }
     match (op.step, outcome) {
-        (_, Outcome::Unit(Err(e)) | Outcome::Status(Err(e))) if e.is_lost_control() => Next::Fail {
-            error: note(&op.error, format!("the parent lost control of the child: {e}")).unwrap_or_default(),
-            observed: None,
-            lost_control: true,
-        },
-        (Step::Stop, Outcome::Unit(Ok(()))) => go(Step::Install, op.error.clone()),
+        (_, Outcome::Unit(Err(e)) | Outcome::Status(Err(e)) | Outcome::Snapshot(Err(e))) if e.is_lost_control() => {
+            Next::Fail {
+                error: note(&op.error, format!("the parent lost control of the child: {e}")).unwrap_or_default(),
+                observed: None,
+                lost_control: true,
+            }
+        }
+        (Step::Stop, Outcome::Unit(Ok(()))) => go(change, op.error.clone()),
+        (Step::TakeSnapshot, Outcome::Snapshot(Ok(id))) => Next::Snapshotted { id },
+        // Never upgraded without the snapshot it was promised: started again as it was; Confirm marks it failed.
+        (Step::TakeSnapshot, Outcome::Snapshot(Err(e))) => go(
+            Step::Start,
+            note(&op.error, format!("no snapshot, so the child was not upgraded: {e}")),
+        ),
+        (Step::LoadSnapshot, Outcome::Unit(Ok(()))) => go(Step::Start, op.error.clone()),
+        (Step::LoadSnapshot, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::Stop, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
         (Step::Stop, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::Install, Outcome::Unit(Ok(()))) => go(Step::Start, op.error.clone()),
@@ -595,7 +735,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             match st.status {
                 RunStatus::Running if on_release => Next::Done,
                 RunStatus::Stopped if on_release => restart(""),
-                RunStatus::Stopped if st.module_hash.is_some() => go(Step::Install, op.error.clone()),
+                RunStatus::Stopped if st.module_hash.is_some() => go(change, op.error.clone()),
                 // Stopped and empty: start it; Confirm reports that it has no module.
                 RunStatus::Stopped => restart(""),
                 RunStatus::Running if st.module_hash.is_none() => go(Step::InstallNew, op.error.clone()),
@@ -630,6 +770,15 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         Phase::InFlight(op) if op.id == op_id && op.wait_until.is_none() => op.clone(),
         _ => return None,
     };
+    // A status is ground truth about the module: the registry records what it saw (a snapshot records it too).
+    let recorded = entry.installed_hash.clone();
+    if let Outcome::Status(Ok(ChildStatus {
+        module_hash: Some(seen),
+        ..
+    })) = &outcome
+    {
+        entry.installed_hash = Some(seen.clone());
+    }
     let epoch = s.meta().epoch;
     let next_op = |step: Step, error: Option<String>, retries: u32, wait_until: Option<u64>| Op {
         epoch,
@@ -665,17 +814,37 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             s.put_child(child, entry);
             launch
         }
+        Next::Snapshotted { id } => {
+            entry.snapshot = Some(SnapshotRecord {
+                id,
+                release: entry.installed_hash.clone().unwrap_or_default(),
+                rollout: s.rollout().id,
+                taken_at: now,
+            });
+            let next = Op {
+                snapshot: SnapshotStage::Taken,
+                ..next_op(Step::Install, op.error.clone(), op.retries, None)
+            };
+            let launch = launch_of(s, child, &next);
+            entry.phase = Phase::InFlight(next);
+            entry.updated_at = now;
+            s.put_child(child, entry);
+            s.update_rollout(|r| r.snapshots += 1);
+            Some(launch)
+        }
         Next::Done => {
             // Found running the release it was recorded on: nothing was done to it.
             let release = release_of(s, &op);
-            let untouched = op.step == Step::Recheck && entry.installed_hash.as_deref() == Some(&release[..]);
+            let untouched = op.step == Step::Recheck && recorded.as_deref() == Some(&release[..]);
             entry.installed_hash = Some(release.to_vec());
             entry.phase = Phase::Idle;
             entry.last_error = None;
             entry.lost_control = false;
             entry.updated_at = now;
             s.put_child(child, entry);
-            if untouched {
+            if op.restore.is_some() {
+                s.update_rollout(|r| r.restored += 1);
+            } else if untouched {
                 s.update_rollout(|r| r.verified += 1);
             } else if op.step != Step::InstallNew {
                 s.update_rollout(|r| r.upgraded += 1);

@@ -33,6 +33,8 @@ pub enum Method {
     InstallNew,
     Start,
     Status,
+    TakeSnapshot,
+    LoadSnapshot,
 }
 
 /// An injected fault for the next matching call.
@@ -55,7 +57,12 @@ pub struct SimCanister {
     pub controllers: Vec<Principal>,
     /// The module's `pre_upgrade` traps: every upgrade that runs it fails (and changes nothing).
     pub pre_upgrade_traps: bool,
+    /// Snapshots (id, module hash they hold), at most `MAX_SNAPSHOTS` as on the IC.
+    pub snapshots: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
+
+/// Snapshots per canister on the IC.
+pub const MAX_SNAPSHOTS: usize = 10;
 
 pub struct Sim {
     pub now: u64,
@@ -114,6 +121,7 @@ impl FakeIc {
                 module_hash: hash.map(|h| h.to_vec()),
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
             },
         );
     }
@@ -248,6 +256,7 @@ impl Ic for FakeIc {
                 module_hash: None,
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
             },
         );
         Ok(id)
@@ -328,6 +337,56 @@ impl Ic for FakeIc {
             child,
             |sim, c| {
                 sim.canisters.get_mut(&c).unwrap().status = RunStatus::Running;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
+        const NAME: &str = "take_canister_snapshot";
+        self.exec(
+            Method::TakeSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                sim.next_id += 1;
+                let id = sim.next_id.to_be_bytes().to_vec();
+                let can = sim.canisters.get_mut(&c).unwrap();
+                if let Some(old) = &replace {
+                    let i = can.snapshots.iter().position(|(s, _)| s == old);
+                    let i = i.ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot to replace"))?;
+                    can.snapshots.remove(i);
+                }
+                if can.snapshots.len() >= MAX_SNAPSHOTS {
+                    return Err(CallError::new(
+                        NAME,
+                        5,
+                        "reached the maximum number of snapshots allowed: 10",
+                    ));
+                }
+                can.snapshots.push((id.clone(), can.module_hash.clone()));
+                Ok(id)
+            },
+            Vec::new,
+        )
+    }
+
+    async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
+        const NAME: &str = "load_canister_snapshot";
+        self.exec(
+            Method::LoadSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                let can = sim.canisters.get_mut(&c).unwrap();
+                let (_, module) = can
+                    .snapshots
+                    .iter()
+                    .find(|(s, _)| *s == id)
+                    .cloned()
+                    .ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot"))?;
+                can.module_hash = module;
                 Ok(())
             },
             || (),

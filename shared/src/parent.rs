@@ -20,6 +20,39 @@ pub struct ParentArg {
     pub extra_controllers: Option<Vec<Principal>>,
     /// Replaces R, the number of recent releases whose modules the release store keeps (1 to 50; default 5).
     pub keep_releases: Option<u32>,
+    /// Replaces whether children are snapshotted before they are upgraded (default `Off`).
+    pub snapshot_before_upgrade: Option<SnapshotPolicy>,
+}
+
+/// Whether a rollout takes an IC snapshot of each child (stopped) before it upgrades it. The rollout keeps one
+/// snapshot per child, replacing the one it took before; `restore_snapshots` loads them back.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    #[default]
+    Off,
+    All,
+}
+
+/// Which children `restore_snapshots` restores.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Every child whose snapshot this rollout took.
+    Rollout(u64),
+    /// These children (each must have a snapshot and no operation under way).
+    Children(Vec<Principal>),
+}
+
+/// A snapshot the parent took of a child before upgrading it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    /// The module hash the child ran when it was taken: the release a restore puts back.
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The rollout that took it.
+    pub rollout: u64,
+    pub taken_at: u64,
 }
 
 /// The parent's settings, as returned by `settings()`.
@@ -36,6 +69,8 @@ pub struct Settings {
     pub extra_controllers: Vec<Principal>,
     /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
     pub keep_releases: u32,
+    /// Whether children are snapshotted before they are upgraded.
+    pub snapshot_before_upgrade: SnapshotPolicy,
 }
 
 /// Options of `create_children`.
@@ -98,6 +133,8 @@ pub struct ChildInfo {
     pub updated_at: u64,
     /// Why the child is `Failed` (`None` in every other state).
     pub failure: Option<FailureKind>,
+    /// The snapshot the last rollout with snapshots took before upgrading this child.
+    pub snapshot: Option<SnapshotInfo>,
 }
 
 /// How a failed child was left. A child never ends `Failed` while it may be stopped: the parent starts it again
@@ -141,6 +178,10 @@ pub enum RolloutStep {
     Confirming,
     /// `canister_status` to find out where an interrupted operation stands.
     Rechecking,
+    /// `take_canister_snapshot` of the stopped child before its install (`snapshot_before_upgrade`).
+    TakingSnapshot,
+    /// `load_canister_snapshot` into the stopped child (`restore_snapshots`).
+    LoadingSnapshot,
 }
 
 /// A child with an operation under way.
@@ -181,7 +222,8 @@ pub struct RolloutStatus {
     pub paused: bool,
     pub concurrency: u32,
     pub total_children: u64,
-    /// Children confirmed on the release; `None` while the planner is still scanning.
+    /// Children the registry has on the release; `None` while the planner is still scanning (or, after an upgrade
+    /// from a parent that did not count them, until they are counted).
     pub up_to_date: Option<u64>,
     /// Children queued for an upgrade.
     pub pending: u64,
@@ -198,6 +240,14 @@ pub struct RolloutStatus {
     /// Children found running the release by a re-check and left alone (in a `verify_fleet` rollout, every child
     /// that was up to date).
     pub verified: u64,
+    /// Snapshots this rollout took before upgrading a child.
+    pub snapshots: u64,
+    /// A restoring rollout (`restore_snapshots`): it only restores; queued upgrades were dropped.
+    pub restore: bool,
+    /// Set when it restores the snapshots rollout `restore_from` took.
+    pub restore_from: Option<u64>,
+    /// Children this rollout restored from their snapshot (their writes since the snapshot are gone).
+    pub restored: u64,
     pub in_flight_children: Vec<InFlightChild>,
     /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
     pub failures: Vec<ChildFailure>,
@@ -231,6 +281,8 @@ pub enum ParentError {
     UnknownChild { canister_id: Principal },
     /// The canister is already in the parent's registry.
     AlreadyRegistered { canister_id: Principal },
+    /// `restore_snapshots`: the parent never took a snapshot of this child (or none in the rollout named).
+    NoSnapshot { canister_id: Principal },
     /// `register_child` refused a canister that runs no release this parent has shipped (its stable memory may hold
     /// another layout, which an upgrade to the child would not keep). `force` overrides.
     UnknownModule {
@@ -260,6 +312,7 @@ impl std::fmt::Display for ParentError {
             ParentError::AlreadyRegistered { canister_id } => {
                 write!(f, "child {canister_id} is already registered")
             }
+            ParentError::NoSnapshot { canister_id } => write!(f, "no snapshot of {canister_id} to restore"),
             ParentError::UnknownModule {
                 canister_id,
                 module_hash,

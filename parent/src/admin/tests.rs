@@ -312,6 +312,8 @@ fn remove_child_refuses_unknown_and_locked_children() {
         retries: 0,
         wait_until: None,
         release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
@@ -384,6 +386,8 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         retries: 0,
         wait_until: None,
         release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));

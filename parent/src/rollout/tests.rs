@@ -1,11 +1,12 @@
 use super::*;
 use crate::driver;
-use crate::ic::InstallMode;
-use crate::model::{ChildEntry, Op, Phase, Step, UpgradeOptions};
+use crate::ic::{Ic, InstallMode};
+use crate::model::{ChildEntry, Op, Phase, SnapshotPolicy, Step, UpgradeOptions};
 use crate::outcome::{ChildStatus, RunStatus};
 use crate::state::test_support::{fresh_state, install_global, next_release, principal, release_of, OLD};
 use crate::state::{mutate_state, read_state, State};
 use crate::testing::{block_on, FakeIc, Fault, Method};
+use shared::parent::{ParentError, RestoreTarget};
 
 const NOW: u64 = 1_000;
 
@@ -459,7 +460,7 @@ fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
         // Walk to the step that can produce this outcome.
         let want = match &outcome {
             Outcome::Unit(_) => Step::Start,
-            Outcome::Status(_) => Step::Confirm,
+            Outcome::Status(_) | Outcome::Snapshot(_) => Step::Confirm,
         };
         while l.step != want {
             l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
@@ -519,6 +520,8 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         retries: 0,
         wait_until: None,
         release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -874,7 +877,10 @@ fn a_child_with_no_known_module_is_checked_before_anything_is_done() {
 // --- per-operation upgrade options (retry_child) ----------------------------------------------------------------
 
 fn skip_pre_upgrade() -> UpgradeOptions {
-    UpgradeOptions { skip_pre_upgrade: true }
+    UpgradeOptions {
+        skip_pre_upgrade: true,
+        restore: false,
+    }
 }
 
 fn upgrade_installs(ic: &FakeIc, id: Principal) -> Vec<InstallMode> {
@@ -1028,4 +1034,164 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
         assert!(on_install(s, NOW));
     });
     assert_eq!(read_state(|s| s.target()), c.hash);
+}
+
+// --- snapshots and restores -----------------------------------------------------------------------------------
+
+/// A fleet of `n` children on OLD, snapshots on, upgraded to the release; returns the first rollout's id.
+fn snapshotted_fleet(n: u64) -> (FakeIc, Vec<Principal>, u64) {
+    let (ic, ids) = fleet(n, 2);
+    mutate_state(|s| s.update_settings(|st| st.snapshot_before_upgrade = SnapshotPolicy::All));
+    run_rollout(&ic);
+    (ic, ids, read_state(|s| s.rollout().id))
+}
+
+#[test]
+fn with_snapshots_on_each_child_is_snapshotted_stopped_before_its_install_one_slot_per_child() {
+    let (ic, ids, rollout) = snapshotted_fleet(2);
+    use Method::*;
+    assert_eq!(ic.methods_for(ids[0]), vec![Stop, TakeSnapshot, Install, Start, Status]);
+    let snap = entry(ids[0]).snapshot.expect("recorded");
+    assert_eq!((snap.release, snap.rollout), (OLD.to_vec(), rollout));
+    assert_eq!(
+        ic.canister(ids[0]).snapshots,
+        vec![(snap.id.clone(), Some(OLD.to_vec()))]
+    );
+    assert_eq!(read_state(|s| s.rollout().snapshots), 2);
+    // The next rollout replaces it: still one snapshot per child, now of the release.
+    let next = next_release();
+    mutate_state(|s| {
+        s.release = next.clone();
+        on_install(s, NOW);
+    });
+    run_rollout(&ic);
+    let again = entry(ids[0]).snapshot.unwrap();
+    assert_ne!(again.id, snap.id);
+    assert_eq!(ic.canister(ids[0]).snapshots.len(), 1);
+    assert_eq!(ic.canister(ids[0]).module_hash, Some(next.hash.to_vec()));
+}
+
+#[test]
+fn a_child_whose_snapshot_fails_is_started_again_untouched_and_failed() {
+    let (ic, ids) = fleet(2, 2);
+    mutate_state(|s| s.update_settings(|st| st.snapshot_before_upgrade = SnapshotPolicy::All));
+    ic.fault(
+        Method::TakeSnapshot,
+        ids[0],
+        Fault::Reject(5, "reached the maximum number of snapshots allowed: 10"),
+    );
+    run_rollout(&ic);
+    use Method::*;
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Stop, TakeSnapshot, Start, Status],
+        "never installed"
+    );
+    let e = entry(ids[0]);
+    assert_eq!((e.phase, e.lost_control), (Phase::Failed, false));
+    assert!(e
+        .last_error
+        .unwrap()
+        .contains("no snapshot, so the child was not upgraded"));
+    assert_eq!(ic.canister(ids[0]).module_hash, Some(OLD.to_vec()));
+    assert_eq!(ic.canister(ids[0]).status, RunStatus::Running);
+    assert_eq!(entry(ids[1]).phase, Phase::Idle, "the others go on");
+}
+
+#[test]
+fn restoring_a_rollout_loads_each_snapshot_back_and_drops_the_queued_upgrades() {
+    let (ic, ids, rollout) = snapshotted_fleet(3);
+    // A later child was never snapshotted and is still queued for the upgrade when the restore starts.
+    let late = principal(99);
+    mutate_state(|s| {
+        s.put_child(late, ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0));
+    });
+    ic.add_child(late, RunStatus::Running, Some(&OLD));
+    let restore = mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Rollout(rollout), NOW)).unwrap();
+    run_rollout(&ic);
+    use Method::*;
+    for id in &ids {
+        assert_eq!(
+            ic.canister(*id).module_hash,
+            Some(OLD.to_vec()),
+            "back on the snapshot's module"
+        );
+        assert_eq!(&ic.methods_for(*id)[5..], [Stop, LoadSnapshot, Start, Status]);
+        assert_eq!(
+            (entry(*id).phase, entry(*id).installed_hash),
+            (Phase::Idle, Some(OLD.to_vec()))
+        );
+    }
+    assert!(
+        ic.methods_for(late).is_empty(),
+        "a restore does not go on spreading the release"
+    );
+    assert_eq!(entry(late).phase, Phase::Idle);
+    let r = read_state(|s| s.rollout().clone());
+    assert_eq!(
+        (r.id, r.restore, r.restore_from, r.restored, r.upgraded),
+        (restore, true, Some(rollout), 3, 0)
+    );
+    read_state(|s| s.check_invariants());
+}
+
+#[test]
+fn restoring_named_children_checks_them_all_first_and_changes_nothing_on_error() {
+    let (ic, ids, _) = snapshotted_fleet(2);
+    let never = principal(77);
+    mutate_state(|s| s.put_child(never, ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0)));
+    let before = read_state(|s| (s.rollout().clone(), entry(ids[0])));
+    let restore = |targets: Vec<Principal>| {
+        mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(targets), NOW))
+    };
+    assert_eq!(
+        restore(vec![ids[0], never]),
+        Err(ParentError::NoSnapshot { canister_id: never })
+    );
+    assert_eq!(
+        restore(vec![principal(55)]),
+        Err(ParentError::UnknownChild {
+            canister_id: principal(55)
+        })
+    );
+    assert!(matches!(restore(vec![]), Err(ParentError::InvalidArgument { .. })));
+    assert_eq!(
+        read_state(|s| (s.rollout().clone(), entry(ids[0]))),
+        before,
+        "nothing changed"
+    );
+    restore(vec![ids[1]]).unwrap();
+    run_rollout(&ic);
+    assert_eq!(ic.canister(ids[1]).module_hash, Some(OLD.to_vec()));
+    assert_eq!(
+        ic.canister(ids[0]).module_hash,
+        Some(read_state(|s| s.release.hash.to_vec())),
+        "only the one named"
+    );
+}
+
+#[test]
+fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
+    let (ic, ids, _) = snapshotted_fleet(1);
+    let id = ids[0];
+    mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(vec![id]), NOW)).unwrap();
+    // The restore is stopped, its snapshot loaded, when the parent is upgraded: the start never happened.
+    let l = mutate_state(|s| tick(s, NOW).launches.pop().unwrap());
+    assert_eq!(l.step, Step::Stop);
+    block_on(ic.stop(id)).unwrap();
+    let l = mutate_state(|s| on_result(s, l.child, l.op_id, ok(), NOW)).unwrap();
+    assert_eq!(l.step, Step::LoadSnapshot);
+    block_on(ic.load_snapshot(id, l.snapshot.clone().unwrap())).unwrap();
+    mutate_state(|s| on_install(s, NOW));
+    run_rollout(&ic);
+    use Method::*;
+    let calls = ic.methods_for(id);
+    assert_eq!(
+        &calls[calls.len() - 4..],
+        [Status, LoadSnapshot, Start, Status],
+        "re-checked, loaded again, started"
+    );
+    assert_eq!(ic.canister(id).status, RunStatus::Running);
+    assert_eq!(ic.canister(id).module_hash, Some(OLD.to_vec()));
+    assert_eq!(read_state(|s| s.rollout().restored), 1);
 }

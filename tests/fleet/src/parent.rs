@@ -10,7 +10,7 @@ use replica::Replica;
 use crate::call::Target;
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, RegisterOptions, ReleaseRecord,
-    RetryOptions, RolloutStatus, Settings,
+    RestoreTarget, RetryOptions, RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 
@@ -93,6 +93,14 @@ impl<'a> ParentApi<'a> {
 
     pub fn rollout_release(&self, sender: Principal, hash: Vec<u8>) -> Result<u64, ParentError> {
         self.update(sender, "rollout_release", (hash,))
+    }
+
+    pub fn set_snapshot_policy(&self, sender: Principal, policy: SnapshotPolicy) -> Result<(), ParentError> {
+        self.update(sender, "set_snapshot_policy", (policy,))
+    }
+
+    pub fn restore_snapshots(&self, sender: Principal, target: RestoreTarget) -> Result<u64, ParentError> {
+        self.update(sender, "restore_snapshots", (target,))
     }
 
     pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {

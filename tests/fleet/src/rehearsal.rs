@@ -51,6 +51,14 @@ pub struct RehearsalConfig {
     pub reject_start: u32,
     /// Chooses the faulty children.
     pub seed: u64,
+    /// After the rollout, write on the new release, roll the fleet back to the old one (`rollout_release`) and
+    /// check that every child kept every byte.
+    pub rollback: bool,
+    /// Snapshot every child before upgrading it; then roll out `bad` (a release that corrupts data), restore the
+    /// snapshots it took, and check that the data is back as it was before it.
+    pub snapshots: bool,
+    /// The bad release for `snapshots`.
+    pub bad: PathBuf,
     pub parent_upgrade: ParentUpgrade,
     /// Give up after this many rounds.
     pub max_rounds: u64,
@@ -70,6 +78,9 @@ impl Default for RehearsalConfig {
             drain_cycles: 0,
             reject_start: 0,
             seed: 1,
+            rollback: false,
+            snapshots: false,
+            bad: PathBuf::from("wasm/fixtures/corrupt/parent.wasm.gz"),
             parent_upgrade: ParentUpgrade::Direct,
             max_rounds: 100_000,
         }
@@ -156,6 +167,8 @@ pub struct Report {
     /// Children whose data could not be read (a stopped child answers no queries).
     pub data_unreadable: usize,
     pub problems: Vec<Problem>,
+    /// What `--rollback` and `--snapshot all` played after the rollout, one line each.
+    pub epilogue: Vec<String>,
 }
 
 impl Report {
@@ -307,6 +320,9 @@ impl fmt::Display for Report {
         if (self.failures.len() as u64) < self.failed_count {
             writeln!(f, "    ... and {} more", self.failed_count - self.failures.len() as u64)?;
         }
+        for line in &self.epilogue {
+            writeln!(f, "  {line}")?;
+        }
         for p in self.problems.iter().take(20) {
             writeln!(f, "  PROBLEM {}: {}", p.child, p.what)?;
         }
@@ -402,6 +418,13 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let time_before = fleet.replica.time_nanos();
     let rollout_started = Instant::now();
 
+    if config.snapshots {
+        let all = shared::parent::SnapshotPolicy::All;
+        fleet
+            .parent()
+            .set_snapshot_policy(fleet.controller, all)
+            .expect("set_snapshot_policy");
+    }
     progress.phase(&format!("upgrading the parent to {}", config.to.display()));
     fleet
         .upgrade_parent(&to, config.parent_upgrade)
@@ -498,6 +521,11 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             }
         }
     }
+    let epilogue = if problems.is_empty() && (config.rollback || config.snapshots) {
+        epilogue(config, &mut fleet, progress, &mut problems)
+    } else {
+        Vec::new()
+    };
     let max_installs_per_child = installs.values().copied().max().unwrap_or(0);
     if max_installs_per_child > 1 {
         let (c, n) = installs.iter().find(|(_, n)| **n > 1).expect("some child");
@@ -548,7 +576,102 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         data_lost,
         data_unreadable,
         problems,
+        epilogue,
     }
+}
+
+/// Plays `--rollback` and `--snapshot all` after the rollout (see `RehearsalConfig`); records what it saw, and any
+/// child that did not end where it should, in `problems`.
+fn epilogue(
+    config: &RehearsalConfig,
+    fleet: &mut Fleet,
+    progress: &mut dyn Progress,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let controller = fleet.controller;
+    if config.rollback {
+        progress.phase("writing on the new release, then rolling back");
+        for c in fleet.children.clone() {
+            let input = shared::child::MemberInput {
+                name: "written before the rollback".into(),
+                value: vec![7; 16],
+            };
+            let _ = fleet.child(c).add_member(controller, "rehearsal-rollback", input);
+        }
+        fleet.record_checksums();
+        let old = fleet
+            .parent()
+            .releases()
+            .first()
+            .map(|r| r.hash.clone())
+            .expect("the old release is recorded");
+        fleet
+            .parent()
+            .rollout_release(controller, old.clone())
+            .expect("rollout_release");
+        let (line, _) = drive_and_check(config, fleet, progress, problems, &old, "rollback");
+        lines.push(line);
+    }
+    if config.snapshots {
+        let before = fleet.parent().rollout_status().release.hash;
+        let bad = Release::from_parent_file(&config.bad);
+        progress.phase(&format!("rolling out the bad release {}", config.bad.display()));
+        fleet.record_checksums();
+        fleet
+            .upgrade_parent(&bad, ParentUpgrade::StopFirst)
+            .expect("upgrading to the bad release");
+        let bad_run = fleet.run_rollout_with(config.max_rounds, |round, status| progress.rollout(round, status));
+        let damaged = fleet.verify().iter().filter(|f| !f.data_intact()).count();
+        lines.push(format!(
+            "bad release    {}: {} snapshots taken, {damaged}/{} children's data changed by it",
+            hash8(&bad_run.status.release.hash),
+            bad_run.status.snapshots,
+            fleet.children.len()
+        ));
+        progress.phase("restoring the snapshots the bad rollout took");
+        let target = shared::parent::RestoreTarget::Rollout(bad_run.status.rollout_id);
+        fleet
+            .parent()
+            .restore_snapshots(controller, target)
+            .expect("restore_snapshots");
+        let (line, status) = drive_and_check(config, fleet, progress, problems, &before, "restore");
+        lines.push(format!("{line}; {} restored from their snapshots", status.restored));
+    }
+    lines
+}
+
+/// Drives the rollout to its end and checks every child: running on `hash`, data as recorded, registry in
+/// agreement. Returns the report line and the final status.
+fn drive_and_check(
+    config: &RehearsalConfig,
+    fleet: &Fleet,
+    progress: &mut dyn Progress,
+    problems: &mut Vec<Problem>,
+    hash: &[u8],
+    what: &str,
+) -> (String, RolloutStatus) {
+    let run = fleet.run_rollout_with(config.max_rounds, |round, status| progress.rollout(round, status));
+    let expected: [u8; 32] = hash.try_into().expect("32 bytes");
+    let mut ok = 0;
+    for f in fleet.verify() {
+        if f.running() && f.on(&expected) && f.data_intact() && f.registry_agrees() {
+            ok += 1;
+        } else {
+            problems.push(Problem {
+                child: f.id,
+                what: format!("after the {what}: {f:?}"),
+            });
+        }
+    }
+    let line = format!(
+        "{what:<14} {ok}/{} children on {} with every byte, {} rounds{}",
+        fleet.children.len(),
+        hash8(hash),
+        run.rounds,
+        if run.finished { "" } else { ", DID NOT FINISH" }
+    );
+    (line, run.status)
 }
 
 /// An injected child ends running the old release, marked failed with an error, data intact.

@@ -3,7 +3,7 @@
 
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
 use shared::child::MemberInput;
-use shared::parent::ParentError;
+use shared::parent::{ParentError, RestoreTarget, SnapshotPolicy};
 
 const MAX_ROUNDS: u64 = 2_000;
 
@@ -84,4 +84,197 @@ fn rollout_release_refuses_unknown_releases_and_changes_nothing() {
         Err(ParentError::InvalidArgument { .. })
     ));
     assert_eq!(p.rollout_status(), before);
+}
+
+/// Release A with `n` children holding data, snapshots on.
+fn snapshotting_fleet(n: u32) -> Fleet {
+    let fleet = Fleet::with_children(&Release::current(), FleetConfig::with_concurrency(2), n, 12, 16);
+    fleet
+        .parent()
+        .set_snapshot_policy(fleet.controller, SnapshotPolicy::All)
+        .unwrap();
+    fleet
+}
+
+#[test]
+fn a_restore_brings_back_the_data_a_bad_release_corrupted_and_loses_the_writes_made_since() {
+    let (a, bad) = (Release::current(), Release::from_dir("wasm/fixtures/corrupt"));
+    let fleet = snapshotting_fleet(3);
+    let p = fleet.parent();
+    fleet.upgrade_parent(&bad, ParentUpgrade::StopFirst).unwrap();
+    drive(&fleet);
+    let bad_rollout = p.rollout_status();
+    assert_eq!((bad_rollout.upgraded, bad_rollout.snapshots), (3, 3));
+    // The bad release renamed each child's first member, and took a write the restore will lose.
+    for c in &fleet.children {
+        let child = fleet.child(*c);
+        assert_ne!(child.data_checksum(), fleet.checksums[c], "corrupted");
+        assert_eq!(child.get_member("f0-000000").unwrap().name, "CORRUPTED");
+        let input = MemberInput {
+            name: "after the snapshot".into(),
+            value: vec![1],
+        };
+        child.add_member(fleet.controller, "late", input).unwrap();
+        assert_eq!(
+            p.get_child(*c).unwrap().snapshot.map(|s| s.release),
+            Some(a.expect_child_hash().to_vec())
+        );
+    }
+
+    let restore = p
+        .restore_snapshots(fleet.controller, RestoreTarget::Rollout(bad_rollout.rollout_id))
+        .unwrap();
+    drive(&fleet);
+    let st = p.rollout_status();
+    assert_eq!(
+        (st.rollout_id, st.restore, st.restore_from, st.restored),
+        (restore, true, Some(bad_rollout.rollout_id), 3)
+    );
+    for facts in fleet.verify() {
+        assert!(facts.running() && facts.on(&a.expect_child_hash()), "{facts:?}");
+        assert!(
+            facts.data_intact(),
+            "the data as it was before the bad release: {facts:?}"
+        );
+        assert!(facts.registry_agrees(), "{facts:?}");
+        assert!(
+            fleet.child(facts.id).get_member("late").is_err(),
+            "the write made after the snapshot is gone"
+        );
+    }
+}
+
+#[test]
+fn a_child_whose_snapshot_fails_is_never_upgraded_and_stays_running_with_its_data() {
+    let fleet = snapshotting_fleet(2);
+    let full = fleet.children[0];
+    // Its other controller filled its snapshot slots (the IC allows 10).
+    fleet.replica.stop_canister(full, Some(fleet.controller)).unwrap();
+    for _ in 0..10 {
+        let arg = replica::ic00::TakeCanisterSnapshotArgs {
+            canister_id: full,
+            replace_snapshot: None,
+            uninstall_code: None,
+            sender_canister_version: None,
+        };
+        let _: replica::ic00::Snapshot = fleet
+            .replica
+            .update(
+                candid::Principal::management_canister(),
+                fleet.controller,
+                "take_canister_snapshot",
+                &arg,
+            )
+            .unwrap();
+    }
+    fleet.replica.start_canister(full, Some(fleet.controller)).unwrap();
+    let since = fleet.replica.management_calls().len();
+    fleet
+        .upgrade_parent(&Release::next(), ParentUpgrade::StopFirst)
+        .unwrap();
+    let run = fleet.run_rollout_to_end(MAX_ROUNDS);
+    assert!(run.finished);
+    let failure = run
+        .status
+        .failures
+        .iter()
+        .find(|f| f.canister_id == full)
+        .expect("listed");
+    assert!(
+        failure.error.contains("no snapshot, so the child was not upgraded"),
+        "{}",
+        failure.error
+    );
+    let facts = fleet.verify();
+    for f in &facts {
+        assert!(f.running() && f.data_intact(), "{f:?}");
+    }
+    assert!(facts[0].on(&Release::current().expect_child_hash()), "untouched");
+    assert!(facts[1].on(&Release::next().expect_child_hash()));
+    let calls = fleet::records::calls_since(&fleet.replica, fleet.parent, since);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.target == Some(full) && c.method == "install_code"),
+        "never installed"
+    );
+}
+
+#[test]
+fn restoring_a_child_that_was_never_snapshotted_is_refused_and_changes_nothing() {
+    let fleet = Fleet::with_children(&Release::current(), FleetConfig::with_concurrency(2), 2, 4, 8);
+    let p = fleet.parent();
+    let before = p.rollout_status();
+    let child = fleet.children[0];
+    assert_eq!(
+        p.restore_snapshots(fleet.controller, RestoreTarget::Children(vec![child])),
+        Err(ParentError::NoSnapshot { canister_id: child })
+    );
+    assert_eq!(p.rollout_status(), before);
+}
+
+#[test]
+fn a_parent_forced_through_an_upgrade_mid_restore_finishes_the_restore() {
+    let (a, bad) = (Release::current(), Release::from_dir("wasm/fixtures/corrupt"));
+    let fleet = snapshotting_fleet(2);
+    let p = fleet.parent();
+    fleet.upgrade_parent(&bad, ParentUpgrade::StopFirst).unwrap();
+    drive(&fleet);
+    let since = fleet.replica.management_calls().len();
+    p.restore_snapshots(fleet.controller, RestoreTarget::Children(fleet.children.clone()))
+        .unwrap();
+    for _ in 0..200 {
+        let calls = fleet::records::calls_since(&fleet.replica, fleet.parent, since);
+        if calls.iter().any(|c| c.method == "load_canister_snapshot") {
+            break;
+        }
+        fleet.replica.tick();
+    }
+    fleet
+        .upgrade_parent(&bad.rebuilt_parent("hotfix"), ParentUpgrade::SkippingPreUpgrade)
+        .unwrap();
+    drive(&fleet);
+    assert_eq!(p.rollout_status().restored, 2);
+    for facts in fleet.verify() {
+        assert!(
+            facts.running() && facts.on(&a.expect_child_hash()) && facts.data_intact(),
+            "{facts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_parent_carrying_a_child_over_2_mib_stores_it_within_the_upgrade_budget() {
+    let big = Release::from_dir("wasm/fixtures/big");
+    let module = fleet::wasms::read("wasm/fixtures/big/child.wasm.gz");
+    assert!(
+        module.len() > 2 * 1024 * 1024,
+        "the fixture is over the 2 MiB install limit"
+    );
+    let fleet = Fleet::with_children(&Release::current(), FleetConfig::with_concurrency(2), 2, 4, 8);
+    fleet.upgrade_parent(&big, ParentUpgrade::StopFirst).unwrap();
+    let post_upgrade = fleet
+        .replica
+        .last_execution(fleet.parent, "canister_post_upgrade")
+        .expect("ran");
+    assert!(post_upgrade.outcome.is_ok());
+    eprintln!(
+        "post_upgrade storing a {} byte child: {} instructions",
+        module.len(),
+        post_upgrade.instructions
+    );
+    assert!(
+        post_upgrade.instructions < fleet.replica.config().install_instruction_limit / 100,
+        "{post_upgrade:?}"
+    );
+    let stored = fleet
+        .parent()
+        .releases()
+        .into_iter()
+        .find(|r| r.hash == big.expect_child_hash().to_vec());
+    assert_eq!(stored.map(|r| (r.stored, r.size)), Some((true, module.len() as u64)));
+    drive(&fleet);
+    for facts in fleet.verify() {
+        facts.assert_healthy_on(&big.expect_child_hash());
+    }
 }

@@ -412,3 +412,28 @@ fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_
         "{report}"
     );
 }
+
+#[test]
+fn rehearsal_plays_a_rollback_and_a_restore_after_a_bad_release() {
+    let config = RehearsalConfig {
+        children: 4,
+        members: 10,
+        value_size: 16,
+        concurrency: 2,
+        rollback: true,
+        snapshots: true,
+        ..RehearsalConfig::default()
+    };
+    let report = rehearsal::rehearse(&config, &mut rehearsal::Quiet);
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    let text = report.to_string();
+    for line in [
+        "rollback       4/4 children on",
+        "4/4 children's data changed by it",
+        "restore        4/4 children on",
+        "4 restored from their snapshots",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in {text}");
+    }
+}
