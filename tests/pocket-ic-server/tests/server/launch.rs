@@ -1,0 +1,169 @@
+//! The launch protocol the clients rely on, tested on the binary itself: the version line, the exclusive port
+//! file, the TTLs, signals, and a closed stderr.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::SERVER;
+
+/// A fresh path for a port file (not created).
+fn port_file_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("pocket-ic-server-test-{}-{name}.port", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn launch(port_file: &PathBuf, extra: &[&str], stderr: Stdio) -> Child {
+    Command::new(SERVER)
+        .args(extra)
+        .arg("--port-file")
+        .arg(port_file)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the server")
+}
+
+/// Waits for the port file to hold `"<port>\n"`, as the clients do.
+fn wait_for_port(port_file: &PathBuf) -> u16 {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(port_file) {
+            if let Some(port) = text.strip_suffix('\n') {
+                return port.parse().expect("the port file holds a port");
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no port in {}",
+            port_file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the process to exit; `None` if it still runs after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn get(port: u16, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}"))
+}
+
+#[test]
+fn version_prints_the_line_the_client_checks() {
+    let out = Command::new(SERVER).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    // pocket-ic 16.1.0 wants `pocket-ic-server X.Y.Z` with 16.0.0 <= X.Y.Z < 17.
+    assert_eq!(line, format!("pocket-ic-server {}\n", pocket_ic::LATEST_SERVER_VERSION));
+    assert!(line.starts_with("pocket-ic-server 16."), "{line}");
+}
+
+#[test]
+fn the_port_file_is_created_exclusively_and_holds_the_port() {
+    let path = port_file_path("exclusive");
+    let mut first = launch(&path, &[], Stdio::null());
+    let port = wait_for_port(&path);
+    assert!(get(port, "/status").unwrap().status().is_success());
+
+    // A second server finds the file taken: it leaves it alone and exits at once, quietly and successfully.
+    let second = Command::new(SERVER).arg("--port-file").arg(&path).output().unwrap();
+    assert!(second.status.success(), "{second:?}");
+    assert!(second.stdout.is_empty() && second.stderr.is_empty(), "{second:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{port}\n"));
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn it_exits_after_the_idle_ttl_and_removes_its_port_file() {
+    let path = port_file_path("ttl");
+    let mut server = launch(&path, &["--ttl", "1"], Stdio::null());
+    let port = wait_for_port(&path);
+    assert!(get(port, "/status").unwrap().status().is_success());
+    let status = wait_exit(&mut server, Duration::from_secs(15)).expect("the server outlived its TTL");
+    assert!(status.success(), "{status}");
+    assert!(!path.exists(), "the port file is left behind");
+}
+
+#[test]
+fn requests_keep_it_alive_past_the_ttl() {
+    let path = port_file_path("alive");
+    let mut server = launch(&path, &["--ttl", "2"], Stdio::null());
+    let port = wait_for_port(&path);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        assert!(get(port, "/status").unwrap().status().is_success());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "it exited while requests kept coming"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn the_hard_ttl_ends_it_even_when_busy() {
+    let path = port_file_path("hard");
+    let mut server = launch(&path, &["--hard-ttl", "1"], Stdio::null());
+    let port = wait_for_port(&path);
+    let start = Instant::now();
+    while server.try_wait().unwrap().is_none() {
+        let _ = get(port, "/status");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running past its hard TTL"
+        );
+    }
+    assert!(!path.exists(), "the port file is left behind");
+}
+
+#[test]
+fn sigterm_stops_it_and_removes_its_port_file() {
+    let path = port_file_path("sigterm");
+    let mut server = launch(&path, &[], Stdio::null());
+    wait_for_port(&path);
+    // `@dfinity/pic` stops its server this way (`ChildProcess.kill()`).
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_exit(&mut server, Duration::from_secs(10)).expect("SIGTERM did not stop it");
+    assert!(status.success(), "{status}");
+    assert!(!path.exists(), "the port file is left behind");
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_it() {
+    let path = port_file_path("stderr");
+    let mut server = launch(&path, &[], Stdio::piped());
+    let port = wait_for_port(&path);
+    // Close the reading end, as a client does when it drops the server's output stream.
+    drop(server.stderr.take());
+    // Error answers are logged to stderr; each write now fails with EPIPE.
+    for _ in 0..3 {
+        let answer = get(port, "/no/such/endpoint").unwrap();
+        assert_eq!(answer.status(), 404);
+    }
+    assert!(get(port, "/status").unwrap().status().is_success());
+    assert!(server.try_wait().unwrap().is_none(), "the server died");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
