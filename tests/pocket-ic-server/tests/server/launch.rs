@@ -77,8 +77,19 @@ fn the_port_file_is_created_exclusively_and_holds_the_port() {
     assert!(get(port, "/status").unwrap().status().is_success());
 
     // A second server finds the file taken: it leaves it alone and exits at once, quietly and successfully.
-    let second = Command::new(SERVER).arg("--port-file").arg(&path).output().unwrap();
-    assert!(second.status.success(), "{second:?}");
+    let mut second = Command::new(SERVER)
+        .arg("--port-file")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut second, Duration::from_secs(10));
+    if status.is_none() {
+        second.kill().unwrap();
+    }
+    let second = second.wait_with_output().unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{second:?}");
     assert!(second.stdout.is_empty() && second.stderr.is_empty(), "{second:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{port}\n"));
 
@@ -147,6 +158,37 @@ fn sigterm_stops_it_and_removes_its_port_file() {
     let status = wait_exit(&mut server, Duration::from_secs(10)).expect("SIGTERM did not stop it");
     assert!(status.success(), "{status}");
     assert!(!path.exists(), "the port file is left behind");
+}
+
+fn threads(server: &Child) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", server.id())).unwrap().count()
+}
+
+#[test]
+fn every_instance_runs_on_its_own_thread_which_deleting_it_ends() {
+    let path = port_file_path("threads");
+    let mut server = launch(&path, &[], Stdio::null());
+    let port = wait_for_port(&path);
+    let client = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}/{path}");
+    let config = serde_json::json!({
+        "subnet_config_set": { "system": [], "verified_application": [],
+            "application": [{ "state_config": "New", "instruction_config": "Production" }] },
+    });
+    let idle = threads(&server);
+    for _ in 0..3 {
+        let created = client.post(url("instances")).json(&config).send().unwrap();
+        assert_eq!(created.status(), 200, "{:?}", created.text());
+    }
+    assert_eq!(threads(&server), idle + 3);
+    for id in 0..3 {
+        assert_eq!(client.delete(url(&format!("instances/{id}"))).send().unwrap().status(), 200);
+        // The instance's thread, which owned its replica, has ended when the deletion is answered.
+        assert_eq!(threads(&server), idle + 2 - id);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
