@@ -5,7 +5,7 @@
 
 mod answer;
 mod blobs;
-mod config;
+pub mod config;
 mod convert;
 mod instance;
 pub mod launch;

@@ -161,7 +161,9 @@ fn sigterm_stops_it_and_removes_its_port_file() {
 }
 
 fn threads(server: &Child) -> usize {
-    std::fs::read_dir(format!("/proc/{}/task", server.id())).unwrap().count()
+    std::fs::read_dir(format!("/proc/{}/task", server.id()))
+        .unwrap()
+        .count()
 }
 
 #[test]
@@ -182,7 +184,10 @@ fn every_instance_runs_on_its_own_thread_which_deleting_it_ends() {
     }
     assert_eq!(threads(&server), idle + 3);
     for id in 0..3 {
-        assert_eq!(client.delete(url(&format!("instances/{id}"))).send().unwrap().status(), 200);
+        assert_eq!(
+            client.delete(url(&format!("instances/{id}"))).send().unwrap().status(),
+            200
+        );
         // The instance's thread, which owned its replica, has ended when the deletion is answered.
         assert_eq!(threads(&server), idle + 2 - id);
     }
