@@ -4,12 +4,14 @@
 'use strict';
 
 const assert = require('node:assert/strict');
+const { readFileSync } = require('node:fs');
 const { resolve } = require('node:path');
 const { PocketIc, PocketIcServer } = require('@dfinity/pic');
 const { IDL } = require('@icp-sdk/core/candid');
 const { Principal } = require('@icp-sdk/core/principal');
 
 const WASM = resolve(__dirname, '../../../wasm');
+const version = (dir) => readFileSync(`${WASM}/${dir}child.version`, 'utf8').trim();
 
 // The part of child/child.did this script uses.
 const idlFactory = ({ IDL }) => {
@@ -55,7 +57,7 @@ async function main() {
     });
     const child = pic.createActor(idlFactory, canisterId);
     child.setPrincipal(me);
-    assert.equal(await child.version(), '0.1.0');
+    assert.equal(await child.version(), version(''));
 
     const names = ['ada', 'grace', 'edsger'];
     for (const name of names) {
@@ -74,7 +76,7 @@ async function main() {
     });
     await pic.startCanister({ canisterId, sender: me });
 
-    assert.equal(await child.version(), '0.1.0-next');
+    assert.equal(await child.version(), version('next/'));
     assert.deepEqual(await child.data_checksum(), before);
     for (const name of names) {
       const member = await child.get_member(name);

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use shared::child::{ChildError, ChildInitArg, ChildUpgradeArg, DataChecksum, FillArg, Member, MemberInput};
 use shared::parent::{ChildState, CreateChildrenResult, ParentArg, ParentError, RolloutStatus};
 
-use crate::support::{controller, pic, query, tick_until, update, wasm};
+use crate::support::{child_version, controller, pic, query, tick_until, update, wasm};
 
 /// Rounds a rollout of a few children may take here (one inter-canister hop per round) with margin.
 const ROLLOUT_MAX_TICKS: u32 = 2_000;
@@ -71,7 +71,7 @@ fn child_install_write_stop_upgrade_start_read_keeps_every_member() {
     let pic = pic();
     let me = controller();
     let child = install_child(&pic);
-    assert_eq!(version(&pic, child), "0.1.0");
+    assert_eq!(version(&pic, child), child_version(""));
 
     let alice = add_member(&pic, child, "alice", "Alice");
     assert_eq!(fill(&pic, child, 200), 201);
@@ -90,7 +90,7 @@ fn child_install_write_stop_upgrade_start_read_keeps_every_member() {
     .unwrap();
     pic.start_canister(child, Some(me)).unwrap();
 
-    assert_eq!(version(&pic, child), "0.1.0-next");
+    assert_eq!(version(&pic, child), child_version("next/"));
     assert_eq!(module_hash(&pic, child), Some(sha256(&next)));
     assert_eq!(checksum(&pic, child), before);
     let (read,): (Result<Member, ChildError>,) =
@@ -117,7 +117,7 @@ fn a_failing_child_upgrade_leaves_the_old_module_and_every_member() {
     pic.start_canister(child, Some(me)).unwrap();
 
     assert_eq!(module_hash(&pic, child), old_hash);
-    assert_eq!(version(&pic, child), "0.1.0");
+    assert_eq!(version(&pic, child), child_version(""));
     assert_eq!(checksum(&pic, child), before);
 }
 
@@ -198,7 +198,7 @@ fn upgrading_the_parent_rolls_the_next_child_out_to_every_child_with_its_data() 
     );
     assert_eq!(status.release.hash, next_child);
     for &child in &fleet.children {
-        assert_eq!(version(&fleet.pic, child), "0.1.0-next");
+        assert_eq!(version(&fleet.pic, child), child_version("next/"));
         assert_eq!(module_hash(&fleet.pic, child), Some(next_child.clone()));
     }
     assert_eq!(fleet.checksums(), before);
@@ -222,7 +222,7 @@ fn a_child_the_parent_cannot_upgrade_fails_alone_and_succeeds_on_retry() {
     assert_eq!(status.failures.len(), 1);
     assert_eq!(status.failures[0].canister_id, locked);
     assert_eq!(module_hash(&fleet.pic, locked), Some(old_child));
-    assert_eq!(version(&fleet.pic, locked), "0.1.0");
+    assert_eq!(version(&fleet.pic, locked), child_version(""));
 
     fleet
         .pic

@@ -52,6 +52,14 @@ pub fn wasm(path: &str) -> Vec<u8> {
     })
 }
 
+/// The `version()` of a built child: `wasm/child.version` or `wasm/next/child.version` for `dir` `""` or `"next/"`.
+pub fn child_version(dir: &str) -> String {
+    String::from_utf8(wasm(&format!("{dir}child.version")))
+        .expect("child.version is UTF-8")
+        .trim()
+        .to_string()
+}
+
 /// The test's controller of every canister it creates.
 pub fn controller() -> Principal {
     Principal::self_authenticating(b"pocket-ic-server test controller")
