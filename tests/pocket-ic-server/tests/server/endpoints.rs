@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use candid::{Encode, Principal};
-use pocket_ic::common::rest::{BlobCompression, SubnetKind};
+use pocket_ic::common::rest::{BlobCompression, RawEffectivePrincipal, SubnetKind};
 use pocket_ic::{ErrorCode, IngressStatusResult, PocketIc, PocketIcBuilder, RejectCode, Time};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -491,6 +491,16 @@ fn unsupported_features_answer_a_json_error_that_names_the_endpoint() {
         .as_str()
         .unwrap()
         .starts_with("verify_signature: canister signatures"));
+
+    // Threshold keys and HTTP outcalls are missing from the replica's management canister: a clear reject.
+    for method in ["sign_with_ecdsa", "http_request"] {
+        let none = RawEffectivePrincipal::None;
+        let management = Principal::management_canister();
+        let reject = pic
+            .update_call_with_effective_principal(management, none, controller(), method, Encode!().unwrap())
+            .unwrap_err();
+        assert!(reject.reject_message.contains(method), "{reject}");
+    }
 
     // The official client surfaces the server's message.
     let text = panic_message(|| drop(pic.get_canister_http()));

@@ -1,32 +1,50 @@
 //! The launch protocol the clients rely on, tested on the binary itself: the version line, the exclusive port
 //! file, the TTLs, signals, and a closed stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::SERVER;
 
-/// A fresh path for a port file (not created).
-fn port_file_path(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("pocket-ic-server-test-{}-{name}.port", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+/// A server launched for one test with its own port file; killed, and the file removed, when dropped.
+struct Launched {
+    child: Child,
+    port_file: PathBuf,
+    port: u16,
 }
 
-fn launch(port_file: &PathBuf, extra: &[&str], stderr: Stdio) -> Child {
-    Command::new(SERVER)
-        .args(extra)
-        .arg("--port-file")
-        .arg(port_file)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("start the server")
+impl Launched {
+    fn start(name: &str, extra: &[&str], stderr: Stdio) -> Self {
+        let port_file = std::env::temp_dir().join(format!("pocket-ic-server-test-{}-{name}.port", std::process::id()));
+        let _ = std::fs::remove_file(&port_file);
+        let child = Command::new(SERVER)
+            .args(extra)
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the server");
+        let port = wait_for_port(&port_file);
+        Self { child, port_file, port }
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", self.port)).expect("the server answers")
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.port_file);
+    }
 }
 
 /// Waits for the port file to hold `"<port>\n"`, as the clients do.
-fn wait_for_port(port_file: &PathBuf) -> u16 {
+fn wait_for_port(port_file: &Path) -> u16 {
     let start = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(port_file) {
@@ -55,10 +73,6 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
     None
 }
 
-fn get(port: u16, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
-    reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}"))
-}
-
 #[test]
 fn version_prints_the_line_the_client_checks() {
     let out = Command::new(SERVER).arg("--version").output().unwrap();
@@ -71,15 +85,13 @@ fn version_prints_the_line_the_client_checks() {
 
 #[test]
 fn the_port_file_is_created_exclusively_and_holds_the_port() {
-    let path = port_file_path("exclusive");
-    let mut first = launch(&path, &[], Stdio::null());
-    let port = wait_for_port(&path);
-    assert!(get(port, "/status").unwrap().status().is_success());
+    let first = Launched::start("exclusive", &[], Stdio::null());
+    assert!(first.get("/status").status().is_success());
 
     // A second server finds the file taken: it leaves it alone and exits at once, quietly and successfully.
     let mut second = Command::new(SERVER)
         .arg("--port-file")
-        .arg(&path)
+        .arg(&first.port_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,88 +103,69 @@ fn the_port_file_is_created_exclusively_and_holds_the_port() {
     let second = second.wait_with_output().unwrap();
     assert!(status.is_some_and(|s| s.success()), "{second:?}");
     assert!(second.stdout.is_empty() && second.stderr.is_empty(), "{second:?}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{port}\n"));
-
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        std::fs::read_to_string(&first.port_file).unwrap(),
+        format!("{}\n", first.port)
+    );
 }
 
 #[test]
 fn it_exits_after_the_idle_ttl_and_removes_its_port_file() {
-    let path = port_file_path("ttl");
-    let mut server = launch(&path, &["--ttl", "1"], Stdio::null());
-    let port = wait_for_port(&path);
-    assert!(get(port, "/status").unwrap().status().is_success());
-    let status = wait_exit(&mut server, Duration::from_secs(15)).expect("the server outlived its TTL");
+    let mut server = Launched::start("ttl", &["--ttl", "1"], Stdio::null());
+    assert!(server.get("/status").status().is_success());
+    let status = wait_exit(&mut server.child, Duration::from_secs(15)).expect("the server outlived its TTL");
     assert!(status.success(), "{status}");
-    assert!(!path.exists(), "the port file is left behind");
+    assert!(!server.port_file.exists(), "the port file is left behind");
 }
 
 #[test]
 fn requests_keep_it_alive_past_the_ttl() {
-    let path = port_file_path("alive");
-    let mut server = launch(&path, &["--ttl", "2"], Stdio::null());
-    let port = wait_for_port(&path);
+    let mut server = Launched::start("alive", &["--ttl", "2"], Stdio::null());
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
-        assert!(get(port, "/status").unwrap().status().is_success());
+        assert!(server.get("/status").status().is_success());
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(
-        server.try_wait().unwrap().is_none(),
-        "it exited while requests kept coming"
-    );
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let _ = std::fs::remove_file(&path);
+    let status = server.child.try_wait().unwrap();
+    assert!(status.is_none(), "it exited while requests kept coming");
 }
 
 #[test]
 fn the_hard_ttl_ends_it_even_when_busy() {
-    let path = port_file_path("hard");
-    let mut server = launch(&path, &["--hard-ttl", "1"], Stdio::null());
-    let port = wait_for_port(&path);
+    let mut server = Launched::start("hard", &["--hard-ttl", "1"], Stdio::null());
     let start = Instant::now();
-    while server.try_wait().unwrap().is_none() {
-        let _ = get(port, "/status");
+    while server.child.try_wait().unwrap().is_none() {
+        let _ = reqwest::blocking::get(format!("http://127.0.0.1:{}/status", server.port));
         assert!(
             start.elapsed() < Duration::from_secs(15),
             "still running past its hard TTL"
         );
     }
-    assert!(!path.exists(), "the port file is left behind");
+    assert!(!server.port_file.exists(), "the port file is left behind");
 }
 
 #[test]
 fn sigterm_stops_it_and_removes_its_port_file() {
-    let path = port_file_path("sigterm");
-    let mut server = launch(&path, &[], Stdio::null());
-    wait_for_port(&path);
+    let mut server = Launched::start("sigterm", &[], Stdio::null());
     // `@dfinity/pic` stops its server this way (`ChildProcess.kill()`).
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_exit(&mut server, Duration::from_secs(10)).expect("SIGTERM did not stop it");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_exit(&mut server.child, Duration::from_secs(10)).expect("SIGTERM did not stop it");
     assert!(status.success(), "{status}");
-    assert!(!path.exists(), "the port file is left behind");
+    assert!(!server.port_file.exists(), "the port file is left behind");
 }
 
-fn threads(server: &Child) -> usize {
-    std::fs::read_dir(format!("/proc/{}/task", server.id()))
+fn threads(server: &Launched) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
         .unwrap()
         .count()
 }
 
 #[test]
 fn every_instance_runs_on_its_own_thread_which_deleting_it_ends() {
-    let path = port_file_path("threads");
-    let mut server = launch(&path, &[], Stdio::null());
-    let port = wait_for_port(&path);
+    let server = Launched::start("threads", &[], Stdio::null());
     let client = reqwest::blocking::Client::new();
-    let url = |path: &str| format!("http://127.0.0.1:{port}/{path}");
+    let url = |path: &str| format!("http://127.0.0.1:{}/{path}", server.port);
     let config = serde_json::json!({
         "subnet_config_set": { "system": [], "verified_application": [],
             "application": [{ "state_config": "New", "instruction_config": "Production" }] },
@@ -191,26 +184,17 @@ fn every_instance_runs_on_its_own_thread_which_deleting_it_ends() {
         // The instance's thread, which owned its replica, has ended when the deletion is answered.
         assert_eq!(threads(&server), idle + 2 - id);
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
 fn a_closed_stderr_does_not_stop_it() {
-    let path = port_file_path("stderr");
-    let mut server = launch(&path, &[], Stdio::piped());
-    let port = wait_for_port(&path);
+    let mut server = Launched::start("stderr", &[], Stdio::piped());
     // Close the reading end, as a client does when it drops the server's output stream.
-    drop(server.stderr.take());
+    drop(server.child.stderr.take());
     // Error answers are logged to stderr; each write now fails with EPIPE.
     for _ in 0..3 {
-        let answer = get(port, "/no/such/endpoint").unwrap();
-        assert_eq!(answer.status(), 404);
+        assert_eq!(server.get("/no/such/endpoint").status(), 404);
     }
-    assert!(get(port, "/status").unwrap().status().is_success());
-    assert!(server.try_wait().unwrap().is_none(), "the server died");
-    server.kill().unwrap();
-    server.wait().unwrap();
-    let _ = std::fs::remove_file(&path);
+    assert!(server.get("/status").status().is_success());
+    assert!(server.child.try_wait().unwrap().is_none(), "the server died");
 }
