@@ -220,7 +220,7 @@ impl Instance {
         )))
     }
 
-    fn ingress_status(&mut self, args: RawIngressStatusArgs) -> Result<Answer, ApiError> {
+    fn ingress_status(&self, args: RawIngressStatusArgs) -> Result<Answer, ApiError> {
         let Some(submitted) = self.messages.get(&args.raw_message_id.message_id) else {
             return Ok(Answer::json(&None::<RawCanisterResult>));
         };
@@ -235,7 +235,7 @@ impl Instance {
         Ok(Answer::json(&status.map(|result| canister_result(result, true))))
     }
 
-    fn query(&mut self, call: RawCanisterCall) -> Result<Answer, ApiError> {
+    fn query(&self, call: RawCanisterCall) -> Result<Answer, ApiError> {
         let (canister, sender) = self.call_target(&call)?;
         if canister == Principal::management_canister() {
             return Err(ApiError::unsupported(format!(
