@@ -27,3 +27,6 @@ scripts/check-reproducible.sh
 
 step "icp-cli reads icp.yaml and builds the same modules"
 scripts/check-icp-build.sh
+
+step "@dfinity/pic runs against the PocketIC-compatible server (tests/pocket-ic-server)"
+scripts/check-pic-js.sh
