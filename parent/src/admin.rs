@@ -4,7 +4,7 @@
 
 use crate::driver;
 use crate::ic::Ic;
-use crate::model::{Phase, Settings, SnapshotPolicy, UpgradeOptions};
+use crate::model::{Gates, Phase, Settings, Share, SnapshotPolicy, UpgradeOptions};
 use crate::outcome::CallError;
 use crate::queries::child_info;
 use crate::rollout;
@@ -12,6 +12,7 @@ use crate::state::{mutate_state, read_state, State};
 use candid::{Nat, Principal};
 use shared::parent::{
     ChildInfo, ChildSpec, CreateChildrenResult, ParentArg, ParentError, RegisterOptions, RestoreTarget, RetryOptions,
+    RolloutGates,
 };
 use std::time::Duration;
 
@@ -117,6 +118,7 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         .transpose()?;
     let keep = arg.keep_releases.map(validate_keep_releases).transpose()?;
     let snapshots = arg.snapshot_before_upgrade.map(policy_of);
+    let gates = arg.gates.map(validate_gates).transpose()?;
     s.update_settings(|st| {
         if let Some(a) = admins {
             st.admins = a;
@@ -135,6 +137,9 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         }
         if let Some(policy) = snapshots {
             st.snapshot_before_upgrade = policy;
+        }
+        if let Some(gates) = gates {
+            st.gates = gates;
         }
     });
     Ok(())
@@ -173,6 +178,7 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
         extra_controllers: s.extra_controllers.clone(),
         keep_releases: s.keep_releases,
         snapshot_before_upgrade: policy_view(s.snapshot_before_upgrade),
+        gates: gates_view(&s.gates),
     }
 }
 
@@ -195,6 +201,75 @@ pub fn set_snapshot_policy(s: &mut State, policy: shared::parent::SnapshotPolicy
     s.update_settings(|st| st.snapshot_before_upgrade = policy_of(policy));
 }
 
+/// Longest health method name.
+pub const MAX_METHOD_NAME: usize = 100;
+/// Longest bake.
+pub const MAX_BAKE_SECS: u64 = 7 * 24 * 3600;
+
+fn validate_share(what: &str, share: shared::parent::Share) -> Result<Share, ParentError> {
+    match share {
+        shared::parent::Share::Count(n) => Ok(Share::Count(n)),
+        shared::parent::Share::PerMille(p) if p <= 1000 => Ok(Share::PerMille(p)),
+        shared::parent::Share::PerMille(_) => Err(invalid(format!("{what}: a per mille is at most 1000"))),
+    }
+}
+
+fn validate_gates(g: RolloutGates) -> Result<Gates, ParentError> {
+    if g.health_method.is_empty() || g.health_method.len() > MAX_METHOD_NAME {
+        return Err(invalid(format!("health_method must be 1 to {MAX_METHOD_NAME} bytes")));
+    }
+    if g.bake_secs > MAX_BAKE_SECS {
+        return Err(invalid(format!("bake_secs must be at most {MAX_BAKE_SECS}")));
+    }
+    Ok(Gates {
+        canary: g.canary.map(|c| validate_share("canary", c)).transpose()?,
+        bake_secs: g.bake_secs,
+        health_method: g.health_method,
+        halt_after: g.halt_after.map(|h| validate_share("halt_after", h)).transpose()?,
+    })
+}
+
+fn share_view(s: Share) -> shared::parent::Share {
+    match s {
+        Share::Count(n) => shared::parent::Share::Count(n),
+        Share::PerMille(p) => shared::parent::Share::PerMille(p),
+    }
+}
+
+pub fn gates_view(g: &Gates) -> RolloutGates {
+    RolloutGates {
+        canary: g.canary.map(share_view),
+        bake_secs: g.bake_secs,
+        health_method: g.health_method.clone(),
+        halt_after: g.halt_after.map(share_view),
+    }
+}
+
+/// Sets how rollouts are gated, from the next rollout on (the current one keeps its canaries).
+pub fn set_rollout_gates(s: &mut State, gates: RolloutGates) -> Result<(), ParentError> {
+    let gates = validate_gates(gates)?;
+    s.update_settings(|st| st.gates = gates);
+    Ok(())
+}
+
+/// Nothing new starts until `resume_rollout`; operations under way finish. Idempotent.
+pub fn pause_rollout(s: &mut State) -> Result<(), ParentError> {
+    rollout::pause(s);
+    Ok(())
+}
+
+/// Lifts a pause and a halt. Idempotent.
+pub fn resume_rollout(s: &mut State) -> Result<(), ParentError> {
+    rollout::resume(s);
+    Ok(())
+}
+
+/// Queued children go back to idle; operations under way finish. Idempotent.
+pub fn abort_rollout(s: &mut State, now: u64) -> Result<(), ParentError> {
+    rollout::abort(s, now);
+    Ok(())
+}
+
 /// Most children one `restore_snapshots` call names.
 pub const MAX_RESTORE_PER_CALL: usize = 1_000;
 
@@ -202,13 +277,14 @@ pub const MAX_RESTORE_PER_CALL: usize = 1_000;
 /// started and confirmed on the snapshot's release. This loses every write made since the snapshot. Pending upgrades
 /// are dropped (a restore usually answers a bad release). The fleet's target does not change. Validated in full
 /// before anything changes. Returns the id of the restoring rollout.
-pub fn restore_snapshots(s: &mut State, target: RestoreTarget, now: u64) -> Result<u64, ParentError> {
+pub fn restore_snapshots(s: &mut State, target: RestoreTarget, by: Principal, now: u64) -> Result<u64, ParentError> {
     match target {
         RestoreTarget::Rollout(id) => {
             if id == 0 || id > s.rollout().id {
                 return Err(invalid(format!("no rollout {id}")));
             }
-            Ok(rollout::new_restore(s, now, Some(id)))
+            let rollout = rollout::new_restore(s, now, Some(id));
+            Ok(started_by(s, by, rollout))
         }
         RestoreTarget::Children(ids) => {
             if ids.is_empty() || ids.len() > MAX_RESTORE_PER_CALL {
@@ -228,7 +304,10 @@ pub fn restore_snapshots(s: &mut State, target: RestoreTarget, now: u64) -> Resu
                 }
                 entries.push((id, entry));
             }
-            let rollout = rollout::new_restore(s, now, None);
+            let rollout = {
+                let id = rollout::new_restore(s, now, None);
+                started_by(s, by, id)
+            };
             for (id, entry) in entries {
                 rollout::queue_restore(s, id, entry, now);
             }
@@ -240,21 +319,33 @@ pub fn restore_snapshots(s: &mut State, target: RestoreTarget, now: u64) -> Resu
 // --- rollout control -------------------------------------------------------------------------------------------
 
 /// Re-plans the current release over the whole registry (children not on it, and failed ones). Returns the rollout id.
-pub fn start_rollout(s: &mut State, now: u64) -> u64 {
+pub fn start_rollout(s: &mut State, by: Principal, now: u64) -> u64 {
     let target = s.target();
-    rollout::new_rollout(s, now, target, false)
+    {
+        let id = rollout::new_rollout(s, now, target, false);
+        started_by(s, by, id)
+    }
+}
+
+/// Records who started the rollout `id`, and passes `id` through.
+fn started_by(s: &mut State, by: Principal, id: u64) -> u64 {
+    s.update_rollout(|r| r.started_by = Some(by));
+    id
 }
 
 /// Starts a rollout that trusts no registry entry: every child is re-checked with `canister_status`, children running
 /// the release are left alone (`verified`), any other is upgraded. Returns the rollout id.
-pub fn verify_fleet(s: &mut State, now: u64) -> u64 {
+pub fn verify_fleet(s: &mut State, by: Principal, now: u64) -> u64 {
     let target = s.target();
-    rollout::new_rollout(s, now, target, true)
+    {
+        let id = rollout::new_rollout(s, now, target, true);
+        started_by(s, by, id)
+    }
 }
 
 /// Makes a stored release the fleet's target and starts rolling it out (an upgrade, so every child keeps its data;
 /// rolling back is `rollout_release` of the previous release). Returns the rollout id.
-pub fn rollout_release(s: &mut State, hash: Vec<u8>, now: u64) -> Result<u64, ParentError> {
+pub fn rollout_release(s: &mut State, hash: Vec<u8>, by: Principal, now: u64) -> Result<u64, ParentError> {
     let target = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| invalid("a release hash is 32 bytes"))?;
     if !s.is_shipped(&target) {
         return Err(ParentError::UnknownRelease { hash });
@@ -262,7 +353,10 @@ pub fn rollout_release(s: &mut State, hash: Vec<u8>, now: u64) -> Result<u64, Pa
     if s.module(&target).is_none() {
         return Err(ParentError::ReleaseNotStored { hash });
     }
-    Ok(rollout::new_rollout(s, now, target, false))
+    Ok({
+        let id = rollout::new_rollout(s, now, target, false);
+        started_by(s, by, id)
+    })
 }
 
 /// Sets R, the number of recent releases whose modules the store keeps, and drops what falls outside it.

@@ -59,6 +59,10 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
             }
         }
         Step::Start => Outcome::Unit(ic.start(child).await),
+        Step::Health => {
+            let method = read_state(|s| s.settings().gates.health_method.clone());
+            Outcome::Unit(ic.health(child, method).await)
+        }
         Step::TakeSnapshot => Outcome::Snapshot(ic.take_snapshot(child, launch.snapshot.clone()).await),
         Step::LoadSnapshot => {
             let id = launch.snapshot.clone().expect("a restore carries its snapshot");

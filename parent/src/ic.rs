@@ -56,6 +56,8 @@ pub trait Ic {
         replace: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<Vec<u8>, CallError>>;
     fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> impl Future<Output = Result<(), CallError>>;
+    /// Calls `method` on the child with Candid `()`, bounded-wait; a reply that decodes as `variant { Err }` is an error.
+    fn health(&self, child: Principal, method: String) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
 }
 
@@ -283,6 +285,18 @@ impl Ic for CdkIc {
             .await
             .map(|_| ())
             .map_err(|e| call_error(METHOD, e))
+    }
+
+    async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
+        let _out = CallOut::new();
+        let reply = Call::bounded_wait(child, &method)
+            .change_timeout(crate::gates::HEALTH_TIMEOUT_SECS)
+            .await
+            .map_err(|e| call_error(&method, e))?;
+        match reply.candid::<Result<candid::Reserved, candid::Reserved>>() {
+            Ok(Err(_)) => Err(CallError::new(&method, 0, "the child replied Err")),
+            _ => Ok(()),
+        }
     }
 
     async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {

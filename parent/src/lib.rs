@@ -12,6 +12,7 @@
 
 mod admin;
 mod driver;
+mod gates;
 mod ic;
 mod lifecycle;
 mod memory;
@@ -27,8 +28,9 @@ mod testing;
 use admin::Role;
 use candid::{Nat, Principal};
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentArg, ParentError, RegisterOptions,
-    ReleaseRecord, RestoreTarget, RetryOptions, RolloutStatus, Settings, SnapshotPolicy,
+    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, HistoryArg, ListChildrenArg, ParentArg, ParentError,
+    RegisterOptions, ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings,
+    SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
@@ -120,13 +122,17 @@ fn set_concurrency(k: u32) -> Result<(), ParentError> {
 #[ic_cdk::update(guard = "candid_args")]
 fn start_rollout() -> Result<u64, ParentError> {
     guard()?;
-    Ok(kick(mutate_state(|s| admin::start_rollout(s, now()))))
+    Ok(kick(mutate_state(|s| {
+        admin::start_rollout(s, ic_cdk::api::msg_caller(), now())
+    })))
 }
 
 #[ic_cdk::update(guard = "candid_args")]
 fn verify_fleet() -> Result<u64, ParentError> {
     guard()?;
-    Ok(kick(mutate_state(|s| admin::verify_fleet(s, now()))))
+    Ok(kick(mutate_state(|s| {
+        admin::verify_fleet(s, ic_cdk::api::msg_caller(), now())
+    })))
 }
 
 #[ic_cdk::update(guard = "candid_args")]
@@ -146,7 +152,7 @@ fn retry_child(canister_id: Principal, options: RetryOptions) -> Result<u64, Par
 #[ic_cdk::update]
 fn rollout_release(hash: Vec<u8>) -> Result<u64, ParentError> {
     guard()?;
-    mutate_state(|s| admin::rollout_release(s, hash, now())).map(kick)
+    mutate_state(|s| admin::rollout_release(s, hash, ic_cdk::api::msg_caller(), now())).map(kick)
 }
 
 /// Sets whether rollouts take an IC snapshot of each child (stopped) before upgrading it. A child whose snapshot
@@ -164,7 +170,46 @@ fn set_snapshot_policy(policy: SnapshotPolicy) -> Result<(), ParentError> {
 #[ic_cdk::update]
 fn restore_snapshots(target: RestoreTarget) -> Result<u64, ParentError> {
     guard()?;
-    mutate_state(|s| admin::restore_snapshots(s, target, now())).map(kick)
+    mutate_state(|s| admin::restore_snapshots(s, target, ic_cdk::api::msg_caller(), now())).map(kick)
+}
+
+/// Sets how rollouts are gated (canary wave, bake, health check, automatic halt), from the next rollout on.
+#[ic_cdk::update]
+fn set_rollout_gates(gates: RolloutGates) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_rollout_gates(s, gates))
+}
+
+/// Nothing new starts until `resume_rollout`; operations under way finish (each child is started again). Idempotent.
+#[ic_cdk::update(guard = "candid_args")]
+fn pause_rollout() -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(admin::pause_rollout)
+}
+
+/// Lifts a pause or a halt (a halt during the canary wave lets the rest of the fleet go). Idempotent.
+#[ic_cdk::update(guard = "candid_args")]
+fn resume_rollout() -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(admin::resume_rollout).map(kick)
+}
+
+/// Drops every queued child back to idle (outdated) and starts nothing new; operations under way finish. Idempotent.
+#[ic_cdk::update(guard = "candid_args")]
+fn abort_rollout() -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::abort_rollout(s, now())).map(kick)
+}
+
+#[ic_cdk::query]
+fn rollout_history(arg: HistoryArg) -> Vec<RolloutRecord> {
+    read_state(|s| queries::rollout_history(s, arg))
+}
+
+/// The child's last operations (at most 10), oldest first, with their steps.
+#[ic_cdk::query]
+fn child_events(canister_id: Principal) -> Vec<ChildEvent> {
+    read_state(|s| queries::child_events(s, canister_id))
 }
 
 #[ic_cdk::update]

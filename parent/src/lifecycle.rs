@@ -45,7 +45,7 @@ fn initialize(arg: Option<ParentArg>) {
             // A bad argument makes the install or upgrade fail (and, for an upgrade, roll back).
             admin::apply_arg(s, arg, self_id).unwrap_or_else(|e| ic_cdk::trap(format!("invalid argument: {e}")));
         }
-        rollout::on_install(s, now)
+        rollout::on_install(s, ic_cdk::api::msg_caller(), now)
     });
     if has_work {
         driver::wake();

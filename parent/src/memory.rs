@@ -16,7 +16,9 @@
 //! ├── 6 IN_FLIGHT  StableBTreeMap<Principal, LockMark>      index: locked children (epoch + step start time)
 //! ├── 7 FAILED     StableBTreeMap<Principal, ()>            index: children whose last operation failed
 //! ├── 8 MODULES    StableBTreeMap<([u8; 32], u32), Vec<u8>>  release store: (hash, chunk index) -> 1 MiB chunks
-//! └── 9 RUNNING    StableBTreeMap<[u8; 32], u64>            index: children per installed module hash
+//! ├── 9 RUNNING    StableBTreeMap<[u8; 32], u64>            index: children per installed module hash
+//! ├── 10 HISTORY   StableBTreeMap<u64, RolloutRecord>       ended rollouts by id, the last `gates::HISTORY_KEPT`
+//! └── 11 EVENTS    StableBTreeMap<(Principal, u64), ChildEvent>  per child, its last operations by lock id
 //! ```
 //!
 //! Rules: ids are append-only and never reused or renumbered. A retired id stays below as a comment so nobody takes it
@@ -41,7 +43,9 @@ pub const IN_FLIGHT: MemoryId = MemoryId::new(6);
 pub const FAILED: MemoryId = MemoryId::new(7);
 pub const MODULES: MemoryId = MemoryId::new(8);
 pub const RUNNING: MemoryId = MemoryId::new(9);
-// Next free id: 10.
+pub const HISTORY: MemoryId = MemoryId::new(10);
+pub const EVENTS: MemoryId = MemoryId::new(11);
+// Next free id: 12.
 
 /// The manager over the canister's stable memory (on wasm) or a heap vector (natively, for tests).
 pub fn manager(memory: DefaultMemoryImpl) -> MemoryManager<DefaultMemoryImpl> {

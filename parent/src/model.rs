@@ -41,6 +41,48 @@ pub struct Settings {
     pub keep_releases: u32,
     #[serde(default)]
     pub snapshot_before_upgrade: SnapshotPolicy,
+    #[serde(default)]
+    pub gates: Gates,
+}
+
+/// How a rollout is gated (`set_rollout_gates`): a canary wave with a health check, and an automatic halt.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Gates {
+    /// Upgrade this many children first (at most `gates::MAX_CANARIES`), then wait `bake_secs`, health-check them,
+    /// and only then the rest. `None`: no canary wave.
+    #[serde(default)]
+    pub canary: Option<Share>,
+    #[serde(default)]
+    pub bake_secs: u64,
+    /// The child method the health check calls (Candid `()`); a reply that is not `variant { Err }` is healthy.
+    #[serde(default = "default_health_method")]
+    pub health_method: String,
+    /// Halt once this many children failed in the rollout (or this per mille of the children attempted, once at least
+    /// `gates::MIN_ATTEMPTS_FOR_RATE` were). `None`: never.
+    #[serde(default)]
+    pub halt_after: Option<Share>,
+}
+
+fn default_health_method() -> String {
+    "health".to_string()
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            canary: None,
+            bake_secs: 0,
+            health_method: default_health_method(),
+            halt_after: None,
+        }
+    }
+}
+
+/// A number of children, or a per mille of some total.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    Count(u32),
+    PerMille(u32),
 }
 
 impl Default for Settings {
@@ -52,6 +94,7 @@ impl Default for Settings {
             extra_controllers: Vec::new(),
             keep_releases: DEFAULT_KEEP_RELEASES,
             snapshot_before_upgrade: SnapshotPolicy::Off,
+            gates: Gates::default(),
         }
     }
 }
@@ -127,7 +170,98 @@ pub struct Rollout {
     /// Snapshots this rollout took before upgrading a child.
     #[serde(default)]
     pub snapshots: u64,
+    /// Where a gated rollout stands (see `gates.rs`).
+    #[serde(default)]
+    pub stage: Stage,
+    /// The canaries, chosen by the planner: the first children it queued, in principal order.
+    #[serde(default)]
+    pub canaries: Vec<Principal>,
+    /// How many canaries the planner is to choose.
+    #[serde(default)]
+    pub wanted_canaries: u32,
+    /// Nothing new starts while set; `resume_rollout` lifts it.
+    #[serde(default)]
+    pub halted: Option<Halt>,
+    /// `pause_rollout`: nothing new starts until `resume_rollout`.
+    #[serde(default)]
+    pub paused: bool,
+    /// `abort_rollout`: queued children go back to idle, nothing new starts.
+    #[serde(default)]
+    pub aborted_at: Option<u64>,
+    /// Operations this rollout launched on queued children, and those that ended failed.
+    #[serde(default)]
+    pub attempted: u64,
+    #[serde(default)]
+    pub failures: u64,
+    /// Who started it (the installer, for a rollout started by a parent upgrade).
+    #[serde(default)]
+    pub started_by: Option<Principal>,
+    /// The target before this rollout.
+    #[serde(default, with = "serde_bytes")]
+    pub from: Vec<u8>,
+    /// Times at which its last operations ended (at most `gates::RATE_WINDOW`), for the rate and the ETA.
+    #[serde(default)]
+    pub recent: Vec<u64>,
+    /// Halts it went through.
+    #[serde(default)]
+    pub halts: u32,
 }
+
+/// A gated rollout's stage: canaries first, then a bake, the health checks, and the rest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    Canary,
+    Baking {
+        until: u64,
+    },
+    Checking {
+        launched: bool,
+    },
+    /// Every queued child may go (the only stage of a rollout without canaries).
+    #[default]
+    Wave,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    pub reason: String,
+    pub at: u64,
+}
+
+/// A finished (or replaced) rollout, as the history keeps it (memory `HISTORY`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRecord {
+    #[serde(with = "serde_bytes")]
+    pub from: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub to: Vec<u8>,
+    pub started_by: Option<Principal>,
+    pub started_at: u64,
+    /// `None`: replaced by the next rollout before it ended.
+    pub finished_at: Option<u64>,
+    pub upgraded: u64,
+    pub skipped: u64,
+    pub verified: u64,
+    pub restored: u64,
+    pub snapshots: u64,
+    pub failures: u64,
+    pub halts: u32,
+    pub aborted_at: Option<u64>,
+}
+shared::storable_as_cbor!(RolloutRecord);
+
+/// One operation on a child as its event log keeps it (memory `EVENTS`, the last `gates::EVENTS_PER_CHILD`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildEvent {
+    pub rollout: u64,
+    pub started_at: u64,
+    pub ended_at: u64,
+    /// The steps it performed, in order, and whether each call worked.
+    pub steps: Vec<(Step, bool)>,
+    /// `None`: it ended with the child where it should be; otherwise the error it failed with.
+    pub error: Option<String>,
+}
+shared::storable_as_cbor!(ChildEvent);
 shared::storable_as_cbor!(Rollout);
 
 /// A release the parent has carried (memory `RELEASES`, keyed by its hash). Entries are never removed: they say
@@ -156,6 +290,8 @@ pub enum Step {
     TakeSnapshot,
     /// `load_canister_snapshot` into the stopped child (a restore).
     LoadSnapshot,
+    /// A call to the child's health method (a canary's health check).
+    Health,
 }
 
 impl Step {
@@ -177,6 +313,7 @@ impl From<Step> for shared::parent::RolloutStep {
             Step::Recheck => R::Rechecking,
             Step::TakeSnapshot => R::TakingSnapshot,
             Step::LoadSnapshot => R::LoadingSnapshot,
+            Step::Health => R::CheckingHealth,
         }
     }
 }
@@ -258,6 +395,15 @@ pub struct Op {
     /// A restore: the snapshot it loads (its `release` is the operation's `release`).
     #[serde(default)]
     pub restore: Option<SnapshotRecord>,
+    /// A canary's health check (`Health`, then `Confirm`) instead of an upgrade.
+    #[serde(default)]
+    pub check: bool,
+    /// When the operation started, and the steps it performed so far with whether each call worked (the last
+    /// `gates::STEPS_LOGGED`); written to the child's event log when it ends.
+    #[serde(default)]
+    pub started_at: u64,
+    #[serde(default)]
+    pub steps: Vec<(Step, bool)>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -348,7 +494,8 @@ impl LockMark {
     pub fn of(op: &Op) -> Self {
         let (at, kind) = match op.wait_until {
             Some(due) => (due, LockKind::Waiting),
-            None if op.step == Step::Confirm => (op.since, LockKind::Confirm),
+            // Read-only steps: they hold the lock, not a slot.
+            None if matches!(op.step, Step::Confirm | Step::Health) => (op.since, LockKind::Confirm),
             None => (op.since, LockKind::Slot),
         };
         Self {
@@ -441,6 +588,9 @@ mod tests {
                 release: vec![3; 32],
                 snapshot: SnapshotStage::Taken,
                 restore: None,
+                check: true,
+                started_at: 6,
+                steps: vec![(Step::Stop, true), (Step::Install, false)],
             }),
             last_error: Some("boom".into()),
             attempts: 2,

@@ -1,11 +1,12 @@
 //! Read-only views. Each reads a bounded number of entries, whatever the fleet size.
 
-use crate::model::{ChildEntry, Phase};
+use crate::gates::{eta_secs, rate_per_hour};
+use crate::model::{ChildEntry, Phase, Stage};
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildFailure, ChildInfo, ChildState, FailureKind, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
-    SnapshotInfo,
+    ChildEvent, ChildFailure, ChildInfo, ChildState, FailureKind, Halted, HistoryArg, InFlightChild, ListChildrenArg,
+    ReleaseRecord, RolloutRecord, RolloutStage, RolloutStatus, SnapshotInfo, StepResult,
 };
 use std::ops::Bound;
 
@@ -80,6 +81,7 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
 }
 
 pub fn rollout_status(s: &State) -> RolloutStatus {
+    let rate = rate_per_hour(&s.rollout().recent);
     let r = s.rollout();
     let settings = s.settings();
     let total = s.child_count();
@@ -121,7 +123,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         started_at: r.started_at,
         finished_at: r.finished_at,
         planning: r.plan.is_some(),
-        paused: settings.concurrency == 0,
+        paused: settings.concurrency == 0 || r.paused,
         concurrency: settings.concurrency,
         total_children: total,
         // The registry's count of children on the target, once the planner is done and the count complete.
@@ -136,6 +138,23 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         snapshots: r.snapshots,
         restore: r.restore,
         restore_from: r.restore_from,
+        stage: match r.stage {
+            Stage::Canary => RolloutStage::Canary,
+            Stage::Baking { until } => RolloutStage::Baking { until },
+            Stage::Checking { .. } => RolloutStage::Checking,
+            Stage::Wave => RolloutStage::Wave,
+        },
+        canaries: r.canaries.clone(),
+        halted: r.halted.as_ref().map(|h| Halted {
+            reason: h.reason.clone(),
+            at: h.at,
+        }),
+        aborted_at: r.aborted_at,
+        attempted: r.attempted,
+        failures_in_rollout: r.failures,
+        started_by: r.started_by,
+        rate_per_hour: rate,
+        eta_secs: r.plan.is_none().then(|| eta_secs(pending + in_flight, rate)).flatten(),
         restored: r.restored,
         in_flight_children,
         failures,
@@ -162,4 +181,58 @@ pub fn releases(s: &State) -> Vec<ReleaseRecord> {
         .collect();
     out.sort_by_key(|r| r.first_seen);
     out
+}
+
+/// Largest `rollout_history` page.
+pub const MAX_HISTORY_PAGE: usize = 100;
+
+/// Ended (or replaced) rollouts, newest first, before `arg.before`. O(page).
+pub fn rollout_history(s: &State, arg: HistoryArg) -> Vec<RolloutRecord> {
+    let limit = match arg.limit as usize {
+        0 => MAX_HISTORY_PAGE,
+        n => n.min(MAX_HISTORY_PAGE),
+    };
+    let upper = arg.before.map_or(Bound::Unbounded, Bound::Excluded);
+    s.history()
+        .range((Bound::Unbounded, upper))
+        .rev()
+        .take(limit)
+        .map(|e| {
+            let (id, r) = e.into_pair();
+            RolloutRecord {
+                rollout_id: id,
+                from: r.from,
+                to: r.to,
+                started_by: r.started_by,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                upgraded: r.upgraded,
+                skipped: r.skipped,
+                verified: r.verified,
+                restored: r.restored,
+                snapshots: r.snapshots,
+                failures: r.failures,
+                halts: r.halts,
+                aborted_at: r.aborted_at,
+            }
+        })
+        .collect()
+}
+
+/// A child's last operations, oldest first (empty for a child the parent does not know).
+pub fn child_events(s: &State, id: Principal) -> Vec<ChildEvent> {
+    s.events_of(id)
+        .into_iter()
+        .map(|(_, e)| ChildEvent {
+            rollout_id: e.rollout,
+            started_at: e.started_at,
+            ended_at: e.ended_at,
+            steps: e
+                .steps
+                .into_iter()
+                .map(|(step, ok)| StepResult { step: step.into(), ok })
+                .collect(),
+            error: e.error,
+        })
+        .collect()
 }

@@ -66,9 +66,10 @@
 //!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
+use crate::gates::{canaries_wanted, halt_reached, RATE_WINDOW, STEPS_LOGGED};
 use crate::model::{
-    ChildEntry, IndexProgress, LockKind, Op, Phase, PlanCursor, SnapshotPolicy, SnapshotRecord, SnapshotStage, Step,
-    UpgradeOptions,
+    ChildEntry, ChildEvent, Halt, IndexProgress, LockKind, Op, Phase, PlanCursor, Rollout, RolloutRecord,
+    SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, UpgradeOptions,
 };
 use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
 use crate::state::State;
@@ -126,6 +127,17 @@ pub enum Outcome {
     Snapshot(Result<Vec<u8>, CallError>),
 }
 
+impl Outcome {
+    /// The call worked.
+    pub fn is_ok(&self) -> bool {
+        match self {
+            Outcome::Unit(r) => r.is_ok(),
+            Outcome::Status(r) => r.is_ok(),
+            Outcome::Snapshot(r) => r.is_ok(),
+        }
+    }
+}
+
 /// What a tick decided.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TickPlan {
@@ -139,11 +151,12 @@ pub struct TickPlan {
 /// release this parent never carried before becomes the target of a new rollout; one it knew leaves the target as it
 /// was (so a rollback to an older release survives a parent upgrade that carries the same child). Returns whether the
 /// tick has work.
-pub fn on_install(s: &mut State, now: u64) -> bool {
+pub fn on_install(s: &mut State, installer: Principal, now: u64) -> bool {
     s.update_meta(|m| m.epoch += 1);
     if s.record_release(now) {
         let embedded = s.release.hash;
         new_rollout(s, now, embedded, false);
+        s.update_rollout(|r| r.started_by = Some(installer));
     }
     s.prune_releases();
     has_work(s) || indexing(s)
@@ -155,29 +168,70 @@ pub fn on_install(s: &mut State, now: u64) -> bool {
 /// (`canister_status`), which leaves a child running the target alone and upgrades one whose module was changed
 /// behind the parent's back. Returns the rollout id.
 pub fn new_rollout(s: &mut State, now: u64, target: [u8; 32], verify: bool) -> u64 {
-    let release = target.to_vec();
-    let mut id = 0;
-    s.update_rollout(|r| {
-        r.id += 1;
-        id = r.id;
-        r.release = release;
-        r.started_at = now;
-        r.finished_at = None;
-        r.plan = Some(PlanCursor::default());
-        r.upgraded = 0;
-        r.skipped = 0;
-        r.verify = verify;
-        r.verified = 0;
-        r.restore = false;
-        r.restore_from = None;
-        r.restored = 0;
-        r.snapshots = 0;
-    });
+    let previous = s.rollout().clone();
+    if previous.id > 0 && previous.finished_at.is_none() {
+        // Replaced before it ended: the history keeps it as such.
+        s.record_rollout(previous.id, record_of(&previous));
+    }
+    let canary = s.settings().gates.canary;
+    let wanted = if verify {
+        0
+    } else {
+        canaries_wanted(canary, s.child_count())
+    };
+    let next = Rollout {
+        id: previous.id + 1,
+        release: target.to_vec(),
+        from: if previous.release.is_empty() {
+            target.to_vec()
+        } else {
+            previous.release
+        },
+        started_at: now,
+        plan: Some(PlanCursor::default()),
+        verify,
+        stage: if wanted > 0 { Stage::Canary } else { Stage::Wave },
+        wanted_canaries: wanted,
+        ..Rollout::default()
+    };
+    let id = next.id;
+    s.update_rollout(|r| *r = next);
     id
 }
 
+/// The history's record of a rollout.
+fn record_of(r: &Rollout) -> RolloutRecord {
+    RolloutRecord {
+        from: r.from.clone(),
+        to: r.release.clone(),
+        started_by: r.started_by,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        upgraded: r.upgraded,
+        skipped: r.skipped,
+        verified: r.verified,
+        restored: r.restored,
+        snapshots: r.snapshots,
+        failures: r.failures,
+        halts: r.halts,
+        aborted_at: r.aborted_at,
+    }
+}
+
 pub fn has_work(s: &State) -> bool {
-    s.rollout().plan.is_some() || !s.pending().is_empty() || !s.in_flight().is_empty()
+    let r = s.rollout();
+    r.plan.is_some() || !s.pending().is_empty() || !s.in_flight().is_empty() || gating(r)
+}
+
+/// A canary wave, its bake or its health checks are still to come (and no halt or abort ended them).
+fn gating(r: &Rollout) -> bool {
+    r.stage != Stage::Wave && r.halted.is_none() && r.aborted_at.is_none()
+}
+
+/// New operations may start: K > 0, and the rollout is neither paused, halted nor aborted.
+pub fn can_start(s: &State) -> bool {
+    let r = s.rollout();
+    s.settings().concurrency > 0 && !r.paused && r.halted.is_none() && r.aborted_at.is_none()
 }
 
 /// The index of children per module (`RUNNING`) is still being built, in batches (see `IndexProgress`).
@@ -185,10 +239,11 @@ pub fn indexing(s: &State) -> bool {
     s.meta().running_index != IndexProgress::Done
 }
 
-/// The tick must keep coming back: new operations can start (K > 0 and work left), locks are held, or the index is
-/// being built.
+/// The tick must keep coming back: locks are held, new operations can start and there is work, the index is being
+/// built, or an aborted rollout still has queued children to drop.
 pub fn needs_ticks(s: &State) -> bool {
-    !s.in_flight().is_empty() || (s.settings().concurrency > 0 && has_work(s)) || indexing(s)
+    let draining = s.rollout().aborted_at.is_some() && !s.pending().is_empty();
+    !s.in_flight().is_empty() || (can_start(s) && has_work(s)) || indexing(s) || draining
 }
 
 /// One timer execution: build a batch of the index, plan a batch, take over orphaned locks and launch operations.
@@ -197,10 +252,16 @@ pub fn tick(s: &mut State, now: u64) -> TickPlan {
         s.prune_releases();
     }
     plan_batch(s, now);
+    drain_aborted(s, now);
+    advance_stage(s, now);
     let launches = launch(s, now, usize::MAX);
     maybe_finish(s, now);
-    let rearm = if s.rollout().plan.is_some() || indexing(s) {
+    let draining = s.rollout().aborted_at.is_some() && !s.pending().is_empty();
+    let rearm = if s.rollout().plan.is_some() || indexing(s) || draining {
         Some(Duration::ZERO)
+    } else if let (Stage::Baking { until }, true) = (&s.rollout().stage, can_start(s)) {
+        // Back when the bake ends.
+        Some(Duration::from_nanos(until.saturating_sub(now)).min(LOCK_CHECK_INTERVAL))
     } else if !s.in_flight().is_empty() {
         // Locks may need a take-over or a resumed retry, paused or not.
         Some(LOCK_CHECK_INTERVAL)
@@ -258,6 +319,10 @@ pub fn plan_batch(s: &mut State, now: u64) {
                 entry.attempts = 0;
                 entry.updated_at = now;
                 s.put_child(id, entry);
+                let r = s.rollout();
+                if r.stage == Stage::Canary && (r.canaries.len() as u32) < r.wanted_canaries {
+                    s.update_rollout(|r| r.canaries.push(id));
+                }
             }
             // Already queued, or locked by an operation that will see the current release.
             Phase::Pending | Phase::InFlight(_) => {}
@@ -311,15 +376,34 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
             if take {
                 take_over(s, id, now)
             } else {
-                resume(s, id, now)
+                resume_op(s, id, now)
             }
         })
         .collect();
+    if !can_start(s) {
+        return out;
+    }
     let n = max
         .saturating_sub(out.len())
         .min(k.saturating_sub(slots))
         .min((2 * k).saturating_sub(locks));
-    let queued: Vec<Principal> = s.pending().keys().take(n).collect();
+    let queued: Vec<Principal> = match s.rollout().stage {
+        Stage::Wave => s.pending().keys().take(n).collect(),
+        // Only the canaries go first.
+        Stage::Canary => {
+            let canaries = s.rollout().canaries.clone();
+            canaries
+                .into_iter()
+                .filter(|id| s.pending().contains_key(id))
+                .take(n)
+                .collect()
+        }
+        Stage::Checking { launched: false } => {
+            out.extend(launch_health_checks(s, now));
+            return out;
+        }
+        Stage::Baking { .. } | Stage::Checking { launched: true } => return out,
+    };
     out.extend(queued.into_iter().filter_map(|id| launch_pending(s, id, now)));
     out
 }
@@ -338,6 +422,9 @@ fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: Upg
         release: s.target().to_vec(),
         snapshot: SnapshotStage::None,
         restore: None,
+        check: false,
+        started_at: now,
+        steps: Vec::new(),
     }
 }
 
@@ -403,6 +490,7 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
     entry.phase = Phase::InFlight(op);
     entry.updated_at = now;
     s.put_child(id, entry);
+    s.update_rollout(|r| r.attempted += 1);
     Some(launch)
 }
 
@@ -431,7 +519,7 @@ fn take_over(s: &mut State, id: Principal, now: u64) -> Launch {
 }
 
 /// Resumes an operation whose backoff is over: its step goes out under a fresh lock id.
-fn resume(s: &mut State, id: Principal, now: u64) -> Launch {
+fn resume_op(s: &mut State, id: Principal, now: u64) -> Launch {
     let mut entry = s.child(&id).expect("IN_FLIGHT index names a registered child");
     let Phase::InFlight(waiting) = &entry.phase else {
         panic!("IN_FLIGHT index out of step with {id}")
@@ -502,6 +590,9 @@ pub fn new_restore(s: &mut State, now: u64, from: Option<u64>) -> u64 {
     let target = s.target();
     let id = new_rollout(s, now, target, false);
     s.update_rollout(|r| {
+        // Never gated: a restore is the way out of a bad release.
+        r.stage = Stage::Wave;
+        r.wanted_canaries = 0;
         r.restore = true;
         r.restore_from = from;
         if from.is_none() {
@@ -559,6 +650,141 @@ fn reopen(s: &mut State) {
 fn maybe_finish(s: &mut State, now: u64) {
     if s.rollout().finished_at.is_none() && !has_work(s) {
         s.update_rollout(|r| r.finished_at = Some(now));
+        let r = s.rollout();
+        s.record_rollout(r.id, record_of(r));
+    }
+}
+
+// --- gates: canaries, bake, health checks, halts, pause, abort ---------------------------------------------------
+
+/// Moves a gated rollout on: when the canaries are done (none queued or locked, the planner done), to the bake; when
+/// the bake is over, to the health checks; when those are done without a halt, to the wave. Reads at most
+/// `MAX_CANARIES` entries.
+fn advance_stage(s: &mut State, now: u64) {
+    let r = s.rollout().clone();
+    if r.halted.is_some() || r.aborted_at.is_some() {
+        return;
+    }
+    let canaries_busy = || {
+        r.canaries.iter().any(|id| {
+            s.child(id)
+                .is_some_and(|e| matches!(e.phase, Phase::Pending | Phase::InFlight(_)))
+        })
+    };
+    let next = match r.stage {
+        Stage::Canary if r.plan.is_none() && !canaries_busy() => {
+            if r.canaries.is_empty() {
+                Stage::Wave
+            } else {
+                Stage::Baking {
+                    until: now.saturating_add(s.settings().gates.bake_secs * 1_000_000_000),
+                }
+            }
+        }
+        Stage::Baking { until } if now >= until => Stage::Checking { launched: false },
+        Stage::Checking { launched: true } if !canaries_busy() => Stage::Wave,
+        _ => return,
+    };
+    s.update_rollout(|r| r.stage = next);
+}
+
+/// The health checks of a rollout's canaries: each gets a `Health` then `Confirm` operation, taking no slot. Run once
+/// when the bake is over; a canary no longer idle on the release (it failed, or was removed) is left out (a failed one
+/// already halted the rollout).
+fn launch_health_checks(s: &mut State, now: u64) -> Vec<Launch> {
+    let canaries = s.rollout().canaries.clone();
+    s.update_rollout(|r| r.stage = Stage::Checking { launched: true });
+    let mut out = Vec::new();
+    for id in canaries {
+        let Some(mut entry) = s.child(&id) else { continue };
+        if entry.phase != Phase::Idle || !s.target_is(entry.installed_hash.as_deref()) {
+            continue;
+        }
+        let op = Op {
+            check: true,
+            ..lock(s, Step::Health, now, None, UpgradeOptions::default())
+        };
+        out.push(launch_of(s, id, &op));
+        entry.phase = Phase::InFlight(op);
+        entry.updated_at = now;
+        s.put_child(id, entry);
+    }
+    out
+}
+
+/// Drops up to `PLAN_BATCH` queued children of an aborted rollout back to idle.
+fn drain_aborted(s: &mut State, now: u64) {
+    if s.rollout().aborted_at.is_none() {
+        return;
+    }
+    let queued: Vec<Principal> = s.pending().keys().take(PLAN_BATCH).collect();
+    for id in queued {
+        let entry = s.child(&id).expect("PENDING index names a registered child");
+        dequeue(s, id, entry, now);
+    }
+}
+
+/// Stops new operations until `resume`; operations under way finish (with their always-start).
+pub fn halt(s: &mut State, reason: String, now: u64) {
+    if s.rollout().halted.is_none() {
+        s.update_rollout(|r| {
+            r.halted = Some(Halt {
+                reason: clip(reason),
+                at: now,
+            });
+            r.halts += 1;
+        });
+    }
+}
+
+pub fn pause(s: &mut State) {
+    s.update_rollout(|r| r.paused = true);
+}
+
+/// Lifts a pause and a halt. A halt lifted during the canary wave, the bake or the health checks lets the rest of the
+/// fleet go: the operator has looked and decided. The failure count starts again.
+pub fn resume(s: &mut State) {
+    s.update_rollout(|r| {
+        r.paused = false;
+        if r.halted.take().is_some() {
+            r.failures = 0;
+            r.attempted = 0;
+            r.stage = Stage::Wave;
+        }
+    });
+}
+
+/// Queued children go back to idle (in batches, by the tick), nothing new starts; operations under way finish.
+pub fn abort(s: &mut State, now: u64) {
+    if s.rollout().aborted_at.is_none() {
+        s.update_rollout(|r| {
+            r.aborted_at = Some(now);
+            r.plan = None;
+        });
+    }
+}
+
+/// Remembers when an operation ended (for the rate), counts a failure and halts if a gate says so.
+fn ended(s: &mut State, child: Principal, failed: Option<&str>, now: u64) {
+    s.update_rollout(|r| {
+        r.recent.push(now);
+        if r.recent.len() > RATE_WINDOW {
+            r.recent.remove(0);
+        }
+        if failed.is_some() {
+            r.failures += 1;
+        }
+    });
+    let Some(error) = failed else { return };
+    let r = s.rollout();
+    if r.canaries.contains(&child) {
+        halt(s, format!("canary {child} failed: {error}"), now);
+    } else if halt_reached(s.settings().gates.halt_after, r.failures, r.attempted) {
+        let reason = format!(
+            "{} of the {} children attempted failed; the last: {child}: {error}",
+            r.failures, r.attempted
+        );
+        halt(s, reason, now);
     }
 }
 
@@ -689,6 +915,10 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             Step::Start,
             note(&op.error, format!("no snapshot, so the child was not upgraded: {e}")),
         ),
+        (Step::Health, Outcome::Unit(Ok(()))) => go(Step::Confirm, op.error.clone()),
+        (Step::Health, Outcome::Unit(Err(e))) => {
+            fail_running(note(&op.error, format!("health check failed: {e}")), None)
+        }
         (Step::LoadSnapshot, Outcome::Unit(Ok(()))) => go(Step::Start, op.error.clone()),
         (Step::LoadSnapshot, Outcome::Unit(Err(e))) => go(Step::Start, note(&op.error, e)),
         (Step::Stop, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Recheck, note(&op.error, e)),
@@ -780,6 +1010,11 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         entry.installed_hash = Some(seen.clone());
     }
     let epoch = s.meta().epoch;
+    let mut steps = op.steps.clone();
+    steps.push((op.step, outcome.is_ok()));
+    if steps.len() > STEPS_LOGGED {
+        steps.remove(0);
+    }
     let next_op = |step: Step, error: Option<String>, retries: u32, wait_until: Option<u64>| Op {
         epoch,
         step,
@@ -787,7 +1022,16 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         error,
         retries,
         wait_until,
+        steps: steps.clone(),
         ..op.clone()
+    };
+    let rollout_id = s.rollout().id;
+    let event = |error: Option<String>| ChildEvent {
+        rollout: rollout_id,
+        started_at: op.started_at,
+        ended_at: now,
+        steps: steps.clone(),
+        error,
     };
     match decide(s, &op, entry.attempts, outcome) {
         Next::Step {
@@ -842,7 +1086,11 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             entry.lost_control = false;
             entry.updated_at = now;
             s.put_child(child, entry);
-            if op.restore.is_some() {
+            s.record_event(child, op.id, event(None));
+            ended(s, child, None, now);
+            if op.check {
+                // A healthy canary: nothing to count.
+            } else if op.restore.is_some() {
                 s.update_rollout(|r| r.restored += 1);
             } else if untouched {
                 s.update_rollout(|r| r.verified += 1);
@@ -861,10 +1109,12 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
                 entry.installed_hash = hash;
             }
             entry.phase = Phase::Failed;
-            entry.last_error = Some(error);
+            entry.last_error = Some(error.clone());
             entry.lost_control = lost_control;
             entry.updated_at = now;
             s.put_child(child, entry);
+            s.record_event(child, op.id, event(Some(error.clone())));
+            ended(s, child, Some(&error), now);
             maybe_finish(s, now);
             None
         }

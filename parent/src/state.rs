@@ -3,8 +3,11 @@
 //! Reached only through `read_state`/`mutate_state`. Never hold either across an `.await`: read what a call needs,
 //! await, then commit in a fresh `mutate_state`.
 
+use crate::gates::{EVENTS_PER_CHILD, HISTORY_KEPT};
 use crate::memory::{self, Memory};
-use crate::model::{ChildEntry, IndexProgress, LockMark, Meta, Phase, ReleaseEntry, Rollout, Settings};
+use crate::model::{
+    ChildEntry, ChildEvent, IndexProgress, LockMark, Meta, Phase, ReleaseEntry, Rollout, RolloutRecord, Settings,
+};
 use crate::release::Release;
 use candid::Principal;
 use ic_stable_structures::{DefaultMemoryImpl, StableBTreeMap, StableCell};
@@ -30,6 +33,8 @@ pub struct State {
     failed: StableBTreeMap<Principal, (), Memory>,
     modules: StableBTreeMap<([u8; 32], u32), Vec<u8>, Memory>,
     running: StableBTreeMap<[u8; 32], u64, Memory>,
+    history: StableBTreeMap<u64, RolloutRecord, Memory>,
+    events: StableBTreeMap<(Principal, u64), ChildEvent, Memory>,
 }
 
 thread_local! {
@@ -60,6 +65,8 @@ impl State {
             failed: StableBTreeMap::init(mm.get(memory::FAILED)),
             modules: StableBTreeMap::init(mm.get(memory::MODULES)),
             running: StableBTreeMap::init(mm.get(memory::RUNNING)),
+            history: StableBTreeMap::init(mm.get(memory::HISTORY)),
+            events: StableBTreeMap::init(mm.get(memory::EVENTS)),
         }
     }
 
@@ -288,6 +295,42 @@ impl State {
         self.release.is(Some(hash)) || <[u8; 32]>::try_from(hash).is_ok_and(|h| self.releases.contains_key(&h))
     }
 
+    // --- history (HISTORY, EVENTS) -----------------------------------------------------------------------------
+
+    /// Records a rollout that ended (or was replaced); keeps the last `HISTORY_KEPT`. O(log n).
+    pub fn record_rollout(&mut self, id: u64, record: RolloutRecord) {
+        self.history.insert(id, record);
+        if self.history.len() > HISTORY_KEPT {
+            let oldest = self.history.first_key_value().map(|(k, _)| k).expect("not empty");
+            self.history.remove(&oldest);
+        }
+    }
+
+    pub fn history(&self) -> &StableBTreeMap<u64, RolloutRecord, Memory> {
+        &self.history
+    }
+
+    /// Records an operation that ended on `child` under lock `op_id`; keeps the child's last `EVENTS_PER_CHILD`.
+    pub fn record_event(&mut self, child: Principal, op_id: u64, event: ChildEvent) {
+        self.events.insert((child, op_id), event);
+        let keys: Vec<(Principal, u64)> = self
+            .events
+            .range((child, 0)..=(child, u64::MAX))
+            .map(|e| *e.key())
+            .collect();
+        for key in keys.iter().take(keys.len().saturating_sub(EVENTS_PER_CHILD)) {
+            self.events.remove(key);
+        }
+    }
+
+    /// The child's last operations, oldest first.
+    pub fn events_of(&self, child: Principal) -> Vec<(u64, ChildEvent)> {
+        self.events
+            .range((child, 0)..=(child, u64::MAX))
+            .map(|e| (e.key().1, e.value()))
+            .collect()
+    }
+
     // --- children per module (RUNNING) -------------------------------------------------------------------------
 
     /// Children the registry has on `hash`; `None` until the index is built.
@@ -370,7 +413,8 @@ impl State {
                     assert!(!self.pending.contains_key(&id) && !self.failed.contains_key(&id));
                     assert!(!self.in_flight.contains_key(&id));
                     // Restores and dropped queues leave children off the target on purpose.
-                    if self.rollout().plan.is_none() && !self.rollout().restore {
+                    let r = self.rollout();
+                    if r.plan.is_none() && !r.restore && r.aborted_at.is_none() {
                         assert!(
                             self.target_is(entry.installed_hash.as_deref()),
                             "idle child {id} not on the target"

@@ -35,6 +35,7 @@ pub enum Method {
     Status,
     TakeSnapshot,
     LoadSnapshot,
+    Health,
 }
 
 /// An injected fault for the next matching call.
@@ -59,6 +60,8 @@ pub struct SimCanister {
     pub pre_upgrade_traps: bool,
     /// Snapshots (id, module hash they hold), at most `MAX_SNAPSHOTS` as on the IC.
     pub snapshots: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Its health method replies `Err`.
+    pub unhealthy: bool,
 }
 
 /// Snapshots per canister on the IC.
@@ -122,6 +125,7 @@ impl FakeIc {
                 controllers,
                 pre_upgrade_traps: false,
                 snapshots: Vec::new(),
+                unhealthy: false,
             },
         );
     }
@@ -257,6 +261,7 @@ impl Ic for FakeIc {
                 controllers,
                 pre_upgrade_traps: false,
                 snapshots: Vec::new(),
+                unhealthy: false,
             },
         );
         Ok(id)
@@ -388,6 +393,19 @@ impl Ic for FakeIc {
                     .ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot"))?;
                 can.module_hash = module;
                 Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
+        self.exec(
+            Method::Health,
+            &method.clone(),
+            child,
+            |sim, c| match sim.canisters[&c].unhealthy {
+                true => Err(CallError::new(&method, 0, "the child replied Err")),
+                false => Ok(()),
             },
             || (),
         )

@@ -22,6 +22,104 @@ pub struct ParentArg {
     pub keep_releases: Option<u32>,
     /// Replaces whether children are snapshotted before they are upgraded (default `Off`).
     pub snapshot_before_upgrade: Option<SnapshotPolicy>,
+    /// Replaces how rollouts are gated (default: no canary wave, no automatic halt).
+    pub gates: Option<RolloutGates>,
+}
+
+/// How rollouts are gated. A canary wave upgrades a few children first, waits `bake_secs`, calls each canary's
+/// `health_method`, and only then lets the rest of the fleet go; a canary that fails its upgrade or its health check
+/// halts the rollout before any other child is touched. `halt_after` halts any rollout whose failures reach it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutGates {
+    /// How many canaries (the first children the planner queues, in principal order; at most 100). `None`: no canary
+    /// wave.
+    pub canary: Option<Share>,
+    /// Seconds to wait after the last canary is confirmed before the health checks (at most one week).
+    pub bake_secs: u64,
+    /// The child method the health check calls with no argument (bounded wait, 30 s). Any reply but `variant { Err }`
+    /// is healthy, and the child must still run the release.
+    pub health_method: String,
+    /// Halt when this many children failed in the rollout, or this per mille of the children attempted (once at least
+    /// 10 were). `None`: never.
+    pub halt_after: Option<Share>,
+}
+
+/// A number of children, or a per mille of a total.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    Count(u32),
+    PerMille(u32),
+}
+
+/// Where a rollout stands.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RolloutStage {
+    /// Only the canaries are being upgraded.
+    Canary,
+    /// The canaries are upgraded; the health checks come at `until`.
+    Baking { until: u64 },
+    /// The canaries' health checks are under way.
+    Checking,
+    /// Every queued child may go.
+    Wave,
+}
+
+/// Why and when a rollout halted.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Halted {
+    pub reason: String,
+    pub at: u64,
+}
+
+/// Argument of `rollout_history`: newest first, before `before` (a rollout id).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryArg {
+    pub before: Option<u64>,
+    /// Page size; 0 or anything above 100 means 100.
+    pub limit: u32,
+}
+
+/// A rollout that ended or was replaced, as `rollout_history` lists it. The parent keeps the last 1,000.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRecord {
+    pub rollout_id: u64,
+    /// The release the fleet was moved from and to.
+    #[serde(with = "serde_bytes")]
+    pub from: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub to: Vec<u8>,
+    /// Who started it (the installer, for a rollout a parent upgrade started).
+    pub started_by: Option<Principal>,
+    pub started_at: u64,
+    /// `None`: replaced by the next rollout before it ended.
+    pub finished_at: Option<u64>,
+    pub upgraded: u64,
+    pub skipped: u64,
+    pub verified: u64,
+    pub restored: u64,
+    pub snapshots: u64,
+    pub failures: u64,
+    pub halts: u32,
+    pub aborted_at: Option<u64>,
+}
+
+/// One step of an operation and whether its call worked.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepResult {
+    pub step: RolloutStep,
+    pub ok: bool,
+}
+
+/// One operation on a child, as `child_events` lists it (the parent keeps each child's last 10).
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildEvent {
+    pub rollout_id: u64,
+    pub started_at: u64,
+    pub ended_at: u64,
+    /// Its steps in order (the last 32).
+    pub steps: Vec<StepResult>,
+    /// `None`: it left the child where it should be; otherwise the error it failed with.
+    pub error: Option<String>,
 }
 
 /// Whether a rollout takes an IC snapshot of each child (stopped) before it upgrades it. The rollout keeps one
@@ -71,6 +169,7 @@ pub struct Settings {
     pub keep_releases: u32,
     /// Whether children are snapshotted before they are upgraded.
     pub snapshot_before_upgrade: SnapshotPolicy,
+    pub gates: RolloutGates,
 }
 
 /// Options of `create_children`.
@@ -182,6 +281,8 @@ pub enum RolloutStep {
     TakingSnapshot,
     /// `load_canister_snapshot` into the stopped child (`restore_snapshots`).
     LoadingSnapshot,
+    /// A canary's health check: a call to the child's health method.
+    CheckingHealth,
 }
 
 /// A child with an operation under way.
@@ -207,7 +308,7 @@ pub struct ChildFailure {
 }
 
 /// Progress of the rollout of the parent's release, as returned by `rollout_status()`.
-#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RolloutStatus {
     /// The release being rolled out (the child the parent carries).
     pub release: crate::release::ReleaseInfo,
@@ -218,7 +319,7 @@ pub struct RolloutStatus {
     pub finished_at: Option<u64>,
     /// The planner is still scanning the registry for children to upgrade.
     pub planning: bool,
-    /// Concurrency is 0: nothing new starts until it is raised.
+    /// Nothing new starts: `pause_rollout`, or concurrency 0.
     pub paused: bool,
     pub concurrency: u32,
     pub total_children: u64,
@@ -246,6 +347,22 @@ pub struct RolloutStatus {
     pub restore: bool,
     /// Set when it restores the snapshots rollout `restore_from` took.
     pub restore_from: Option<u64>,
+    pub stage: RolloutStage,
+    /// Its canaries (see `RolloutGates`).
+    pub canaries: Vec<Principal>,
+    /// Set while halted: nothing new starts until `resume_rollout`; operations under way finish.
+    pub halted: Option<Halted>,
+    /// Set once `abort_rollout` dropped its queued children.
+    pub aborted_at: Option<u64>,
+    /// Operations it launched on queued children, and those that ended failed.
+    pub attempted: u64,
+    pub failures_in_rollout: u64,
+    pub started_by: Option<Principal>,
+    /// Children per hour over its last (up to 64) operations; `None` until two have ended.
+    pub rate_per_hour: Option<f64>,
+    /// Seconds until the queued and locked children are done at that rate (an estimate; `None` without a rate or
+    /// while the planner is still scanning).
+    pub eta_secs: Option<u64>,
     /// Children this rollout restored from their snapshot (their writes since the snapshot are gone).
     pub restored: u64,
     pub in_flight_children: Vec<InFlightChild>,

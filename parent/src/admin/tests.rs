@@ -314,6 +314,9 @@ fn remove_child_refuses_unknown_and_locked_children() {
         release: Vec::new(),
         snapshot: Default::default(),
         restore: None,
+        check: false,
+        started_at: 0,
+        steps: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
@@ -349,14 +352,14 @@ fn remove_child_refuses_unknown_and_locked_children() {
 #[test]
 fn retry_failed_and_start_rollout_replan() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     s.put_child(principal(1), ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
     assert_eq!(retry_failed(&mut s, 2), 1);
     assert_eq!(retry_failed(&mut s, 2), 0);
     assert_eq!(s.pending().len(), 1);
     let id = s.rollout().id;
-    assert_eq!(start_rollout(&mut s, 3), id + 1);
+    assert_eq!(start_rollout(&mut s, Principal::anonymous(), 3), id + 1);
     assert!(s.rollout().plan.is_some());
     s.check_invariants();
 }
@@ -372,7 +375,7 @@ fn skip() -> RetryOptions {
 #[test]
 fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     let release = s.release.hash.to_vec();
     let (locked, current) = (principal(2), principal(3));
@@ -388,6 +391,9 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         release: Vec::new(),
         snapshot: Default::default(),
         restore: None,
+        check: false,
+        started_at: 0,
+        steps: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
@@ -418,7 +424,7 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
 #[test]
 fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     assert!(s.rollout().finished_at.is_some());
     let (failed, outdated, queued) = (principal(1), principal(2), principal(3));
@@ -463,20 +469,20 @@ fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
 #[test]
 fn rollout_release_refuses_what_it_cannot_install_and_changes_nothing() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1_000);
+    rollout::on_install(&mut s, Principal::anonymous(), 1_000);
     let before = s.rollout().clone();
     let err = |r: Result<u64, ParentError>| r.unwrap_err();
     assert!(matches!(
-        err(rollout_release(&mut s, vec![1; 31], 1_000)),
+        err(rollout_release(&mut s, vec![1; 31], Principal::anonymous(), 1_000)),
         ParentError::InvalidArgument { .. }
     ));
     assert_eq!(
-        err(rollout_release(&mut s, vec![9; 32], 1_000)),
+        err(rollout_release(&mut s, vec![9; 32], Principal::anonymous(), 1_000)),
         ParentError::UnknownRelease { hash: vec![9; 32] }
     );
     s.ship([8; 32]); // recorded by an older parent, its module never stored
     assert_eq!(
-        err(rollout_release(&mut s, vec![8; 32], 1_000)),
+        err(rollout_release(&mut s, vec![8; 32], Principal::anonymous(), 1_000)),
         ParentError::ReleaseNotStored { hash: vec![8; 32] }
     );
     assert_eq!(s.rollout(), &before);

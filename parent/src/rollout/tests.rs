@@ -1,7 +1,7 @@
 use super::*;
 use crate::driver;
 use crate::ic::{Ic, InstallMode};
-use crate::model::{ChildEntry, Op, Phase, SnapshotPolicy, Step, UpgradeOptions};
+use crate::model::{ChildEntry, ChildEvent, Gates, Op, Phase, Share, SnapshotPolicy, Stage, Step, UpgradeOptions};
 use crate::outcome::{ChildStatus, RunStatus};
 use crate::state::test_support::{fresh_state, install_global, next_release, principal, release_of, OLD};
 use crate::state::{mutate_state, read_state, State};
@@ -56,7 +56,7 @@ fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
         add_idle(&mut s, *id, Some(&OLD));
         ic.add_child(*id, RunStatus::Running, Some(&OLD));
     }
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     install_global(s);
     (ic, ids)
 }
@@ -98,7 +98,7 @@ fn plan_queues_only_children_not_on_the_release() {
     failed.attempts = 3;
     s.put_child(principal(5), failed);
     set_k(&mut s, 0);
-    assert!(on_install(&mut s, NOW));
+    assert!(on_install(&mut s, Principal::anonymous(), NOW));
     tick(&mut s, NOW);
 
     let pending: Vec<Principal> = s.pending().keys().collect();
@@ -152,7 +152,7 @@ fn tick_launches_at_most_k_and_hands_over_one_for_one() {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
     set_k(&mut s, 5);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let plan = tick(&mut s, NOW);
     assert_eq!(plan.launches.len(), 5);
     assert_eq!((s.in_flight().len(), s.pending().len()), (5, 25));
@@ -212,7 +212,7 @@ fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
     set_k(&mut s, 1);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let advance_to_confirm = |s: &mut State, l: Launch| {
         let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
         let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
@@ -250,7 +250,7 @@ fn concurrency_zero_pauses_and_keeps_state() {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
     set_k(&mut s, 0);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let plan = tick(&mut s, NOW);
     assert!(plan.launches.is_empty());
     assert_eq!(plan.rearm, None, "a paused rollout does not spin");
@@ -381,7 +381,7 @@ fn a_child_seen_stopped_is_started_again_at_once_then_with_backoff_until_it_runs
     let mut s = fresh_state();
     let id = principal(1);
     add_idle(&mut s, id, Some(&OLD));
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let l = tick(&mut s, NOW).launches.pop().unwrap();
     let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // stopped
     let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // installed
@@ -455,7 +455,7 @@ fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
         let mut s = fresh_state();
         let id = principal(1);
         add_idle(&mut s, id, Some(&OLD));
-        on_install(&mut s, NOW);
+        on_install(&mut s, Principal::anonymous(), NOW);
         let mut l = tick(&mut s, NOW).launches.pop().unwrap();
         // Walk to the step that can produce this outcome.
         let want = match &outcome {
@@ -477,7 +477,7 @@ fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
     ] {
         let mut s = fresh_state();
         add_idle(&mut s, principal(1), Some(&OLD));
-        on_install(&mut s, NOW);
+        on_install(&mut s, Principal::anonymous(), NOW);
         let mut l = tick(&mut s, NOW).launches.pop().unwrap();
         while l.step != Step::Confirm {
             l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
@@ -508,7 +508,7 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
     let mut s = fresh_state();
     let ic = FakeIc::new();
     let id = principal(7);
-    on_install(&mut s, NOW); // the instance that launched the operation
+    on_install(&mut s, Principal::anonymous(), NOW); // the instance that launched the operation
     let epoch = s.meta().epoch;
     let op = Op {
         id: s.next_op_id(),
@@ -522,12 +522,15 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         release: Vec::new(),
         snapshot: Default::default(),
         restore: None,
+        check: false,
+        started_at: 0,
+        steps: Vec::new(),
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
     s.put_child(id, e);
     ic.add_child(id, sim_status, sim_hash);
-    on_install(&mut s, NOW); // post_upgrade of the next instance
+    on_install(&mut s, Principal::anonymous(), NOW); // post_upgrade of the next instance
     install_global(s);
     (ic, id)
 }
@@ -641,7 +644,7 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
     add_idle(&mut s, principal(1), Some(&OLD));
     add_idle(&mut s, principal(2), Some(&OLD));
     set_k(&mut s, 1);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let first = tick(&mut s, NOW).launches;
     assert_eq!(first.len(), 1);
     let locked = first[0].child;
@@ -669,7 +672,7 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
 fn a_stale_lock_is_taken_over_and_the_old_holder_is_ignored() {
     let mut s = fresh_state();
     add_idle(&mut s, principal(1), Some(&OLD));
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let plan = tick(&mut s, NOW);
     let old = plan.launches[0].clone();
     assert_eq!(
@@ -702,9 +705,9 @@ fn orphans_are_taken_over_whatever_k_is_and_before_new_children_start() {
     for i in 0..6 {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     assert_eq!(tick(&mut s, NOW).launches.len(), 4);
-    on_install(&mut s, NOW); // upgrade: four orphans (their children may be stopped)
+    on_install(&mut s, Principal::anonymous(), NOW); // upgrade: four orphans (their children may be stopped)
     set_k(&mut s, 0); // and the rollout paused
     let plan = tick(&mut s, NOW);
     assert_eq!(plan.launches.len(), 4, "paused, yet every orphan is taken over");
@@ -739,7 +742,7 @@ fn each_tick_reads_a_bounded_batch_and_launches_at_most_k() {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
     set_k(&mut s, 7);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     let mut ticks = 0;
     loop {
         let queued_before = s.pending().len() + s.in_flight().len();
@@ -768,7 +771,7 @@ fn a_parent_upgrade_with_the_same_child_touches_no_child() {
     run_rollout(&ic);
     let calls = ic.calls().len();
     assert_eq!(calls, 80);
-    let has_work = mutate_state(|s| on_install(s, 5_000));
+    let has_work = mutate_state(|s| on_install(s, Principal::anonymous(), 5_000));
     assert!(!has_work, "nothing to arm: no timer, no call");
     assert!(driver::tick(&ic).is_empty());
     assert_eq!(ic.calls().len(), calls);
@@ -834,7 +837,7 @@ fn a_new_release_starts_a_new_rollout_and_is_recorded() {
     mutate_state(|s| {
         s.release.hash = [0x22; 32];
         s.release.version = "3.0.0".into();
-        assert!(on_install(s, 9_000));
+        assert!(on_install(s, Principal::anonymous(), 9_000));
         assert_eq!(s.rollout().id, 2);
         assert_eq!(s.rollout().release, vec![0x22; 32]);
         assert_eq!(s.releases().len(), 2);
@@ -931,7 +934,7 @@ fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
     // The next release upgrades it normally again.
     mutate_state(|s| {
         s.release = next_release();
-        on_install(s, NOW);
+        on_install(s, Principal::anonymous(), NOW);
     });
     run_rollout(&ic);
     assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP, PLAIN]);
@@ -965,7 +968,7 @@ fn options_of_a_child_dropped_from_the_queue_are_cleared() {
     let mut e = ChildEntry::new(Some(rel), Phase::Pending, 0);
     e.upgrade = skip_pre_upgrade();
     s.put_child(principal(1), e);
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     tick(&mut s, NOW);
     let e = s.child(&principal(1)).unwrap();
     assert_eq!(e.phase, Phase::Idle);
@@ -976,7 +979,7 @@ fn options_of_a_child_dropped_from_the_queue_are_cleared() {
 fn ticks_are_needed_while_locks_are_held_or_work_can_start() {
     let mut s = fresh_state();
     add_idle(&mut s, principal(1), Some(&OLD));
-    on_install(&mut s, NOW);
+    on_install(&mut s, Principal::anonymous(), NOW);
     assert!(needs_ticks(&s), "a rollout to plan");
     assert!(
         s.build_running_index(PLAN_BATCH),
@@ -1003,7 +1006,7 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
     // The parent is upgraded to release B: a new child, so a new rollout to it.
     mutate_state(|s| {
         s.release = b.clone();
-        assert!(on_install(s, NOW));
+        assert!(on_install(s, Principal::anonymous(), NOW));
     });
     run_rollout(&ic);
     assert!(ids
@@ -1011,7 +1014,8 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
         .all(|id| ic.canister(*id).module_hash == Some(b.hash.to_vec())));
 
     // B is bad: back to A, whose module now comes from the store (the parent embeds B).
-    let rollback = mutate_state(|s| crate::admin::rollout_release(s, a.hash.to_vec(), NOW)).unwrap();
+    let rollback =
+        mutate_state(|s| crate::admin::rollout_release(s, a.hash.to_vec(), Principal::anonymous(), NOW)).unwrap();
     assert_eq!(read_state(|s| (s.target(), s.rollout().id)), (a.hash, rollback));
     run_rollout(&ic);
     for id in &ids {
@@ -1025,13 +1029,13 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
     }
 
     // A parent hotfix that carries the same child B does not undo the rollback.
-    assert!(!mutate_state(|s| on_install(s, NOW)));
+    assert!(!mutate_state(|s| on_install(s, Principal::anonymous(), NOW)));
     assert_eq!(read_state(|s| s.target()), a.hash);
     // A parent that carries a child it never had makes that child the target again.
     let c = release_of(&[7, 7, 7], "4.0.0");
     mutate_state(|s| {
         s.release = c.clone();
-        assert!(on_install(s, NOW));
+        assert!(on_install(s, Principal::anonymous(), NOW));
     });
     assert_eq!(read_state(|s| s.target()), c.hash);
 }
@@ -1062,7 +1066,7 @@ fn with_snapshots_on_each_child_is_snapshotted_stopped_before_its_install_one_sl
     let next = next_release();
     mutate_state(|s| {
         s.release = next.clone();
-        on_install(s, NOW);
+        on_install(s, Principal::anonymous(), NOW);
     });
     run_rollout(&ic);
     let again = entry(ids[0]).snapshot.unwrap();
@@ -1107,7 +1111,10 @@ fn restoring_a_rollout_loads_each_snapshot_back_and_drops_the_queued_upgrades() 
         s.put_child(late, ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0));
     });
     ic.add_child(late, RunStatus::Running, Some(&OLD));
-    let restore = mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Rollout(rollout), NOW)).unwrap();
+    let restore = mutate_state(|s| {
+        crate::admin::restore_snapshots(s, RestoreTarget::Rollout(rollout), Principal::anonymous(), NOW)
+    })
+    .unwrap();
     run_rollout(&ic);
     use Method::*;
     for id in &ids {
@@ -1142,7 +1149,9 @@ fn restoring_named_children_checks_them_all_first_and_changes_nothing_on_error()
     mutate_state(|s| s.put_child(never, ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0)));
     let before = read_state(|s| (s.rollout().clone(), entry(ids[0])));
     let restore = |targets: Vec<Principal>| {
-        mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(targets), NOW))
+        mutate_state(|s| {
+            crate::admin::restore_snapshots(s, RestoreTarget::Children(targets), Principal::anonymous(), NOW)
+        })
     };
     assert_eq!(
         restore(vec![ids[0], never]),
@@ -1174,7 +1183,10 @@ fn restoring_named_children_checks_them_all_first_and_changes_nothing_on_error()
 fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
     let (ic, ids, _) = snapshotted_fleet(1);
     let id = ids[0];
-    mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(vec![id]), NOW)).unwrap();
+    mutate_state(|s| {
+        crate::admin::restore_snapshots(s, RestoreTarget::Children(vec![id]), Principal::anonymous(), NOW)
+    })
+    .unwrap();
     // The restore is stopped, its snapshot loaded, when the parent is upgraded: the start never happened.
     let l = mutate_state(|s| tick(s, NOW).launches.pop().unwrap());
     assert_eq!(l.step, Step::Stop);
@@ -1182,7 +1194,7 @@ fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
     let l = mutate_state(|s| on_result(s, l.child, l.op_id, ok(), NOW)).unwrap();
     assert_eq!(l.step, Step::LoadSnapshot);
     block_on(ic.load_snapshot(id, l.snapshot.clone().unwrap())).unwrap();
-    mutate_state(|s| on_install(s, NOW));
+    mutate_state(|s| on_install(s, Principal::anonymous(), NOW));
     run_rollout(&ic);
     use Method::*;
     let calls = ic.methods_for(id);
@@ -1194,4 +1206,241 @@ fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
     assert_eq!(ic.canister(id).status, RunStatus::Running);
     assert_eq!(ic.canister(id).module_hash, Some(OLD.to_vec()));
     assert_eq!(read_state(|s| s.rollout().restored), 1);
+}
+
+// --- gates: canary wave, bake, health checks, halts, pause, abort ------------------------------------------------
+
+fn gate(canary: Option<Share>, bake_secs: u64, halt_after: Option<Share>) {
+    mutate_state(|s| {
+        s.update_settings(|st| {
+            st.gates = Gates {
+                canary,
+                bake_secs,
+                halt_after,
+                ..Gates::default()
+            }
+        });
+        let target = s.target();
+        new_rollout(s, NOW, target, false);
+    });
+}
+
+/// Runs the rollout until it needs no tick (done, or halted with nothing under way).
+fn run_until_quiet(ic: &FakeIc) {
+    run_until(ic, || read_state(|s| !needs_ticks(s)));
+}
+
+fn stops(ic: &FakeIc, ids: &[Principal]) -> usize {
+    ids.iter()
+        .filter(|id| ic.methods_for(**id).contains(&Method::Stop))
+        .count()
+}
+
+/// Runs ticks (and their workers) until `done` holds, moving the clock a lock-check interval per tick.
+fn run_until(ic: &FakeIc, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        for launch in driver::tick(ic) {
+            block_on(driver::run_worker(ic.clone(), launch));
+        }
+        ic.run_spawned();
+        ic.0.borrow_mut().now += LOCK_CHECK_INTERVAL.as_nanos() as u64;
+    }
+    panic!("never reached");
+}
+
+#[test]
+fn a_canary_wave_upgrades_the_first_children_bakes_checks_their_health_then_the_rest() {
+    let (ic, ids) = fleet(10, 3);
+    gate(Some(Share::Count(2)), 120, None);
+    run_until(&ic, || {
+        read_state(|s| matches!(s.rollout().stage, Stage::Baking { .. }))
+    });
+    let canaries = read_state(|s| s.rollout().canaries.clone());
+    assert_eq!(
+        canaries,
+        ids[..2],
+        "the first two the planner queued, in principal order"
+    );
+    assert_eq!(stops(&ic, &ids), 2, "nobody else was touched");
+    run_rollout(&ic);
+    use Method::*;
+    for id in &canaries {
+        assert_eq!(
+            ic.methods_for(*id),
+            vec![Stop, Install, Start, Status, Health, Status],
+            "upgraded, then checked"
+        );
+    }
+    assert_eq!(stops(&ic, &ids), 10);
+    // Every other child started after the last health check.
+    let calls = ic.calls();
+    let last_check = calls.iter().rposition(|(m, _)| *m == Health).unwrap();
+    let first_other = calls
+        .iter()
+        .position(|(m, id)| *m == Stop && !canaries.contains(id))
+        .unwrap();
+    assert!(first_other > last_check, "{calls:?}");
+    let r = read_state(|s| s.rollout().clone());
+    assert_eq!((r.stage, r.upgraded, r.halted), (Stage::Wave, 10, None));
+}
+
+#[test]
+fn an_unhealthy_canary_halts_the_rollout_before_any_other_child_is_touched() {
+    let (ic, ids) = fleet(6, 3);
+    ic.0.borrow_mut().canisters.get_mut(&ids[1]).unwrap().unhealthy = true;
+    gate(Some(Share::Count(2)), 0, None);
+    run_until_quiet(&ic);
+    let r = read_state(|s| s.rollout().clone());
+    let halt = r.halted.expect("halted");
+    assert!(
+        halt.reason.contains("canary") && halt.reason.contains("health check failed"),
+        "{}",
+        halt.reason
+    );
+    assert_eq!(stops(&ic, &ids), 2, "only the canaries");
+    assert_eq!(entry(ids[1]).phase, Phase::Failed);
+    assert!(
+        read_state(|s| !needs_ticks(s)),
+        "a halted rollout with nothing under way needs no tick"
+    );
+    // The operator looks, decides, and resumes: the rest go.
+    mutate_state(resume);
+    run_rollout(&ic);
+    assert_eq!(stops(&ic, &ids), 6);
+    assert_eq!(read_state(|s| s.rollout().halts), 1);
+}
+
+#[test]
+fn a_canary_whose_upgrade_fails_halts_the_rollout() {
+    let (ic, ids) = fleet(5, 2);
+    ic.fault(Method::Install, ids[0], Fault::Noop);
+    gate(Some(Share::PerMille(400)), 0, None);
+    run_until_quiet(&ic);
+    let r = read_state(|s| s.rollout().clone());
+    assert_eq!(r.canaries, ids[..2], "40% of 5");
+    assert!(r.halted.unwrap().reason.contains(&format!("canary {}", ids[0])));
+    assert_eq!(stops(&ic, &ids), 2);
+}
+
+#[test]
+fn failures_reaching_the_threshold_halt_new_operations_and_let_those_under_way_finish() {
+    let (ic, ids) = fleet(8, 2);
+    for id in &ids[..3] {
+        ic.fault(Method::Install, *id, Fault::Noop);
+    }
+    gate(None, 0, Some(Share::Count(2)));
+    run_until_quiet(&ic);
+    let r = read_state(|s| s.rollout().clone());
+    assert!(
+        r.halted.unwrap().reason.starts_with("2 of the"),
+        "halted at the second failure"
+    );
+    // Confirms overlap the next children's stops (K = 2, 2K locks): at most four children were touched before the
+    // second failure was known; after the halt nothing new started, and every child touched is running.
+    let touched = stops(&ic, &ids);
+    assert!((2..=4).contains(&touched), "{touched}");
+    assert!(
+        ids.iter().all(|id| ic.canister(*id).status == RunStatus::Running),
+        "every child running"
+    );
+    assert_eq!(read_state(|s| s.pending().len()), 8 - touched as u64);
+    // More ticks start nothing.
+    run_until(&ic, || true);
+    mutate_state(|s| assert!(tick(s, NOW).launches.is_empty()));
+    assert_eq!(stops(&ic, &ids), touched);
+}
+
+#[test]
+fn pause_resume_and_abort_are_idempotent_and_never_strand_a_child() {
+    let (ic, ids) = fleet(6, 2);
+    // Two operations go out, then the pause: they finish, nothing new starts.
+    let first = mutate_state(|s| tick(s, NOW).launches);
+    assert_eq!(first.len(), 2);
+    mutate_state(pause);
+    mutate_state(pause);
+    for l in first {
+        block_on(driver::run_worker(ic.clone(), l));
+    }
+    ic.run_spawned();
+    assert_eq!(stops(&ic, &ids), 2);
+    assert!(mutate_state(|s| tick(s, NOW).launches.is_empty()));
+    mutate_state(resume);
+    mutate_state(resume);
+    let more = mutate_state(|s| tick(s, NOW).launches);
+    assert_eq!(more.len(), 2);
+    // Abort with two under way: they finish, the queue is dropped, the rollout ends.
+    mutate_state(|s| abort(s, NOW));
+    mutate_state(|s| abort(s, NOW + 5));
+    for l in more {
+        block_on(driver::run_worker(ic.clone(), l));
+    }
+    run_rollout(&ic);
+    assert_eq!(stops(&ic, &ids), 4);
+    let r = read_state(|s| s.rollout().clone());
+    assert_eq!((r.aborted_at, r.upgraded), (Some(NOW), 4));
+    assert!(r.finished_at.is_some());
+    assert!(ids.iter().all(|id| ic.canister(*id).status == RunStatus::Running));
+    assert_eq!(read_state(|s| s.pending().len()), 0);
+    assert_eq!(entry(ids[5]).phase, Phase::Idle, "back to idle, outdated");
+    read_state(|s| s.check_invariants());
+}
+
+#[test]
+fn the_history_keeps_every_rollout_and_each_child_its_operations() {
+    let (ic, ids) = fleet(2, 2);
+    run_rollout(&ic);
+    let first = read_state(|s| s.rollout().id);
+    mutate_state(|s| {
+        let t = s.target();
+        new_rollout(s, NOW, t, true);
+    });
+    let second = read_state(|s| s.rollout().id);
+    // Replaced while planning: recorded as not finished.
+    mutate_state(|s| {
+        let t = s.target();
+        new_rollout(s, NOW, t, true);
+    });
+    run_rollout(&ic);
+    let history: Vec<(u64, Option<u64>, u64)> = read_state(|s| {
+        s.history()
+            .iter()
+            .map(|e| (*e.key(), e.value().finished_at.map(|_| 1), e.value().upgraded))
+            .collect()
+    });
+    assert_eq!(
+        history,
+        vec![(first, Some(1), 2), (second, None, 0), (second + 1, Some(1), 0)]
+    );
+    let events = read_state(|s| s.events_of(ids[0]));
+    use Step::*;
+    assert_eq!(events.len(), 2, "the upgrade, then the verifying re-check");
+    assert_eq!(
+        events[0].1.steps,
+        vec![(Stop, true), (Install, true), (Start, true), (Confirm, true)]
+    );
+    assert_eq!(
+        (events[1].1.steps.clone(), events[1].1.error.clone()),
+        (vec![(Recheck, true)], None)
+    );
+}
+
+#[test]
+fn each_child_keeps_its_last_operations_only() {
+    let mut s = fresh_state();
+    let id = principal(1);
+    for op in 0..25 {
+        let event = ChildEvent {
+            rollout: 1,
+            started_at: op,
+            ended_at: op,
+            steps: vec![],
+            error: None,
+        };
+        s.record_event(id, op, event);
+    }
+    let kept: Vec<u64> = s.events_of(id).iter().map(|(op, _)| *op).collect();
+    assert_eq!(kept, (15..25).collect::<Vec<_>>());
 }

@@ -198,6 +198,7 @@ impl Fleet {
             extra_controllers: Some(extra),
             keep_releases: None,
             snapshot_before_upgrade: None,
+            gates: None,
         };
         let install = replica::ic00::CanisterInstallMode::Install;
         install_module(

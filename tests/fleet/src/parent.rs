@@ -9,8 +9,8 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, RegisterOptions, ReleaseRecord,
-    RestoreTarget, RetryOptions, RolloutStatus, Settings, SnapshotPolicy,
+    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, HistoryArg, ListChildrenArg, ParentError, RegisterOptions,
+    ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 
@@ -103,6 +103,22 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "restore_snapshots", (target,))
     }
 
+    pub fn set_rollout_gates(&self, sender: Principal, gates: RolloutGates) -> Result<(), ParentError> {
+        self.update(sender, "set_rollout_gates", (gates,))
+    }
+
+    pub fn pause_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "pause_rollout", ())
+    }
+
+    pub fn resume_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "resume_rollout", ())
+    }
+
+    pub fn abort_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "abort_rollout", ())
+    }
+
     pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {
         self.update(sender, "set_keep_releases", (keep,))
     }
@@ -124,6 +140,14 @@ impl<'a> ParentApi<'a> {
     }
 
     // ---- queries ----
+
+    pub fn rollout_history(&self, arg: HistoryArg) -> Vec<RolloutRecord> {
+        self.query("rollout_history", (arg,))
+    }
+
+    pub fn child_events(&self, canister_id: Principal) -> Vec<ChildEvent> {
+        self.query("child_events", (canister_id,))
+    }
 
     pub fn rollout_status(&self) -> RolloutStatus {
         self.query("rollout_status", ())

@@ -12,7 +12,7 @@ use candid::{Nat, Principal};
 use candid_parser::utils::CandidSource;
 use fleet::{outsider, Fleet, FleetConfig, Release};
 use shared::child::{ChildError, FillArg, MemberInput};
-use shared::parent::{ParentError, RetryOptions};
+use shared::parent::{ParentError, RestoreTarget, RetryOptions, RolloutGates, SnapshotPolicy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Caller {
@@ -121,6 +121,32 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
             Needs::Controller,
             Box::new(|c| p.set_extra_controllers(c, vec![Principal::anonymous()])),
         ),
+        (
+            "restore_snapshots",
+            Needs::Operator,
+            Box::new(|c| p.restore_snapshots(c, RestoreTarget::Children(vec![])).map(drop)),
+        ),
+        (
+            "set_rollout_gates",
+            Needs::Operator,
+            Box::new(|c| {
+                let gates = RolloutGates {
+                    canary: None,
+                    bake_secs: 0,
+                    health_method: String::new(),
+                    halt_after: None,
+                };
+                p.set_rollout_gates(c, gates)
+            }),
+        ),
+        (
+            "set_snapshot_policy",
+            Needs::Operator,
+            Box::new(|c| p.set_snapshot_policy(c, SnapshotPolicy::Off)),
+        ),
+        ("pause_rollout", Needs::Operator, Box::new(|c| p.pause_rollout(c))),
+        ("resume_rollout", Needs::Operator, Box::new(|c| p.resume_rollout(c))),
+        ("abort_rollout", Needs::Operator, Box::new(|c| p.abort_rollout(c))),
         // These two start a rollout when allowed: they come last and only for the callers allowed.
         (
             "start_rollout",
@@ -155,7 +181,17 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
     for who in [Caller::Anonymous, Caller::Stranger, Caller::Admin, Caller::Controller] {
         for (method, needs, call) in &table {
             let caller = principal_of(who);
-            let rollout_starter = matches!(*method, "start_rollout" | "verify_fleet");
+            // Calls with no argument to refuse: allowed, they succeed (pause and resume leave the state as it was).
+            let succeeds = matches!(
+                *method,
+                "start_rollout"
+                    | "verify_fleet"
+                    | "retry_failed"
+                    | "set_snapshot_policy"
+                    | "pause_rollout"
+                    | "resume_rollout"
+                    | "abort_rollout"
+            );
             let result = call(caller);
             if allowed(who, *needs) {
                 assert_ne!(
@@ -163,12 +199,7 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
                     Err(ParentError::NotAuthorized { caller }),
                     "{method} by {who:?}"
                 );
-                if !rollout_starter {
-                    assert!(
-                        result.is_err() || *method == "retry_failed",
-                        "{method} by {who:?}: {result:?}"
-                    );
-                }
+                assert_eq!(result.is_ok(), succeeds, "{method} by {who:?}: {result:?}");
             } else {
                 assert_eq!(
                     result,
@@ -184,7 +215,7 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
     }
     assert_eq!(
         refusals,
-        2 * 13 + 4,
+        2 * 19 + 4,
         "anonymous and strangers: every method; admins: the four controller-only ones"
     );
 }
