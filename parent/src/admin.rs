@@ -18,6 +18,9 @@ use std::time::Duration;
 
 /// Upper bound for R, the releases whose modules the store keeps (each is up to the IC's 100 MiB module limit).
 pub const MAX_KEEP_RELEASES: u32 = 50;
+/// Highest `chunked_install_above`: an inline `install_code` of a larger module (with its argument and encoding)
+/// would pass the IC's 2 MiB message limit.
+pub const MAX_CHUNKED_INSTALL_ABOVE: u64 = 2 * 1024 * 1024 - 64 * 1024;
 /// Upper bound for K (keeps per-tick work and the management canister's input queue bounded).
 pub const MAX_CONCURRENCY: u32 = 100;
 /// Guards against typos (a misplaced digit could drain the parent): 1,000 T cycles.
@@ -83,6 +86,15 @@ fn validate_keep_releases(keep: u32) -> Result<u32, ParentError> {
     Ok(keep)
 }
 
+fn validate_chunked_install_above(bytes: u64) -> Result<u64, ParentError> {
+    if bytes > MAX_CHUNKED_INSTALL_ABOVE {
+        return Err(invalid(format!(
+            "chunked_install_above must be at most {MAX_CHUNKED_INSTALL_ABOVE} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
 fn validate_cycles(cycles: &Nat) -> Result<u128, ParentError> {
     match u128::try_from(cycles.0.clone()) {
         Ok(c) if c <= MAX_CYCLES_PER_CHILD => Ok(c),
@@ -119,6 +131,10 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
     let keep = arg.keep_releases.map(validate_keep_releases).transpose()?;
     let snapshots = arg.snapshot_before_upgrade.map(policy_of);
     let gates = arg.gates.map(validate_gates).transpose()?;
+    let chunked_above = arg
+        .chunked_install_above
+        .map(validate_chunked_install_above)
+        .transpose()?;
     s.update_settings(|st| {
         if let Some(a) = admins {
             st.admins = a;
@@ -140,6 +156,9 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         }
         if let Some(gates) = gates {
             st.gates = gates;
+        }
+        if let Some(bytes) = chunked_above {
+            st.chunked_install_above = bytes;
         }
     });
     Ok(())
@@ -179,6 +198,7 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
         keep_releases: s.keep_releases,
         snapshot_before_upgrade: policy_view(s.snapshot_before_upgrade),
         gates: gates_view(&s.gates),
+        chunked_install_above: s.chunked_install_above,
     }
 }
 
@@ -194,6 +214,13 @@ fn policy_of(p: shared::parent::SnapshotPolicy) -> SnapshotPolicy {
         shared::parent::SnapshotPolicy::Off => SnapshotPolicy::Off,
         shared::parent::SnapshotPolicy::All => SnapshotPolicy::All,
     }
+}
+
+/// Sets the module size above which children are installed from the chunk store (from the next operation on).
+pub fn set_chunked_install_above(s: &mut State, bytes: u64) -> Result<(), ParentError> {
+    let bytes = validate_chunked_install_above(bytes)?;
+    s.update_settings(|st| st.chunked_install_above = bytes);
+    Ok(())
 }
 
 /// Sets whether rollouts snapshot each child before upgrading it (from the next operation on).

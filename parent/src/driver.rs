@@ -14,10 +14,12 @@
 use crate::ic::{CdkIc, Ic, InstallMode};
 use crate::model::Step;
 use crate::outcome::{hex, CallError};
-use crate::rollout::{self, Launch, Outcome};
+use crate::rollout::{self, Launch, Outcome, StoreTask};
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
+use sha2::{Digest, Sha256};
 use shared::child::{ChildInitArg, ChildUpgradeArg};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
@@ -48,13 +50,18 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
                 ),
                 _ => (InstallMode::Install, init_arg(ic.self_id())),
             };
-            // The module is read from the store in the message that sends it (nothing is kept across the await).
-            match read_state(|s| s.module(&launch.release)) {
+            // From the chunk store when it holds the whole release, else inline. The module (or its chunk hashes) is
+            // read in the message that sends it (nothing is kept across the await).
+            let release = launch.release;
+            if let Some(chunks) = read_state(|s| rollout::stored_chunks(s, &release)) {
+                return Outcome::Unit(ic.install_chunked(child, mode, chunks, release.to_vec(), arg).await);
+            }
+            match read_state(|s| s.module(&release)) {
                 Some(wasm) => Outcome::Unit(ic.install(child, mode, wasm, arg).await),
                 None => Outcome::Unit(Err(CallError::new(
                     "install_code",
                     0,
-                    format!("the module of release {} is no longer stored", hex(&launch.release)),
+                    format!("the module of release {} is no longer stored", hex(&release)),
                 ))),
             }
         }
@@ -126,13 +133,59 @@ pub async fn run_worker<I: Ic + Clone + 'static>(ic: I, mut launch: Launch) {
 
 /// One tick: commits the planner's progress and the new locks, re-arms itself if needed, and returns the operations
 /// to start.
-pub fn tick<I: Ic>(ic: &I) -> Vec<Launch> {
+pub fn tick<I: Ic + Clone + 'static>(ic: &I) -> Vec<Launch> {
     let now = ic.now();
     let plan = mutate_state(|s| rollout::tick(s, now));
     if let Some(delay) = plan.rearm {
         ic.schedule_tick(delay);
     }
+    if let Some(task) = read_state(rollout::store_task) {
+        if !STORE_BUSY.replace(true) {
+            ic.spawn(Box::pin(run_store(ic.clone(), task)));
+        }
+    }
     plan.launches
+}
+
+thread_local! {
+    /// A store worker is running (one at a time). Heap only: an upgrade ends it, and the next tick starts another.
+    static STORE_BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Fills (or clears) the parent's chunk store, one call at a time, until it holds the target's chunks; stops at a
+/// failure (the next tick tries again).
+async fn run_store<I: Ic>(ic: I, mut task: StoreTask) {
+    loop {
+        // Before the await: a clear forgets the chunks; an upload reads its chunk in this message.
+        mutate_state(|s| rollout::on_store_call(s, task));
+        let (expected, result) = match task {
+            StoreTask::Clear => (None, ic.clear_chunk_store().await.map(|()| Vec::new())),
+            StoreTask::Upload { index } => {
+                let target = read_state(|s| s.target());
+                match read_state(|s| s.module_chunk(&target, index)) {
+                    Some(chunk) => (
+                        Some(Sha256::digest(&chunk).into()),
+                        ic.upload_chunk(chunk.into_owned()).await,
+                    ),
+                    None => (
+                        None,
+                        Err(CallError::new(
+                            "upload_chunk",
+                            0,
+                            "the target's module is no longer stored",
+                        )),
+                    ),
+                }
+            }
+        };
+        // After the await: commit (checking the chunk's hash), then go on with what the store needs next.
+        let done = mutate_state(|s| rollout::on_store_result(s, task, expected, result));
+        match read_state(rollout::store_task) {
+            Some(next) if done => task = next,
+            _ => break,
+        }
+    }
+    STORE_BUSY.set(false);
 }
 
 /// The real effects, with this module's tick as what the rollout timer runs.

@@ -6,8 +6,8 @@ use crate::outcome::{CallError, ChildStatus, RunStatus};
 use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs,
-    LoadCanisterSnapshotArgs, Snapshot, TakeCanisterSnapshotArgs, UpgradeFlags,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, ChunkHash, InstallChunkedCodeArgs,
+    InstallCodeArgs, LoadCanisterSnapshotArgs, Snapshot, TakeCanisterSnapshotArgs, UpgradeFlags, UploadChunkArgs,
 };
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -56,6 +56,19 @@ pub trait Ic {
         replace: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<Vec<u8>, CallError>>;
     fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> impl Future<Output = Result<(), CallError>>;
+    /// `upload_chunk` into the parent's own chunk store; returns the chunk's hash.
+    fn upload_chunk(&self, chunk: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, CallError>>;
+    /// `clear_chunk_store` of the parent's own chunk store.
+    fn clear_chunk_store(&self) -> impl Future<Output = Result<(), CallError>>;
+    /// `install_chunked_code` of the module made of `chunks` (in the parent's own store), whose hash is `module_hash`.
+    fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<(), CallError>>;
     /// Calls `method` on the child with Candid `()`, bounded-wait; a reply that decodes as `variant { Err }` is an error.
     fn health(&self, child: Principal, method: String) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
@@ -134,6 +147,18 @@ struct StatusReply {
 #[derive(CandidType, Deserialize)]
 struct ControllersOnly {
     controllers: Vec<Principal>,
+}
+
+fn install_mode(mode: InstallMode) -> CanisterInstallMode {
+    match mode {
+        InstallMode::Install => CanisterInstallMode::Install,
+        InstallMode::Upgrade { skip_pre_upgrade } => {
+            CanisterInstallMode::Upgrade(skip_pre_upgrade.then_some(UpgradeFlags {
+                skip_pre_upgrade: Some(true),
+                wasm_memory_persistence: None,
+            }))
+        }
+    }
 }
 
 fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
@@ -229,15 +254,7 @@ impl Ic for CdkIc {
         arg: Vec<u8>,
     ) -> Result<(), CallError> {
         let args = InstallCodeArgs {
-            mode: match mode {
-                InstallMode::Install => CanisterInstallMode::Install,
-                InstallMode::Upgrade { skip_pre_upgrade } => {
-                    CanisterInstallMode::Upgrade(skip_pre_upgrade.then_some(UpgradeFlags {
-                        skip_pre_upgrade: Some(true),
-                        wasm_memory_persistence: None,
-                    }))
-                }
-            },
+            mode: install_mode(mode),
             canister_id: child,
             wasm_module: wasm.into_owned(),
             arg,
@@ -278,6 +295,51 @@ impl Ic for CdkIc {
         let args = LoadCanisterSnapshotArgs {
             canister_id: child,
             snapshot_id: id,
+            sender_canister_version: None,
+        };
+        Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(METHOD, e))
+    }
+
+    async fn upload_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        const METHOD: &str = "upload_chunk";
+        let _out = CallOut::new();
+        let args = UploadChunkArgs {
+            canister_id: ic_cdk::api::canister_self(),
+            chunk,
+        };
+        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map_err(|e| call_error(METHOD, e))?;
+        let hash: ChunkHash = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        Ok(hash.hash)
+    }
+
+    async fn clear_chunk_store(&self) -> Result<(), CallError> {
+        bounded_unit_call("clear_chunk_store", ic_cdk::api::canister_self()).await
+    }
+
+    async fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        const METHOD: &str = "install_chunked_code";
+        let _out = CallOut::new();
+        let args = InstallChunkedCodeArgs {
+            mode: install_mode(mode),
+            target_canister: child,
+            store_canister: Some(ic_cdk::api::canister_self()),
+            chunk_hashes_list: chunks.into_iter().map(|hash| ChunkHash { hash }).collect(),
+            wasm_module_hash: module_hash,
+            arg,
             sender_canister_version: None,
         };
         Call::bounded_wait(Principal::management_canister(), METHOD)

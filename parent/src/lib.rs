@@ -164,6 +164,14 @@ fn set_snapshot_policy(policy: SnapshotPolicy) -> Result<(), ParentError> {
     Ok(())
 }
 
+/// Sets the module size (bytes of .wasm.gz) above which children are installed from the parent's own chunk store:
+/// the release is uploaded there once, then each child is installed with `install_chunked_code`.
+#[ic_cdk::update]
+fn set_chunked_install_above(bytes: u64) -> Result<(), ParentError> {
+    guard()?;
+    mutate_state(|s| admin::set_chunked_install_above(s, bytes))
+}
+
 /// The emergency path back: loads each child's rollout snapshot (stop, load, start, confirm the snapshot's release).
 /// Every write a child took since its snapshot is LOST. Pending upgrades are dropped; the target does not change.
 /// `rollout_release` of the previous release is the normal way back, and keeps every write.

@@ -18,6 +18,13 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CONCURRENCY: u32 = 10;
 /// Releases whose modules the release store keeps (besides any a child runs), unless configured otherwise.
 pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+/// Modules larger than this are installed from the parent's chunk store, unless configured otherwise (the IC takes
+/// at most 2 MiB in one `install_code` across subnets).
+pub const DEFAULT_CHUNKED_INSTALL_ABOVE: u64 = 1_536 * 1024;
+
+fn default_chunked_install_above() -> u64 {
+    DEFAULT_CHUNKED_INSTALL_ABOVE
+}
 
 fn default_keep_releases() -> u32 {
     DEFAULT_KEEP_RELEASES
@@ -43,6 +50,9 @@ pub struct Settings {
     pub snapshot_before_upgrade: SnapshotPolicy,
     #[serde(default)]
     pub gates: Gates,
+    /// Modules larger than this (in bytes, as installed) go through the chunk store.
+    #[serde(default = "default_chunked_install_above")]
+    pub chunked_install_above: u64,
 }
 
 /// How a rollout is gated (`set_rollout_gates`): a canary wave with a health check, and an automatic halt.
@@ -95,6 +105,7 @@ impl Default for Settings {
             keep_releases: DEFAULT_KEEP_RELEASES,
             snapshot_before_upgrade: SnapshotPolicy::Off,
             gates: Gates::default(),
+            chunked_install_above: DEFAULT_CHUNKED_INSTALL_ABOVE,
         }
     }
 }
@@ -113,6 +124,27 @@ pub struct Meta {
     /// `NotStarted`; the tick counts the registry in batches, and until `Done` the counts are incomplete.
     #[serde(default)]
     pub running_index: IndexProgress,
+    /// What the parent's own IC chunk store holds, for `install_chunked_code`.
+    #[serde(default)]
+    pub chunk_store: ChunkStore,
+}
+
+/// The chunks of one release uploaded to the parent's own chunk store (modules over
+/// `Settings::chunked_install_above` are installed from there). Chunks are uploaded in order; a parent upgrade in the
+/// middle goes on from the next one (uploading a chunk again is a no-op on the IC).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStore {
+    /// The release (empty: the store is clear).
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The hashes of the chunks uploaded so far, in order.
+    pub chunks: Vec<serde_bytes::ByteBuf>,
+    /// The last upload or clear that failed (it is tried again at the next tick).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The store may hold chunks nobody counts (a clear was sent and has not succeeded yet): clear it first.
+    #[serde(default)]
+    pub dirty: bool,
 }
 
 /// Progress of building an index over the whole registry in batches.

@@ -2,11 +2,12 @@
 
 use crate::gates::{eta_secs, rate_per_hour};
 use crate::model::{ChildEntry, Phase, Stage};
+use crate::rollout;
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildEvent, ChildFailure, ChildInfo, ChildState, FailureKind, Halted, HistoryArg, InFlightChild, ListChildrenArg,
-    ReleaseRecord, RolloutRecord, RolloutStage, RolloutStatus, SnapshotInfo, StepResult,
+    ChildEvent, ChildFailure, ChildInfo, ChildState, ChunkStoreStatus, FailureKind, Halted, HistoryArg, InFlightChild,
+    ListChildrenArg, ReleaseRecord, RolloutRecord, RolloutStage, RolloutStatus, SnapshotInfo, StepResult,
 };
 use std::ops::Bound;
 
@@ -78,6 +79,27 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
             child_info(s, id, &entry)
         })
         .collect()
+}
+
+fn chunk_store_status(s: &State) -> Option<ChunkStoreStatus> {
+    let store = &s.meta().chunk_store;
+    let target = s.target();
+    let filling = rollout::chunked(s, &target) && (store.release.is_empty() || store.release == target);
+    if !filling && store.release.is_empty() && !store.dirty {
+        return None;
+    }
+    let release = if filling {
+        target.to_vec()
+    } else {
+        store.release.clone()
+    };
+    let release_hash: Option<[u8; 32]> = release.as_slice().try_into().ok();
+    Some(ChunkStoreStatus {
+        chunks: release_hash.map_or(0, |h| rollout::chunk_count(s, &h)),
+        uploaded: store.chunks.len() as u32,
+        release,
+        error: store.error.clone(),
+    })
 }
 
 pub fn rollout_status(s: &State) -> RolloutStatus {
@@ -156,6 +178,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         rate_per_hour: rate,
         eta_secs: r.plan.is_none().then(|| eta_secs(pending + in_flight, rate)).flatten(),
         restored: r.restored,
+        chunk_store: chunk_store_status(s),
         in_flight_children,
         failures,
     }

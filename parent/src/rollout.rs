@@ -68,7 +68,7 @@
 
 use crate::gates::{canaries_wanted, halt_reached, RATE_WINDOW, STEPS_LOGGED};
 use crate::model::{
-    ChildEntry, ChildEvent, Halt, IndexProgress, LockKind, Op, Phase, PlanCursor, Rollout, RolloutRecord,
+    ChildEntry, ChildEvent, ChunkStore, Halt, IndexProgress, LockKind, Op, Phase, PlanCursor, Rollout, RolloutRecord,
     SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, UpgradeOptions,
 };
 use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
@@ -243,7 +243,7 @@ pub fn indexing(s: &State) -> bool {
 /// built, or an aborted rollout still has queued children to drop.
 pub fn needs_ticks(s: &State) -> bool {
     let draining = s.rollout().aborted_at.is_some() && !s.pending().is_empty();
-    !s.in_flight().is_empty() || (can_start(s) && has_work(s)) || indexing(s) || draining
+    !s.in_flight().is_empty() || (can_start(s) && has_work(s)) || indexing(s) || draining || store_task(s).is_some()
 }
 
 /// One timer execution: build a batch of the index, plan a batch, take over orphaned locks and launch operations.
@@ -262,8 +262,8 @@ pub fn tick(s: &mut State, now: u64) -> TickPlan {
     } else if let (Stage::Baking { until }, true) = (&s.rollout().stage, can_start(s)) {
         // Back when the bake ends.
         Some(Duration::from_nanos(until.saturating_sub(now)).min(LOCK_CHECK_INTERVAL))
-    } else if !s.in_flight().is_empty() {
-        // Locks may need a take-over or a resumed retry, paused or not.
+    } else if !s.in_flight().is_empty() || store_task(s).is_some() {
+        // Locks may need a take-over or a resumed retry, paused or not; a failed upload is tried again.
         Some(LOCK_CHECK_INTERVAL)
     } else {
         None
@@ -380,7 +380,7 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
             }
         })
         .collect();
-    if !can_start(s) {
+    if !can_start(s) || !store_ready(s) {
         return out;
     }
     let n = max
@@ -653,6 +653,116 @@ fn maybe_finish(s: &mut State, now: u64) {
         let r = s.rollout();
         s.record_rollout(r.id, record_of(r));
     }
+}
+
+// --- the chunk store: modules over the inline install limit ------------------------------------------------------
+
+/// Work the parent's chunk store needs before the target can be installed from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreTask {
+    /// Empty it: it holds a release that is no longer the target (once no operation under way may install from it).
+    Clear,
+    /// Upload chunk `index` of the target's module.
+    Upload { index: u32 },
+}
+
+/// Whether a release's module goes to the chunk store (it is installed from there once all its chunks are).
+pub fn chunked(s: &State, release: &[u8; 32]) -> bool {
+    s.release_info(release)
+        .is_some_and(|r| r.size > s.settings().chunked_install_above)
+}
+
+pub fn chunk_count(s: &State, release: &[u8; 32]) -> u32 {
+    s.release_info(release)
+        .map_or(0, |r| r.size.div_ceil(crate::state::MODULE_CHUNK_BYTES as u64) as u32)
+}
+
+/// The next thing the chunk store needs, if any: cleared of a retired release, then filled with the target's chunks.
+pub fn store_task(s: &State) -> Option<StoreTask> {
+    let target = s.target();
+    let store = &s.meta().chunk_store;
+    let holds_other = !store.release.is_empty() && store.release != target;
+    if store.dirty || holds_other || (!chunked(s, &target) && !store.release.is_empty()) {
+        return (!may_install_from_store(s, &store.release)).then_some(StoreTask::Clear);
+    }
+    let uploaded = store.chunks.len() as u32;
+    (chunked(s, &target) && uploaded < chunk_count(s, &target)).then_some(StoreTask::Upload { index: uploaded })
+}
+
+/// Whether an operation under way may still install `release` from the store (one at or before its install, or
+/// re-checking). Those past it (starting, confirming) do not hold a clear back, however long they retry. O(K).
+fn may_install_from_store(s: &State, release: &[u8]) -> bool {
+    s.in_flight().keys().any(|id| {
+        s.child(&id).is_some_and(|e| {
+            e.op().is_some_and(|op| {
+                op.release == release
+                    && matches!(
+                        op.step,
+                        Step::Stop | Step::TakeSnapshot | Step::Install | Step::InstallNew | Step::Recheck
+                    )
+            })
+        })
+    })
+}
+
+/// New operations wait until the target's chunks are all in the store (if it is installed from there).
+fn store_ready(s: &State) -> bool {
+    !chunked(s, &s.target()) || store_task(s).is_none()
+}
+
+/// Written before a store task's call: a clear forgets the chunks at once (no install may use them any more), and
+/// stays pending until it succeeds.
+pub fn on_store_call(s: &mut State, task: StoreTask) {
+    if task == StoreTask::Clear {
+        s.update_meta(|m| {
+            m.chunk_store = ChunkStore {
+                dirty: true,
+                ..Default::default()
+            }
+        });
+    }
+}
+
+/// Commits what a store task did (a failure is kept for the status and tried again at the next tick). `expected` is
+/// the SHA-256 of the chunk sent: the IC must answer it. Returns whether the task succeeded.
+pub fn on_store_result(
+    s: &mut State,
+    task: StoreTask,
+    expected: Option<[u8; 32]>,
+    result: Result<Vec<u8>, CallError>,
+) -> bool {
+    let target = s.target();
+    let result = result.and_then(|hash| match expected {
+        Some(e) if hash != e => Err(CallError::new(
+            "upload_chunk",
+            0,
+            format!("the store answered chunk hash {}, expected {}", hex(&hash), hex(&e)),
+        )),
+        _ => Ok(hash),
+    });
+    let done = result.is_ok();
+    s.update_meta(|m| {
+        let store = &mut m.chunk_store;
+        match (task, result) {
+            (_, Err(e)) => store.error = Some(clip(e.to_string())),
+            (StoreTask::Clear, Ok(_)) => *store = Default::default(),
+            (StoreTask::Upload { index }, Ok(hash)) if index as usize == store.chunks.len() => {
+                store.release = target.to_vec();
+                store.chunks.push(serde_bytes::ByteBuf::from(hash));
+                store.error = None;
+            }
+            // A late answer for a chunk already counted (the task ran twice): nothing to do.
+            (StoreTask::Upload { .. }, Ok(_)) => {}
+        }
+    });
+    done
+}
+
+/// The chunk hashes to install `release` from the store, once all are there.
+pub fn stored_chunks(s: &State, release: &[u8; 32]) -> Option<Vec<Vec<u8>>> {
+    let store = &s.meta().chunk_store;
+    let complete = store.release == release && store.chunks.len() as u32 == chunk_count(s, release);
+    complete.then(|| store.chunks.iter().map(|h| h.to_vec()).collect())
 }
 
 // --- gates: canaries, bake, health checks, halts, pause, abort ---------------------------------------------------

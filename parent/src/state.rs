@@ -251,6 +251,19 @@ impl State {
         Some(Cow::Owned(bytes))
     }
 
+    /// Chunk `index` of a release's module, in the IC's 1 MiB chunks (the store's chunks are the same size).
+    pub fn module_chunk(&self, hash: &[u8; 32], index: u32) -> Option<Cow<'static, [u8]>> {
+        if *hash == self.release.hash {
+            return self
+                .release
+                .bytes
+                .chunks(MODULE_CHUNK_BYTES)
+                .nth(index as usize)
+                .map(Cow::Borrowed);
+        }
+        self.modules.get(&(*hash, index)).map(Cow::Owned)
+    }
+
     /// Drops the modules of releases older than the `keep_releases` most recent ones, unless a child runs them or
     /// they are the target or the embedded release. Waits until the children per release are all counted. Keeps
     /// every `RELEASES` entry. O(releases + chunks dropped).
@@ -473,9 +486,12 @@ pub mod test_support {
         }
     }
 
-    /// A fresh state over heap memory (`DefaultMemoryImpl` is a `VectorMemory` off-wasm).
+    /// A fresh state over heap memory (`DefaultMemoryImpl` is a `VectorMemory` off-wasm). Its modules are installed
+    /// inline; the chunk store's tests lower `chunked_install_above`.
     pub fn fresh_state() -> State {
-        State::init(DefaultMemoryImpl::default(), release())
+        let mut s = State::init(DefaultMemoryImpl::default(), release());
+        s.update_settings(|st| st.chunked_install_above = MODULE.len() as u64);
+        s
     }
 
     /// Replaces this thread's global state (each test runs on its own thread) and returns the release hash.

@@ -36,6 +36,8 @@ pub enum Method {
     TakeSnapshot,
     LoadSnapshot,
     Health,
+    UploadChunk,
+    ClearChunkStore,
 }
 
 /// An injected fault for the next matching call.
@@ -84,6 +86,9 @@ pub struct Sim {
     pub max_slots: u64,
     /// Tasks handed to `spawn`, run by `run_spawned`.
     pub spawned: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>>,
+    /// The parent's own chunk store (hash -> chunk), and how many installs came from it.
+    pub store: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub chunked_installs: u64,
 }
 
 fn canister_id(n: u64) -> Principal {
@@ -110,6 +115,8 @@ impl FakeIc {
             max_in_flight: 0,
             max_slots: 0,
             spawned: Vec::new(),
+            store: BTreeMap::new(),
+            chunked_installs: 0,
         })))
     }
 
@@ -170,6 +177,15 @@ impl FakeIc {
 
     pub fn canister(&self, id: Principal) -> SimCanister {
         self.0.borrow().canisters[&id].clone()
+    }
+
+    /// A call on the parent's own chunk store: records it, and answers an injected rejection.
+    fn store_fault(&self, method: Method, name: &str) -> Result<(), CallError> {
+        match self.enter(method, self.self_id()) {
+            None => Ok(()),
+            Some(Fault::Reject(code, msg)) => Err(CallError::new(name, code, msg)),
+            Some(other) => unimplemented!("{other:?} on {name}"),
+        }
     }
 
     /// Records the call and takes the first fault injected for it, if any.
@@ -396,6 +412,43 @@ impl Ic for FakeIc {
             },
             || (),
         )
+    }
+
+    async fn upload_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.store_fault(Method::UploadChunk, "upload_chunk")?;
+        let hash: Vec<u8> = Sha256::digest(&chunk).to_vec();
+        self.0.borrow_mut().store.insert(hash.clone(), chunk);
+        Ok(hash)
+    }
+
+    async fn clear_chunk_store(&self) -> Result<(), CallError> {
+        self.store_fault(Method::ClearChunkStore, "clear_chunk_store")?;
+        self.0.borrow_mut().store.clear();
+        Ok(())
+    }
+
+    async fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let module: Option<Vec<u8>> = {
+            let sim = self.0.borrow();
+            chunks
+                .iter()
+                .map(|h| sim.store.get(h).cloned())
+                .collect::<Option<Vec<_>>>()
+                .map(|c| c.concat())
+        };
+        let module = module.ok_or_else(|| CallError::new("install_chunked_code", 5, "a chunk is not in the store"))?;
+        if Sha256::digest(&module).to_vec() != module_hash {
+            return Err(CallError::new("install_chunked_code", 5, "wasm module hash mismatch"));
+        }
+        self.0.borrow_mut().chunked_installs += 1;
+        self.install(child, mode, Cow::Owned(module), arg).await
     }
 
     async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {

@@ -24,6 +24,9 @@ pub struct ParentArg {
     pub snapshot_before_upgrade: Option<SnapshotPolicy>,
     /// Replaces how rollouts are gated (default: no canary wave, no automatic halt).
     pub gates: Option<RolloutGates>,
+    /// Replaces the module size (bytes of .wasm.gz) above which children are installed from the parent's chunk
+    /// store (default 1.5 MiB; at most the parent's `MAX_CHUNKED_INSTALL_ABOVE`).
+    pub chunked_install_above: Option<u64>,
 }
 
 /// How rollouts are gated. A canary wave upgrades a few children first, waits `bake_secs`, calls each canary's
@@ -170,6 +173,9 @@ pub struct Settings {
     /// Whether children are snapshotted before they are upgraded.
     pub snapshot_before_upgrade: SnapshotPolicy,
     pub gates: RolloutGates,
+    /// Modules larger than this (bytes of .wasm.gz) are uploaded once to the parent's own chunk store and installed
+    /// with `install_chunked_code` (an inline `install_code` takes at most 2 MiB).
+    pub chunked_install_above: u64,
 }
 
 /// Options of `create_children`.
@@ -285,6 +291,18 @@ pub enum RolloutStep {
     CheckingHealth,
 }
 
+/// What the parent's chunk store holds. No child is installed from it until `uploaded == chunks`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChunkStoreStatus {
+    /// The release whose chunks it holds or receives (empty while it is being cleared).
+    pub release: Vec<u8>,
+    /// Chunks uploaded, out of `chunks` (1 MiB each).
+    pub uploaded: u32,
+    pub chunks: u32,
+    /// The last upload or clear that failed; the parent tries again every minute.
+    pub error: Option<String>,
+}
+
 /// A child with an operation under way.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct InFlightChild {
@@ -365,6 +383,8 @@ pub struct RolloutStatus {
     pub eta_secs: Option<u64>,
     /// Children this rollout restored from their snapshot (their writes since the snapshot are gone).
     pub restored: u64,
+    /// The parent's chunk store, while the target is installed from chunks or the store still holds some.
+    pub chunk_store: Option<ChunkStoreStatus>,
     pub in_flight_children: Vec<InFlightChild>,
     /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
     pub failures: Vec<ChildFailure>,

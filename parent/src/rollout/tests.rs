@@ -70,7 +70,7 @@ fn run_rollout(ic: &FakeIc) {
             block_on(driver::run_worker(ic.clone(), launch));
         }
         ic.run_spawned();
-        if !read_state(has_work) {
+        if !read_state(|s| has_work(s) || store_task(s).is_some()) {
             return;
         }
         ic.0.borrow_mut().now += LOCK_CHECK_INTERVAL.as_nanos() as u64;
@@ -1038,6 +1038,119 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
         assert!(on_install(s, Principal::anonymous(), NOW));
     });
     assert_eq!(read_state(|s| s.target()), c.hash);
+}
+
+// --- the chunk store -------------------------------------------------------------------------------------------
+
+/// The test release (2.5 MiB) goes through the chunk store from now on.
+fn chunked_above_1_mib() {
+    mutate_state(|s| s.update_settings(|st| st.chunked_install_above = 1024 * 1024));
+}
+
+fn store_calls(ic: &FakeIc) -> Vec<Method> {
+    let me = ic.self_id();
+    ic.calls()
+        .into_iter()
+        .filter(|(m, c)| *c == me && matches!(m, Method::UploadChunk | Method::ClearChunkStore))
+        .map(|(m, _)| m)
+        .collect()
+}
+
+#[test]
+fn a_large_release_is_uploaded_once_and_every_child_installed_from_its_chunks() {
+    let (ic, ids) = fleet(5, 2);
+    chunked_above_1_mib();
+    run_rollout(&ic);
+    assert_eq!(
+        store_calls(&ic),
+        vec![Method::UploadChunk; 3],
+        "2.5 MiB: three 1 MiB chunks, once"
+    );
+    assert_eq!(ic.0.borrow().chunked_installs, 5);
+    let first_stop = ic.calls().iter().position(|(m, _)| *m == Method::Stop).unwrap();
+    let last_upload = ic.calls().iter().rposition(|(m, _)| *m == Method::UploadChunk).unwrap();
+    assert!(
+        last_upload < first_stop,
+        "no child is stopped before the store holds the release"
+    );
+    for id in &ids {
+        assert_eq!(entry(*id).installed_hash, Some(read_state(release)));
+        assert_eq!(ic.canister(*id).status, RunStatus::Running);
+    }
+    let store = read_state(|s| crate::queries::rollout_status(s).chunk_store).unwrap();
+    assert_eq!((store.uploaded, store.chunks, store.error), (3, 3, None));
+}
+
+#[test]
+fn a_failed_upload_is_tried_again_and_no_child_waits_stopped_for_it() {
+    let (ic, ids) = fleet(3, 3);
+    chunked_above_1_mib();
+    ic.fault(Method::UploadChunk, ic.self_id(), Fault::Reject(2, "out of memory"));
+    for launch in driver::tick(&ic) {
+        block_on(driver::run_worker(ic.clone(), launch));
+    }
+    ic.run_spawned();
+    let store = read_state(|s| crate::queries::rollout_status(s).chunk_store).unwrap();
+    assert_eq!(store.uploaded, 0);
+    assert!(store.error.unwrap().contains("out of memory"));
+    assert!(ids.iter().all(|id| ic.methods_for(*id).is_empty()), "no child touched");
+    assert_eq!(read_state(|s| s.rollout().attempted), 0);
+
+    run_rollout(&ic);
+    assert_eq!(
+        store_calls(&ic),
+        vec![Method::UploadChunk; 4],
+        "the failed chunk again, then the rest"
+    );
+    assert!(ids
+        .iter()
+        .all(|id| entry(*id).installed_hash == Some(read_state(release))));
+}
+
+#[test]
+fn an_upload_answered_with_another_hash_is_not_counted() {
+    let mut s = fresh_state();
+    s.update_settings(|st| st.chunked_install_above = 1024 * 1024);
+    on_install(&mut s, Principal::anonymous(), NOW);
+    let task = store_task(&s).unwrap();
+    assert_eq!(task, StoreTask::Upload { index: 0 });
+    assert!(!on_store_result(&mut s, task, Some([1; 32]), Ok(vec![2; 32])));
+    assert!(s.meta().chunk_store.chunks.is_empty());
+    assert!(s.meta().chunk_store.error.as_ref().unwrap().contains("expected 0101"));
+    assert_eq!(store_task(&s), Some(task), "the same chunk again");
+    assert!(on_store_result(&mut s, task, Some([1; 32]), Ok(vec![1; 32])));
+    assert_eq!(store_task(&s), Some(StoreTask::Upload { index: 1 }));
+}
+
+#[test]
+fn a_retired_release_is_cleared_from_the_store_and_a_failed_clear_keeps_the_chunks_unused() {
+    let (ic, _) = fleet(2, 2);
+    chunked_above_1_mib();
+    run_rollout(&ic);
+    // The next release is small: installed inline, and the store is cleared of the old one.
+    ic.fault(Method::ClearChunkStore, ic.self_id(), Fault::Reject(5, "busy"));
+    mutate_state(|s| {
+        s.release = next_release();
+        on_install(s, Principal::anonymous(), NOW);
+    });
+    for launch in driver::tick(&ic) {
+        block_on(driver::run_worker(ic.clone(), launch));
+    }
+    ic.run_spawned();
+    let store = read_state(|s| s.meta().chunk_store.clone());
+    assert!(
+        store.dirty && store.chunks.is_empty(),
+        "forgotten before the call, still to clear: {store:?}"
+    );
+    assert_eq!(read_state(|s| stored_chunks(s, &s.release.hash)), None);
+    run_rollout(&ic);
+    assert_eq!(
+        store_calls(&ic),
+        [vec![Method::UploadChunk; 3], vec![Method::ClearChunkStore; 2]].concat()
+    );
+    assert!(ic.0.borrow().store.is_empty());
+    assert_eq!(read_state(|s| crate::queries::rollout_status(s).chunk_store), None);
+    assert_eq!(ic.0.borrow().chunked_installs, 2, "the small release went inline");
 }
 
 // --- snapshots and restores -----------------------------------------------------------------------------------

@@ -199,6 +199,7 @@ impl Fleet {
             keep_releases: None,
             snapshot_before_upgrade: None,
             gates: None,
+            chunked_install_above: None,
         };
         let install = replica::ic00::CanisterInstallMode::Install;
         install_module(

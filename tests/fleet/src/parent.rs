@@ -119,6 +119,10 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "abort_rollout", ())
     }
 
+    pub fn set_chunked_install_above(&self, sender: Principal, bytes: u64) -> Result<(), ParentError> {
+        self.update(sender, "set_chunked_install_above", (bytes,))
+    }
+
     pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {
         self.update(sender, "set_keep_releases", (keep,))
     }

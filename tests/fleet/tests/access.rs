@@ -140,6 +140,11 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
             }),
         ),
         (
+            "set_chunked_install_above",
+            Needs::Operator,
+            Box::new(|c| p.set_chunked_install_above(c, u64::MAX)),
+        ),
+        (
             "set_snapshot_policy",
             Needs::Operator,
             Box::new(|c| p.set_snapshot_policy(c, SnapshotPolicy::Off)),
@@ -215,7 +220,7 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
     }
     assert_eq!(
         refusals,
-        2 * 19 + 4,
+        2 * 20 + 4,
         "anonymous and strangers: every method; admins: the four controller-only ones"
     );
 }
