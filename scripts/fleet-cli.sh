@@ -4,7 +4,7 @@
 # names another binary). dfx is used with --dfx, or when icp-cli cannot be found or installed. ENV (-e) is an
 # icp-cli environment (`local`: the network of scripts/network.sh; `ic`: mainnet) or, with dfx, a dfx network name.
 #
-# With dfx the same steps run as `dfx deploy parent --network ENV`, `dfx canister stop|start --network ENV parent`,
+# With dfx the same steps run as `dfx deploy parent --network ENV [--with-cycles N]`, `dfx canister stop|start --network ENV parent`,
 # `dfx canister install --network ENV parent --mode upgrade --wasm wasm/parent.wasm.gz --yes`, and
 # `dfx canister call --network ENV [--query] parent METHOD ARGS` (dfx cannot be installed here, so only the icp-cli
 # path is tested).
@@ -57,18 +57,21 @@ module_hash() { # <name or principal>: the module hash in lower-case hex, empty 
 }
 
 update() { # <name> <method> <candid args>
-  if [ $cli = icp ]; then run canister call "$1" "$2" "$3"; else run canister call "$1" "$2" "$3"; fi
+  run canister call "$1" "$2" "$3"
 }
 
 query() { # <name> <method> <candid args>
   run canister call --query "$1" "$2" "$3"
 }
 
-deploy() { # <name>: creates the canister if needed and installs (the argument `(null)`: no settings change)
+deploy() { # <name> [cycles]: creates the canister (with these cycles, if given) and installs it with `(null)`
+  local cycles=()
   if [ $cli = icp ]; then
-    "$icp" deploy "$1" --yes --args '(null)' -e "$environment"
+    [ -n "${2:-}" ] && cycles=(--cycles "$2")
+    "$icp" deploy "$1" --yes --args '(null)' "${cycles[@]}" -e "$environment"
   else
-    dfx deploy "$1" --argument '(null)' --network "$environment"
+    [ -n "${2:-}" ] && cycles=(--with-cycles "$2")
+    dfx deploy "$1" --argument '(null)' "${cycles[@]}" --network "$environment"
   fi
 }
 
@@ -88,7 +91,7 @@ upgrade_stopped() { # <name> <wasm>
 
 # `field = 12 : nat64` (or `field = opt (12 : nat64)`) in Candid text on stdin: prints 12 (empty if absent/null).
 candid_number() { # <field>
-  grep -oE "(^|[ {;])$1 = (opt \()?[0-9_]+" | head -1 | sed -E 's/.*= (opt \()?//; s/_//g'
+  { grep -oE "(^|[ {;])$1 = (opt \()?[0-9_]+" || true; } | head -1 | sed -E 's/.*= (opt \()?//; s/_//g'
 }
 
 sha256_hex() { # <file>

@@ -7,6 +7,7 @@
 # The state folder (default .network/, or $NETWORK_DIR) keeps the root key (made once, so icp.yaml stays valid
 # across restarts), the pid file, url, root_key and the log. Canisters live in memory: a restart starts empty,
 # so `start` forgets icp-cli's canister ids of the `local` environment (.icp/data/mappings/local.ids.json).
+# NETWORK_BIN names an already built `network` binary to run instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ port=4943
 pid_file=$state/pid
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -40,7 +41,7 @@ running_pid() {
 # Writes the network's URL and root key into icp.yaml's `local` network (the lines after `- name: local`).
 fill_icp_yaml() {
   local url=$1 key=$2
-  sed -i -E "/^  - name: local\$/,/^  - /{s|^(    url: ).*|\\1$url|; s|^(    root-key: ).*|\\1$key|}" icp.yaml
+  sed -i -E "/^  - name: local\$/,/^  - /{s|^(    api-url: ).*|\\1$url|; s|^(    root-key: ).*|\\1$key|}" icp.yaml
   grep -q "root-key: $key" icp.yaml || { echo "network.sh: could not write the root key into icp.yaml" >&2; exit 1; }
 }
 
@@ -50,11 +51,14 @@ case $command in
       echo "The local network already runs (pid $pid) on $(cat "$state/url")."
       exit 0
     fi
-    target=${CARGO_TARGET_DIR:-$PWD/target}
-    cargo build --quiet --locked -p network --bin network
+    bin=${NETWORK_BIN:-}
+    if [ -z "$bin" ]; then
+      cargo build --quiet --locked -p network --bin network
+      bin=${CARGO_TARGET_DIR:-$PWD/target}/debug/network
+    fi
     mkdir -p "$state"
     rm -f "$state/url" "$state/root_key" .icp/data/mappings/local.ids.json
-    "$target/debug/network" --state-dir "$state" --port "$port" >"$state/network.log" 2>&1 &
+    "$bin" --state-dir "$state" --port "$port" >"$state/network.log" 2>&1 &
     echo $! >"$pid_file"
     url=http://127.0.0.1:$port
     for _ in $(seq 100); do

@@ -26,3 +26,7 @@ scripts/check-reproducible.sh
 
 step "icp-cli reads icp.yaml and builds the same modules"
 scripts/check-icp-build.sh
+
+step "icp-cli against the local network: deploy, create, upgrade, verify; the fleet scripts; another root key"
+# The network binary the tests above built (a build of its own would compile its dependencies once more).
+NETWORK_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/network scripts/check-network.sh

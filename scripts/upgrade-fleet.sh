@@ -36,26 +36,30 @@ if ! canister_exists parent; then
   echo "upgrade-fleet.sh: no parent in $environment; deploy one first (scripts/deploy.sh -e $environment)" >&2
   exit 1
 fi
+started=$(date +%s.%N)
 if [ "$(module_hash parent)" = "$parent_hash" ]; then
+  unchanged=1
   echo "Unchanged: the parent already runs this release. Nothing deployed, no child touched."
 else
+  unchanged=0
   echo "Upgrading the parent in $environment with $cli: stop, install --mode upgrade, start..."
   upgrade_stopped parent $dir/parent.wasm.gz
 fi
 
 # Follows the rollout until the parent reports it finished.
 field() { candid_number "$1" <<<"$status"; }
-started=$(date +%s)
 last=""
+baseline=""
 while :; do
   status=$(query parent rollout_status '()')
   total=$(field total_children) upgraded=$(field upgraded) in_flight=$(field in_flight) failed=$(field failed)
   up_to_date=$(field up_to_date) finished=$(field finished_at)
-  elapsed=$(($(date +%s) - started))
+  # The rate counts upgrades seen by this run (an unchanged release may show an earlier rollout's count).
+  [ -z "$baseline" ] && baseline=$((unchanged ? upgraded : 0))
   done_count=${up_to_date:-0}
-  rate=$(awk -v n="$upgraded" -v t="$elapsed" 'BEGIN { printf "%.1f", (t > 0 ? n / t : 0) }')
   left=$((total - done_count - failed))
-  eta=$(awk -v l="$left" -v r="$rate" 'BEGIN { if (r > 0) printf "%ds", l / r; else printf "?" }')
+  read -r rate eta < <(awk -v n="$((upgraded - baseline))" -v s="$started" -v now="$(date +%s.%N)" -v l="$left" 'BEGIN {
+    r = (now > s ? n / (now - s) : 0); printf "%.1f %s\n", r, (r > 0 ? sprintf("%ds", l / r) : "?") }')
   width=30
   filled=$((total > 0 ? done_count * width / total : width))
   bar=$(printf '%*s' "$filled" '' | tr ' ' '#')$(printf '%*s' $((width - filled)) '' | tr ' ' '-')
