@@ -157,19 +157,20 @@ fn status(context: &Context) -> Reply {
     Reply::Cbor(to_cbor(&Status {
         ic_api_version: "0.18.0",
         impl_version: concat!("canister-fleet local network ", env!("CARGO_PKG_VERSION")),
-        root_key: context.keys.root_key_der(),
+        root_key: context.keys.root_key_der().to_vec(),
         replica_health_status: "healthy",
     }))
 }
 
-/// A decoded request of the expected kind that passed authentication.
+/// A request that passed authentication.
 struct Authenticated {
     envelope: Envelope<'static>,
     request_id: [u8; 32],
     targets: auth::Targets,
 }
 
-fn authenticate(body: &[u8], expected: &str) -> Result<Authenticated, HttpError> {
+/// Decodes a request body, which must be a request of the endpoint's kind.
+fn decode(body: &[u8], expected: &str) -> Result<Envelope<'static>, HttpError> {
     let envelope = auth::decode(body)?;
     let kind = match &*envelope.content {
         EnvelopeContent::Call { .. } => "call",
@@ -181,6 +182,10 @@ fn authenticate(body: &[u8], expected: &str) -> Result<Authenticated, HttpError>
             "Malformed request: expected a {expected} request, got a {kind} request"
         )));
     }
+    Ok(envelope)
+}
+
+fn authenticate(envelope: Envelope<'static>) -> Result<Authenticated, HttpError> {
     let request_id = *envelope.content.to_request_id();
     let targets = auth::authenticate(&envelope, &RequestId::new(&request_id), now_nanos())?;
     auth::check_target(&targets, &envelope.content)?;
@@ -206,11 +211,9 @@ fn check_effective(canister_id: Principal, effective: Effective) -> Result<(), H
 }
 
 fn call(context: &Context, body: &[u8], effective: Effective, sync: bool) -> Result<Reply, HttpError> {
-    let envelope = auth::decode(body)?;
+    let envelope = decode(body, "call")?;
     let EnvelopeContent::Call { canister_id, .. } = &*envelope.content else {
-        return Err(HttpError::bad_request(
-            "Could not parse body as call message: not a call request",
-        ));
+        unreachable!("decode checked the kind")
     };
     check_effective(*canister_id, effective)?;
     if body.len() > MAX_INGRESS_BYTES {
@@ -220,7 +223,7 @@ fn call(context: &Context, body: &[u8], effective: Effective, sync: bool) -> Res
             body.len()
         )));
     }
-    let request = authenticate(body, "call")?;
+    let request = authenticate(envelope)?;
     let EnvelopeContent::Call {
         canister_id,
         method_name,
@@ -230,7 +233,7 @@ fn call(context: &Context, body: &[u8], effective: Effective, sync: bool) -> Res
         ..
     } = request.envelope.content.into_owned()
     else {
-        unreachable!("authenticate checked the kind")
+        unreachable!("decode checked the kind")
     };
     let (events, answers) = mpsc::channel();
     let call = Call {
@@ -262,7 +265,7 @@ fn call(context: &Context, body: &[u8], effective: Effective, sync: bool) -> Res
 }
 
 fn query(context: &Context, body: &[u8], effective: Effective) -> Result<Reply, HttpError> {
-    let request = authenticate(body, "query")?;
+    let request = authenticate(decode(body, "query")?)?;
     let EnvelopeContent::Query {
         canister_id,
         method_name,
@@ -271,7 +274,7 @@ fn query(context: &Context, body: &[u8], effective: Effective) -> Result<Reply, 
         ..
     } = request.envelope.content.into_owned()
     else {
-        unreachable!("authenticate checked the kind")
+        unreachable!("decode checked the kind")
     };
     check_effective(canister_id, effective)?;
     let (reply, answer) = mpsc::channel();
@@ -309,9 +312,9 @@ fn query(context: &Context, body: &[u8], effective: Effective) -> Result<Reply, 
 }
 
 fn read_state(context: &Context, body: &[u8], effective: Effective) -> Result<Reply, HttpError> {
-    let request = authenticate(body, "read_state")?;
+    let request = authenticate(decode(body, "read_state")?)?;
     let EnvelopeContent::ReadState { paths, sender, .. } = request.envelope.content.into_owned() else {
-        unreachable!("authenticate checked the kind")
+        unreachable!("decode checked the kind")
     };
     let paths = paths
         .into_iter()

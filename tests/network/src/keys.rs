@@ -23,14 +23,28 @@ const NODE_KEY_FILE: &str = "node_key.secret";
 pub struct Keys {
     root: bls::PrivateKey,
     node: ic_ed25519::PrivateKey,
+    // Derived once: a BLS public key takes a G2 multiplication (about a millisecond).
+    root_key_der: Vec<u8>,
+    node_key_der: Vec<u8>,
 }
 
 impl Keys {
     /// Fresh random keys (kept in memory only).
     pub fn generate() -> Self {
+        Self::new(
+            bls::PrivateKey::random(&mut rand::rngs::OsRng),
+            ic_ed25519::PrivateKey::generate(),
+        )
+    }
+
+    fn new(root: bls::PrivateKey, node: ic_ed25519::PrivateKey) -> Self {
+        let root_key_der = [&ROOT_KEY_DER_PREFIX[..], &root.public_key().serialize()].concat();
+        let node_key_der = node.public_key().serialize_rfc8410_der();
         Self {
-            root: bls::PrivateKey::random(&mut rand::rngs::OsRng),
-            node: ic_ed25519::PrivateKey::generate(),
+            root,
+            node,
+            root_key_der,
+            node_key_der,
         }
     }
 
@@ -42,7 +56,7 @@ impl Keys {
                 .map_err(|e| invalid(&root_file, format!("{e:?}")))?;
             let node = ic_ed25519::PrivateKey::deserialize_raw(&read_hex(&node_file)?)
                 .map_err(|e| invalid(&node_file, e.to_string()))?;
-            return Ok(Self { root, node });
+            return Ok(Self::new(root, node));
         }
         let keys = Self::generate();
         fs::create_dir_all(dir)?;
@@ -52,10 +66,8 @@ impl Keys {
     }
 
     /// The root key as clients pin it: 133 bytes of DER.
-    pub fn root_key_der(&self) -> Vec<u8> {
-        let mut der = ROOT_KEY_DER_PREFIX.to_vec();
-        der.extend_from_slice(&self.root.public_key().serialize());
-        der
+    pub fn root_key_der(&self) -> &[u8] {
+        &self.root_key_der
     }
 
     /// Signs a state tree's root hash: the `signature` of a certificate.
@@ -65,13 +77,13 @@ impl Keys {
     }
 
     /// The node's public key as the state tree lists it (`subnet/<id>/node/<id>/public_key`): 44 bytes of DER.
-    pub fn node_key_der(&self) -> Vec<u8> {
-        self.node.public_key().serialize_rfc8410_der()
+    pub fn node_key_der(&self) -> &[u8] {
+        &self.node_key_der
     }
 
     /// The node id: the self-authenticating principal of its key.
     pub fn node_id(&self) -> Principal {
-        Principal::self_authenticating(self.node_key_der())
+        Principal::self_authenticating(&self.node_key_der)
     }
 
     pub fn sign_as_node(&self, message: &[u8]) -> Vec<u8> {

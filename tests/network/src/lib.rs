@@ -87,7 +87,7 @@ impl Network {
             .server_addr()
             .to_ip()
             .ok_or_else(|| io::Error::other("not an IP listener"))?;
-        let root_key = keys.root_key_der();
+        let root_key = keys.root_key_der().to_vec();
         let config = ReplicaConfig {
             root_key: Some(root_key.clone()),
             start_time_nanos: engine::now_nanos(),
@@ -100,7 +100,7 @@ impl Network {
             id: Principal::self_authenticating(&root_key),
             root_key_der: root_key.clone(),
             node_id: keys.node_id(),
-            node_key_der: keys.node_key_der(),
+            node_key_der: keys.node_key_der().to_vec(),
         };
         let subnet_id = subnet.id;
         let (commands, receiver) = mpsc::channel();

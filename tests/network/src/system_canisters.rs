@@ -23,7 +23,7 @@ pub enum Answer {
     Reject(Reject),
     /// A `provisional_create_canister_with_cycles` call to submit for the caller; its outcome becomes the reply
     /// through [`ledger_reply`].
-    Create(ic00::ProvisionalCreateCanisterWithCyclesArgs),
+    Create(Box<ic00::ProvisionalCreateCanisterWithCyclesArgs>),
 }
 
 /// Answers `method` of a system canister, called by query or update.
@@ -31,12 +31,12 @@ pub fn call(canister: Principal, method: &str, arg: &[u8], subnet: Principal) ->
     match (canister, method) {
         (CYCLES_MINTING_CANISTER, "get_default_subnets") => Answer::Reply(Encode!(&vec![subnet]).expect("encode")),
         (CYCLES_LEDGER, "create_canister") => match Decode!(arg, CreateCanisterArgs) {
-            Ok(args) => Answer::Create(ic00::ProvisionalCreateCanisterWithCyclesArgs {
+            Ok(args) => Answer::Create(Box::new(ic00::ProvisionalCreateCanisterWithCyclesArgs {
                 amount: Some(args.amount),
                 settings: args.creation_args.and_then(|c| c.settings),
                 specified_id: None,
                 sender_canister_version: None,
-            }),
+            })),
             Err(e) => Answer::Reject(
                 Reject::new(
                     RejectCode::CanisterError,

@@ -71,7 +71,7 @@ async fn an_agent_that_verifies_everything_deploys_updates_queries_and_reads_sta
 async fn the_agent_rejects_the_network_under_another_root_key() {
     let network = support::start();
     let id = child_on_replica(&network, Principal::anonymous());
-    let wrong = agent_with_root_key(&network, ed25519(1), Keys::generate().root_key_der());
+    let wrong = agent_with_root_key(&network, ed25519(1), Keys::generate().root_key_der().to_vec());
     let update = wrong.update(&id, "add_member").with_arg(fill(1)).call_and_wait().await;
     assert!(
         matches!(update, Err(AgentError::CertificateVerificationFailed())),
