@@ -33,6 +33,12 @@ trap restore EXIT
 step() { printf '\n-- %s\n' "$*"; }
 fail() { echo "check-network.sh: FAILED: $*" >&2; exit 1; }
 icp_() { "$icp" "$@" -e local; }
+expect() { # <pattern> <command...>: runs the command, which must succeed and print the pattern
+  local pattern=$1 out
+  shift
+  out=$("$@") || fail "$*"
+  grep -q -- "$pattern" <<<"$out" || fail "$*: $out"
+}
 children() { icp_ canister call parent list_children '(record { limit = 100 : nat32 })' --query |
   grep -oE 'canister_id = principal "[^"]+"' | sed -E 's/.*"(.*)"/\1/'; }
 checksum() { icp_ canister call "$1" data_checksum '()' --query | tr -d '\n '; }
@@ -49,12 +55,12 @@ scripts/network.sh start --port "$port"
 scripts/build.sh >/dev/null
 icp_ deploy parent --yes --args '(null)' --cycles 100t >/dev/null
 icp_ canister call parent set_extra_controllers "(vec { principal \"$me\" })" >/dev/null
-icp_ canister call parent create_children '(5 : nat32, null)' | grep -q 'error = null' || fail "create_children"
+expect 'error = null' icp_ canister call parent create_children '(5 : nat32, null)'
 mapfile -t fleet < <(children)
 [ ${#fleet[@]} = 5 ] || fail "expected 5 children, found ${#fleet[@]}"
 declare -A before
 for child in "${fleet[@]}"; do
-  icp_ canister call "$child" admin_fill "$fill" | grep -q 'Ok = 200' || fail "admin_fill on $child"
+  expect 'Ok = 200' icp_ canister call "$child" admin_fill "$fill"
   before[$child]=$(checksum "$child")
 done
 echo "5 children, 200 members each"
@@ -76,7 +82,7 @@ step "3. every child runs the next child and kept its data"
 for child in "${fleet[@]}"; do
   [ "$(module_of "$child")" = "$next_child" ] || fail "$child runs $(module_of "$child"), not $next_child"
   [ "$(checksum "$child")" = "${before[$child]}" ] || fail "$child data changed"
-  icp_ canister call "$child" version '()' --query | grep -q -- '-next"' || fail "$child version"
+  expect '-next"' icp_ canister call "$child" version '()' --query
 done
 echo "5 children on $next_child with their data checksums unchanged"
 
