@@ -4,7 +4,8 @@ use crate::model::{ChildEntry, Phase};
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
+    ChildFailure, ChildInfo, ChildState, FailureKind, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
+    SnapshotInfo,
 };
 use std::ops::Bound;
 
@@ -12,12 +13,12 @@ use std::ops::Bound;
 pub const MAX_PAGE: usize = 500;
 /// Failures listed by `rollout_status` (the count is exact; the list is the first ones in principal order).
 pub const MAX_LISTED_FAILURES: usize = 100;
-/// In-flight children listed by `rollout_status` (locked children ≤ 2K ≤ 200, so normally all of them).
+/// In-flight children listed by `rollout_status` (rollout locks ≤ 2K ≤ 200, so normally all of them).
 pub const MAX_LISTED_IN_FLIGHT: usize = 200;
 
 pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
     match &entry.phase {
-        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
+        Phase::Idle if s.target_is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
         Phase::Idle => ChildState::Outdated,
         Phase::Pending => ChildState::Pending,
         Phase::InFlight(op) => ChildState::Upgrading {
@@ -25,6 +26,14 @@ pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
             since: op.since,
         },
         Phase::Failed => ChildState::Failed,
+    }
+}
+
+fn failure_kind(entry: &ChildEntry) -> FailureKind {
+    if entry.lost_control {
+        FailureKind::LostControl
+    } else {
+        FailureKind::Running
     }
 }
 
@@ -37,6 +46,13 @@ pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
         attempts: entry.attempts,
         created_at: entry.created_at,
         updated_at: entry.updated_at,
+        failure: (entry.phase == Phase::Failed).then(|| failure_kind(entry)),
+        snapshot: entry.snapshot.as_ref().map(|snap| SnapshotInfo {
+            id: snap.id.clone(),
+            release: snap.release.clone(),
+            rollout: snap.rollout,
+            taken_at: snap.taken_at,
+        }),
     }
 }
 
@@ -49,7 +65,10 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
         Some(p) => Bound::Excluded(p),
         None => Bound::Unbounded,
     };
-    let limit = (arg.limit as usize).min(MAX_PAGE);
+    let limit = match arg.limit as usize {
+        0 => MAX_PAGE,
+        n => n.min(MAX_PAGE),
+    };
     s.children()
         .range((lower, Bound::Unbounded))
         .take(limit)
@@ -77,6 +96,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 step: op.step.into(),
                 since: op.since,
                 attempts: e.attempts,
+                retry_at: op.wait_until,
             })
         })
         .collect();
@@ -91,11 +111,12 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 error: e.last_error.clone().unwrap_or_default(),
                 attempts: e.attempts,
                 updated_at: e.updated_at,
+                kind: failure_kind(&e),
             })
         })
         .collect();
     RolloutStatus {
-        release: s.release.info(),
+        release: s.release_info(&s.target()).expect("the target is a recorded release"),
         rollout_id: r.id,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -103,11 +124,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         paused: settings.concurrency == 0,
         concurrency: settings.concurrency,
         total_children: total,
-        // Once the planner is done, every child that is not queued, locked or failed is on the release.
-        up_to_date: r
-            .plan
-            .is_none()
-            .then(|| total.saturating_sub(pending + in_flight + failed)),
+        // The registry's count of children on the target, once the planner is done and the count complete.
+        up_to_date: r.plan.is_none().then(|| s.running_on(&s.target())).flatten(),
         pending,
         in_flight,
         failed,
@@ -115,11 +133,17 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         skipped: r.skipped,
         verify: r.verify,
         verified: r.verified,
+        snapshots: r.snapshots,
+        restore: r.restore,
+        restore_from: r.restore_from,
+        restored: r.restored,
         in_flight_children,
         failures,
     }
 }
 
+/// Every release the parent has carried, oldest first, with whether its module is stored and how many children run
+/// it (`None` while that index is being built). O(releases).
 pub fn releases(s: &State) -> Vec<ReleaseRecord> {
     let mut out: Vec<ReleaseRecord> = s
         .releases()
@@ -131,6 +155,8 @@ pub fn releases(s: &State) -> Vec<ReleaseRecord> {
                 size: r.size,
                 version: r.version,
                 first_seen: r.first_seen,
+                stored: r.stored,
+                children: s.running_on(&hash),
             }
         })
         .collect();

@@ -1,8 +1,11 @@
 //! Native test support: `FakeIc` simulates the management canister and the children, records every call, and can
 //! inject faults. Its futures complete at once, so `block_on` drives them without an executor.
 
-use crate::ic::{CallError, ChildStatus, Ic, InstallMode, RunStatus, SYS_UNKNOWN};
+use crate::ic::{Ic, InstallMode};
+use crate::outcome::{CallError, ChildStatus, RunStatus, SYS_UNKNOWN};
 use candid::Principal;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +33,8 @@ pub enum Method {
     InstallNew,
     Start,
     Status,
+    TakeSnapshot,
+    LoadSnapshot,
 }
 
 /// An injected fault for the next matching call.
@@ -52,14 +57,17 @@ pub struct SimCanister {
     pub controllers: Vec<Principal>,
     /// The module's `pre_upgrade` traps: every upgrade that runs it fails (and changes nothing).
     pub pre_upgrade_traps: bool,
+    /// Snapshots (id, module hash they hold), at most `MAX_SNAPSHOTS` as on the IC.
+    pub snapshots: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
+
+/// Snapshots per canister on the IC.
+pub const MAX_SNAPSHOTS: usize = 10;
 
 pub struct Sim {
     pub now: u64,
     pub self_id: Principal,
     pub running: bool,
-    /// The hash an install produces (the release the parent carries).
-    pub release: Vec<u8>,
     pub canisters: BTreeMap<Principal, SimCanister>,
     pub faults: Vec<(Method, Principal, Fault)>,
     pub calls: Vec<(Method, Principal)>,
@@ -85,12 +93,11 @@ fn canister_id(n: u64) -> Principal {
 pub struct FakeIc(pub Rc<RefCell<Sim>>);
 
 impl FakeIc {
-    pub fn new(release: &[u8]) -> Self {
+    pub fn new() -> Self {
         Self(Rc::new(RefCell::new(Sim {
             now: 1_000,
             self_id: Principal::from_slice(&[0xEE; 10]),
             running: true,
-            release: release.to_vec(),
             canisters: BTreeMap::new(),
             faults: Vec::new(),
             calls: Vec::new(),
@@ -114,6 +121,7 @@ impl FakeIc {
                 module_hash: hash.map(|h| h.to_vec()),
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
             },
         );
     }
@@ -226,6 +234,8 @@ impl Ic for FakeIc {
         self.0.borrow_mut().ticks.push(delay);
     }
 
+    fn retire_watchdog(&self) {}
+
     /// Queued, not run: the caller goes on first, as on the IC.
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
         self.0.borrow_mut().spawned.push(Box::pin(task));
@@ -246,6 +256,7 @@ impl Ic for FakeIc {
                 module_hash: None,
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
             },
         );
         Ok(id)
@@ -264,7 +275,15 @@ impl Ic for FakeIc {
         )
     }
 
-    async fn install(&self, child: Principal, mode: InstallMode, _arg: Vec<u8>) -> Result<(), CallError> {
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        _arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        // As on the IC, the module hash is the SHA-256 of the bytes as sent.
+        let hash: [u8; 32] = Sha256::digest(&wasm).into();
         let method = match mode {
             InstallMode::Install => Method::InstallNew,
             InstallMode::Upgrade { .. } => Method::Install,
@@ -275,7 +294,7 @@ impl Ic for FakeIc {
             "install_code",
             child,
             |sim, c| {
-                let release = sim.release.clone();
+                let release = hash.to_vec();
                 let can = sim.canisters.get_mut(&c).unwrap();
                 match (mode, &can.module_hash) {
                     (InstallMode::Upgrade { .. }, None) => {
@@ -318,6 +337,56 @@ impl Ic for FakeIc {
             child,
             |sim, c| {
                 sim.canisters.get_mut(&c).unwrap().status = RunStatus::Running;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
+        const NAME: &str = "take_canister_snapshot";
+        self.exec(
+            Method::TakeSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                sim.next_id += 1;
+                let id = sim.next_id.to_be_bytes().to_vec();
+                let can = sim.canisters.get_mut(&c).unwrap();
+                if let Some(old) = &replace {
+                    let i = can.snapshots.iter().position(|(s, _)| s == old);
+                    let i = i.ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot to replace"))?;
+                    can.snapshots.remove(i);
+                }
+                if can.snapshots.len() >= MAX_SNAPSHOTS {
+                    return Err(CallError::new(
+                        NAME,
+                        5,
+                        "reached the maximum number of snapshots allowed: 10",
+                    ));
+                }
+                can.snapshots.push((id.clone(), can.module_hash.clone()));
+                Ok(id)
+            },
+            Vec::new,
+        )
+    }
+
+    async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
+        const NAME: &str = "load_canister_snapshot";
+        self.exec(
+            Method::LoadSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                let can = sim.canisters.get_mut(&c).unwrap();
+                let (_, module) = can
+                    .snapshots
+                    .iter()
+                    .find(|(s, _)| *s == id)
+                    .cloned()
+                    .ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot"))?;
+                can.module_hash = module;
                 Ok(())
             },
             || (),

@@ -18,6 +18,41 @@ pub struct ParentArg {
     pub cycles_per_child: Option<Nat>,
     /// Replaces the extra controllers given to each new child besides the parent.
     pub extra_controllers: Option<Vec<Principal>>,
+    /// Replaces R, the number of recent releases whose modules the release store keeps (1 to 50; default 5).
+    pub keep_releases: Option<u32>,
+    /// Replaces whether children are snapshotted before they are upgraded (default `Off`).
+    pub snapshot_before_upgrade: Option<SnapshotPolicy>,
+}
+
+/// Whether a rollout takes an IC snapshot of each child (stopped) before it upgrades it. The rollout keeps one
+/// snapshot per child, replacing the one it took before; `restore_snapshots` loads them back.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    #[default]
+    Off,
+    All,
+}
+
+/// Which children `restore_snapshots` restores.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Every child whose snapshot this rollout took.
+    Rollout(u64),
+    /// These children (each must have a snapshot and no operation under way).
+    Children(Vec<Principal>),
+}
+
+/// A snapshot the parent took of a child before upgrading it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    /// The module hash the child ran when it was taken: the release a restore puts back.
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The rollout that took it.
+    pub rollout: u64,
+    pub taken_at: u64,
 }
 
 /// The parent's settings, as returned by `settings()`.
@@ -32,6 +67,10 @@ pub struct Settings {
     pub cycles_per_child: Nat,
     /// Controllers given to each new child besides the parent itself.
     pub extra_controllers: Vec<Principal>,
+    /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
+    pub keep_releases: u32,
+    /// Whether children are snapshotted before they are upgraded.
+    pub snapshot_before_upgrade: SnapshotPolicy,
 }
 
 /// Options of `create_children`.
@@ -59,12 +98,23 @@ pub struct RetryOptions {
     pub skip_pre_upgrade: Option<bool>,
 }
 
+/// Options of `register_child`.
+#[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterOptions {
+    /// Adopt the canister even though it runs no release this parent has shipped (see `releases()`). The rollout
+    /// will then install the child over whatever module it runs, keeping its stable memory: only for a canister whose
+    /// stable memory holds this child's layout, or none. (Our child refuses to upgrade over a stable memory it does
+    /// not recognise, so the upgrade fails and the canister keeps its module and data; other modules may not.)
+    /// Default: false.
+    pub force: Option<bool>,
+}
+
 /// Argument of `list_children`: children are listed in principal order, starting after `start_after`.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListChildrenArg {
     /// Continue after this principal (the last one of the previous page); `None` starts at the beginning.
     pub start_after: Option<Principal>,
-    /// Page size; capped by the parent (see the parent's `MAX_PAGE`).
+    /// Page size; 0 or anything above the parent's `MAX_PAGE` means `MAX_PAGE` (as the child's `list_members`).
     pub limit: u32,
 }
 
@@ -81,6 +131,21 @@ pub struct ChildInfo {
     pub attempts: u32,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Why the child is `Failed` (`None` in every other state).
+    pub failure: Option<FailureKind>,
+    /// The snapshot the last rollout with snapshots took before upgrading this child.
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// How a failed child was left. A child never ends `Failed` while it may be stopped: the parent starts it again
+/// until it runs, unless it can no longer control it.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The child was last seen running (on the module `installed_hash` names), just not on the release.
+    Running,
+    /// The parent can no longer control the child (it is not a controller, or the canister is gone), so it cannot
+    /// tell or change whether the child runs.
+    LostControl,
 }
 
 /// Where a child stands relative to the release the parent carries.
@@ -113,6 +178,10 @@ pub enum RolloutStep {
     Confirming,
     /// `canister_status` to find out where an interrupted operation stands.
     Rechecking,
+    /// `take_canister_snapshot` of the stopped child before its install (`snapshot_before_upgrade`).
+    TakingSnapshot,
+    /// `load_canister_snapshot` into the stopped child (`restore_snapshots`).
+    LoadingSnapshot,
 }
 
 /// A child with an operation under way.
@@ -122,6 +191,9 @@ pub struct InFlightChild {
     pub step: RolloutStep,
     pub since: u64,
     pub attempts: u32,
+    /// Set while the operation waits for its backoff before retrying `step` (a child found stopped is started again,
+    /// 1 min, 2 min, ... up to 1 h apart, until it runs).
+    pub retry_at: Option<u64>,
 }
 
 /// A child whose last operation failed.
@@ -131,6 +203,7 @@ pub struct ChildFailure {
     pub error: String,
     pub attempts: u32,
     pub updated_at: u64,
+    pub kind: FailureKind,
 }
 
 /// Progress of the rollout of the parent's release, as returned by `rollout_status()`.
@@ -149,7 +222,8 @@ pub struct RolloutStatus {
     pub paused: bool,
     pub concurrency: u32,
     pub total_children: u64,
-    /// Children confirmed on the release; `None` while the planner is still scanning.
+    /// Children the registry has on the release; `None` while the planner is still scanning (or, after an upgrade
+    /// from a parent that did not count them, until they are counted).
     pub up_to_date: Option<u64>,
     /// Children queued for an upgrade.
     pub pending: u64,
@@ -166,6 +240,14 @@ pub struct RolloutStatus {
     /// Children found running the release by a re-check and left alone (in a `verify_fleet` rollout, every child
     /// that was up to date).
     pub verified: u64,
+    /// Snapshots this rollout took before upgrading a child.
+    pub snapshots: u64,
+    /// A restoring rollout (`restore_snapshots`): it only restores; queued upgrades were dropped.
+    pub restore: bool,
+    /// Set when it restores the snapshots rollout `restore_from` took.
+    pub restore_from: Option<u64>,
+    /// Children this rollout restored from their snapshot (their writes since the snapshot are gone).
+    pub restored: u64,
     pub in_flight_children: Vec<InFlightChild>,
     /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
     pub failures: Vec<ChildFailure>,
@@ -180,6 +262,12 @@ pub struct ReleaseRecord {
     pub version: String,
     /// When a parent carrying this release was first installed.
     pub first_seen: u64,
+    /// The module is in the parent's release store, so `rollout_release` can target it. The store keeps the
+    /// `keep_releases` most recent releases and any release a child runs.
+    pub stored: bool,
+    /// Children the registry has on this release; `None` while the parent is still counting (after an upgrade from a
+    /// parent that did not count).
+    pub children: Option<u64>,
 }
 
 /// Every expected failure of a parent endpoint. Calls that fail with an error change nothing unless stated.
@@ -193,10 +281,22 @@ pub enum ParentError {
     UnknownChild { canister_id: Principal },
     /// The canister is already in the parent's registry.
     AlreadyRegistered { canister_id: Principal },
+    /// `restore_snapshots`: the parent never took a snapshot of this child (or none in the rollout named).
+    NoSnapshot { canister_id: Principal },
+    /// `register_child` refused a canister that runs no release this parent has shipped (its stable memory may hold
+    /// another layout, which an upgrade to the child would not keep). `force` overrides.
+    UnknownModule {
+        canister_id: Principal,
+        module_hash: Vec<u8>,
+    },
     /// An operation on this child is under way; try again later.
     ChildBusy { canister_id: Principal, step: RolloutStep },
     /// An argument is out of range or malformed.
     InvalidArgument { reason: String },
+    /// `rollout_release`: no release with this hash was ever carried by this parent (see `releases()`).
+    UnknownRelease { hash: Vec<u8> },
+    /// `rollout_release`: the release's module is no longer in the release store (see `keep_releases`).
+    ReleaseNotStored { hash: Vec<u8> },
     /// A management canister call failed. `code` is the IC reject code (0 if the call was never sent).
     CallFailed { method: String, code: u32, message: String },
 }
@@ -212,10 +312,21 @@ impl std::fmt::Display for ParentError {
             ParentError::AlreadyRegistered { canister_id } => {
                 write!(f, "child {canister_id} is already registered")
             }
+            ParentError::NoSnapshot { canister_id } => write!(f, "no snapshot of {canister_id} to restore"),
+            ParentError::UnknownModule {
+                canister_id,
+                module_hash,
+            } => write!(
+                f,
+                "{canister_id} runs module {}, which is no release this parent has shipped",
+                hex(module_hash)
+            ),
             ParentError::ChildBusy { canister_id, step } => {
                 write!(f, "child {canister_id} is busy ({step:?})")
             }
             ParentError::InvalidArgument { reason } => write!(f, "invalid argument: {reason}"),
+            ParentError::UnknownRelease { hash } => write!(f, "release {} is unknown to this parent", hex(hash)),
+            ParentError::ReleaseNotStored { hash } => write!(f, "release {} is no longer stored", hex(hash)),
             ParentError::CallFailed { method, code, message } => {
                 write!(f, "{method} failed (reject code {code}): {message}")
             }
@@ -224,3 +335,7 @@ impl std::fmt::Display for ParentError {
 }
 
 impl std::error::Error for ParentError {}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

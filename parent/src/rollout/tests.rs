@@ -1,11 +1,12 @@
 use super::*;
 use crate::driver;
-use crate::ic::InstallMode;
-use crate::ic::{ChildStatus, RunStatus};
-use crate::model::{ChildEntry, Op, Phase, Step, UpgradeOptions};
-use crate::state::test_support::{fresh_state, install_global, principal, OLD};
+use crate::ic::{Ic, InstallMode};
+use crate::model::{ChildEntry, Op, Phase, SnapshotPolicy, Step, UpgradeOptions};
+use crate::outcome::{ChildStatus, RunStatus};
+use crate::state::test_support::{fresh_state, install_global, next_release, principal, release_of, OLD};
 use crate::state::{mutate_state, read_state, State};
 use crate::testing::{block_on, FakeIc, Fault, Method};
+use shared::parent::{ParentError, RestoreTarget};
 
 const NOW: u64 = 1_000;
 
@@ -49,7 +50,7 @@ fn complete_ok(s: &mut State, launch: Launch, now: u64) {
 fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
     let mut s = fresh_state();
     set_k(&mut s, k);
-    let ic = FakeIc::new(&s.release.hash);
+    let ic = FakeIc::new();
     let ids: Vec<Principal> = (0..n).map(principal).collect();
     for id in &ids {
         add_idle(&mut s, *id, Some(&OLD));
@@ -60,7 +61,9 @@ fn fleet(n: u64, k: u32) -> (FakeIc, Vec<Principal>) {
     (ic, ids)
 }
 
-/// Runs ticks and the workers they launch (one after another) until the rollout has no work left.
+/// Runs ticks and the workers they launch (one after another) until the rollout has no work left; when work is left
+/// after a tick (an operation waiting for its backoff), the clock moves on by the lock-check interval, as the next
+/// tick would.
 fn run_rollout(ic: &FakeIc) {
     for _ in 0..1_000 {
         for launch in driver::tick(ic) {
@@ -70,6 +73,7 @@ fn run_rollout(ic: &FakeIc) {
         if !read_state(has_work) {
             return;
         }
+        ic.0.borrow_mut().now += LOCK_CHECK_INTERVAL.as_nanos() as u64;
     }
     panic!("rollout did not finish");
 }
@@ -373,18 +377,128 @@ fn a_confirm_that_does_not_see_the_release_fails_the_child() {
 }
 
 #[test]
-fn a_confirm_that_sees_a_stopped_child_fails_it() {
+fn a_child_seen_stopped_is_started_again_at_once_then_with_backoff_until_it_runs() {
     let mut s = fresh_state();
-    add_idle(&mut s, principal(1), Some(&OLD));
+    let id = principal(1);
+    add_idle(&mut s, id, Some(&OLD));
     on_install(&mut s, NOW);
     let l = tick(&mut s, NOW).launches.pop().unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
-    assert_eq!(l.step, Step::Confirm);
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // stopped
+    let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // installed
+    let failed_start = Outcome::Unit(Err(CallError::new("start_canister", 2, "queue full")));
+    let l = on_result(&mut s, l.child, l.op_id, failed_start.clone(), NOW).unwrap();
+    assert_eq!(
+        l.step,
+        Step::Confirm,
+        "a failed start is confirmed: it may have started anyway"
+    );
     let rel = release(&s);
-    assert!(on_result(&mut s, l.child, l.op_id, status(RunStatus::Stopped, &rel), NOW).is_none());
-    assert_eq!(s.child(&principal(1)).unwrap().phase, Phase::Failed);
+    let stopped = || status(RunStatus::Stopped, &rel);
+
+    // First turn: started again at once.
+    let l = on_result(&mut s, l.child, l.op_id, stopped(), NOW).unwrap();
+    assert_eq!(l.step, Step::Start);
+    let l = on_result(&mut s, l.child, l.op_id, failed_start.clone(), NOW).unwrap();
+    // Second turn: waits `backoff(1)` with no call out, holding its slot, and never ends Failed meanwhile.
+    assert!(on_result(&mut s, l.child, l.op_id, stopped(), NOW).is_none());
+    let op = s.child(&id).unwrap().op().cloned().expect("still locked");
+    let due = NOW + FIRST_BACKOFF.as_nanos() as u64;
+    assert_eq!((op.step, op.wait_until, op.retries), (Step::Start, Some(due), 2));
+    assert_eq!(s.slot_count(), 1);
+    assert!(tick(&mut s, due - 1).launches.is_empty(), "not due yet");
+    let resumed = tick(&mut s, due).launches;
+    assert_eq!(resumed.len(), 1);
+    let l = resumed[0].clone();
+    assert_eq!(l.step, Step::Start);
+    // Third turn waits twice as long.
+    let l = on_result(&mut s, l.child, l.op_id, failed_start, due).unwrap();
+    assert!(on_result(&mut s, l.child, l.op_id, stopped(), due).is_none());
+    let later = due + 2 * FIRST_BACKOFF.as_nanos() as u64;
+    assert_eq!(s.child(&id).unwrap().op().unwrap().wait_until, Some(later));
+
+    // Once the start works, the child runs the release: done, with no failure left behind.
+    let l = tick(&mut s, later).launches.pop().unwrap();
+    let l = on_result(&mut s, l.child, l.op_id, ok(), later).unwrap();
+    assert!(on_result(&mut s, l.child, l.op_id, status(RunStatus::Running, &rel), later).is_none());
+    let e = s.child(&id).unwrap();
+    assert_eq!(
+        (e.phase, e.last_error, e.installed_hash),
+        (Phase::Idle, None, Some(rel.clone()))
+    );
+    s.check_invariants();
+}
+
+#[test]
+fn backoff_starts_at_once_then_doubles_to_an_hour() {
+    assert_eq!(backoff(0), None);
+    assert_eq!(backoff(1), Some(FIRST_BACKOFF));
+    assert_eq!(backoff(2), Some(FIRST_BACKOFF * 2));
+    assert_eq!(backoff(6), Some(FIRST_BACKOFF * 32));
+    assert_eq!(backoff(7), Some(MAX_BACKOFF));
+    assert_eq!(backoff(u32::MAX), Some(MAX_BACKOFF));
+}
+
+#[test]
+fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
+    let rel = fresh_state().release.hash;
+    let lost = CallError::new(
+        "start_canister",
+        5,
+        "Only controllers of canister x can call ic00 method start_canister",
+    );
+    let gone = CallError::new("canister_status", 3, "Canister x not found");
+    for (label, outcome, lost_control) in [
+        ("running another module", status(RunStatus::Running, &OLD), false),
+        ("not a controller", Outcome::Unit(Err(lost.clone())), true),
+        ("deleted", Outcome::Status(Err(gone.clone())), true),
+    ] {
+        let mut s = fresh_state();
+        let id = principal(1);
+        add_idle(&mut s, id, Some(&OLD));
+        on_install(&mut s, NOW);
+        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        // Walk to the step that can produce this outcome.
+        let want = match &outcome {
+            Outcome::Unit(_) => Step::Start,
+            Outcome::Status(_) | Outcome::Snapshot(_) => Step::Confirm,
+        };
+        while l.step != want {
+            l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+        }
+        assert!(on_result(&mut s, l.child, l.op_id, outcome, NOW).is_none(), "{label}");
+        let e = s.child(&id).unwrap();
+        assert_eq!((e.phase, e.lost_control), (Phase::Failed, lost_control), "{label}");
+        let _ = rel;
+    }
+    // Seen stopped, or not seen at all: never failed, whatever the attempts.
+    for outcome in [
+        status(RunStatus::Stopped, &OLD),
+        Outcome::Status(Err(CallError::new("canister_status", 2, "busy"))),
+    ] {
+        let mut s = fresh_state();
+        add_idle(&mut s, principal(1), Some(&OLD));
+        on_install(&mut s, NOW);
+        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        while l.step != Step::Confirm {
+            l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
+        }
+        let mut e = s.child(&principal(1)).unwrap();
+        e.attempts = MAX_ATTEMPTS;
+        s.put_child(principal(1), e);
+        on_result(&mut s, l.child, l.op_id, outcome.clone(), NOW);
+        assert!(
+            matches!(s.child(&principal(1)).unwrap().phase, Phase::InFlight(_)),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn errors_are_capped_keeping_the_latest() {
+    let long = "x".repeat(MAX_ERROR_BYTES);
+    let error = note(&Some(long), "the latest error").unwrap();
+    assert!(error.len() <= MAX_ERROR_BYTES + 3, "{}", error.len());
+    assert!(error.starts_with('…') && error.ends_with("; the latest error"));
 }
 
 // --- resuming interrupted operations --------------------------------------------------------------------------
@@ -392,7 +506,7 @@ fn a_confirm_that_sees_a_stopped_child_fails_it() {
 /// A child caught mid-step by a parent upgrade: its lock carries the previous epoch and its callbacks are lost.
 fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc, Principal) {
     let mut s = fresh_state();
-    let ic = FakeIc::new(&s.release.hash);
+    let ic = FakeIc::new();
     let id = principal(7);
     on_install(&mut s, NOW); // the instance that launched the operation
     let epoch = s.meta().epoch;
@@ -403,6 +517,11 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         since: NOW,
         error: None,
         upgrade: Default::default(),
+        retries: 0,
+        wait_until: None,
+        release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -475,18 +594,25 @@ fn an_interrupted_operation_is_rechecked_never_blindly_redone() {
 }
 
 #[test]
-fn rechecks_that_keep_failing_end_after_max_attempts_with_a_start() {
+fn rechecks_that_keep_failing_go_on_with_backoff_and_the_child_is_started() {
     let (ic, id) = orphan(Step::Stop, RunStatus::Stopped, Some(&OLD));
-    for _ in 0..10 {
+    for _ in 0..6 {
         ic.fault(Method::Status, id, Fault::Reject(2, "status unavailable"));
     }
     run_rollout(&ic);
     use Method::*;
-    // take-over (attempt 2) → recheck fails → retry (attempt 3) → fails → out of attempts: start, then confirm fails.
-    assert_eq!(ic.methods_for(id), vec![Status, Status, Start, Status]);
+    // take-over (attempt 2): recheck fails → recheck (attempt 3) fails → out of attempts, blind: start at once →
+    // confirm fails → recheck after 1 min fails → start after 2 min → confirm fails → recheck after 4 min fails →
+    // start after 8 min → confirm sees it running OLD, out of attempts: failed, running.
+    assert_eq!(
+        ic.methods_for(id),
+        vec![Status, Status, Start, Status, Status, Start, Status, Status, Start, Status]
+    );
     let e = entry(id);
-    assert_eq!(e.phase, Phase::Failed);
-    assert_eq!(e.attempts, MAX_ATTEMPTS);
+    assert_eq!(
+        (e.phase, e.lost_control, e.attempts),
+        (Phase::Failed, false, MAX_ATTEMPTS)
+    );
     assert_eq!(ic.canister(id).status, RunStatus::Running);
 }
 
@@ -522,11 +648,13 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
 
     // Overlapping rollouts re-plan, but a locked child is neither queued nor launched again.
     set_k(&mut s, 10);
-    new_rollout(&mut s, NOW, false);
+    let target = s.target();
+    new_rollout(&mut s, NOW, target, false);
     let plan = tick(&mut s, NOW);
     assert!(plan.launches.iter().all(|l| l.child != locked), "{plan:?}");
     assert!(!s.pending().contains_key(&locked));
-    new_rollout(&mut s, NOW, false);
+    let target = s.target();
+    new_rollout(&mut s, NOW, target, false);
     assert!(tick(&mut s, NOW).launches.is_empty());
 
     // Only the lock holder may advance the operation.
@@ -568,7 +696,7 @@ fn a_stale_lock_is_taken_over_and_the_old_holder_is_ignored() {
 }
 
 #[test]
-fn orphans_are_taken_over_within_k() {
+fn orphans_are_taken_over_whatever_k_is_and_before_new_children_start() {
     let mut s = fresh_state();
     set_k(&mut s, 4);
     for i in 0..6 {
@@ -576,21 +704,27 @@ fn orphans_are_taken_over_within_k() {
     }
     on_install(&mut s, NOW);
     assert_eq!(tick(&mut s, NOW).launches.len(), 4);
-    on_install(&mut s, NOW); // upgrade: four orphans
-    set_k(&mut s, 2);
+    on_install(&mut s, NOW); // upgrade: four orphans (their children may be stopped)
+    set_k(&mut s, 0); // and the rollout paused
     let plan = tick(&mut s, NOW);
-    assert_eq!(plan.launches.len(), 2);
+    assert_eq!(plan.launches.len(), 4, "paused, yet every orphan is taken over");
     assert!(plan.launches.iter().all(|l| l.step == Step::Recheck));
+    assert_eq!(
+        plan.rearm,
+        Some(LOCK_CHECK_INTERVAL),
+        "locks keep the tick coming while paused"
+    );
     assert!(
         tick(&mut s, NOW).launches.is_empty(),
-        "two live ones fill K=2; the other orphans wait"
+        "no new child starts while paused"
     );
-    complete_ok(&mut s, plan.launches[0].clone(), NOW);
-    let next = launch(&mut s, NOW, 1);
-    assert_eq!(
-        next[0].step,
-        Step::Recheck,
-        "orphans are taken over before new children start"
+    set_k(&mut s, 2);
+    for l in &plan.launches[..3] {
+        complete_ok(&mut s, l.clone(), NOW);
+    }
+    assert!(
+        launch(&mut s, NOW, 10).len() == 1,
+        "one orphan left holds one of K = 2 slots"
     );
     s.check_invariants();
 }
@@ -658,12 +792,12 @@ fn only_a_verifying_rollout_finds_a_child_changed_behind_the_parents_back() {
     ic.add_child(drifted, RunStatus::Running, Some(&OLD));
     let calls = ic.calls().len();
 
-    mutate_state(|s| new_rollout(s, NOW, false));
+    mutate_state(|s| new_rollout(s, NOW, s.target(), false));
     run_rollout(&ic);
     assert_eq!(ic.calls().len(), calls, "a plain rollout trusts the registry");
     assert_eq!(ic.canister(drifted).module_hash.as_deref(), Some(&OLD[..]));
 
-    mutate_state(|s| new_rollout(s, NOW, true));
+    mutate_state(|s| new_rollout(s, NOW, s.target(), true));
     run_rollout(&ic);
     let new_calls = &ic.calls()[calls..];
     for id in &ids {
@@ -743,7 +877,10 @@ fn a_child_with_no_known_module_is_checked_before_anything_is_done() {
 // --- per-operation upgrade options (retry_child) ----------------------------------------------------------------
 
 fn skip_pre_upgrade() -> UpgradeOptions {
-    UpgradeOptions { skip_pre_upgrade: true }
+    UpgradeOptions {
+        skip_pre_upgrade: true,
+        restore: false,
+    }
 }
 
 fn upgrade_installs(ic: &FakeIc, id: Principal) -> Vec<InstallMode> {
@@ -793,10 +930,9 @@ fn skip_pre_upgrade_reaches_the_install_of_that_one_operation() {
 
     // The next release upgrades it normally again.
     mutate_state(|s| {
-        s.release.hash = [0x22; 32];
+        s.release = next_release();
         on_install(s, NOW);
     });
-    ic.0.borrow_mut().release = vec![0x22; 32];
     run_rollout(&ic);
     assert_eq!(upgrade_installs(&ic, stuck), vec![PLAIN, PLAIN, SKIP, PLAIN]);
     assert_eq!(entry(stuck).phase, Phase::Idle);
@@ -834,4 +970,228 @@ fn options_of_a_child_dropped_from_the_queue_are_cleared() {
     let e = s.child(&principal(1)).unwrap();
     assert_eq!(e.phase, Phase::Idle);
     assert_eq!(e.upgrade, UpgradeOptions::default());
+}
+
+#[test]
+fn ticks_are_needed_while_locks_are_held_or_work_can_start() {
+    let mut s = fresh_state();
+    add_idle(&mut s, principal(1), Some(&OLD));
+    on_install(&mut s, NOW);
+    assert!(needs_ticks(&s), "a rollout to plan");
+    assert!(
+        s.build_running_index(PLAN_BATCH),
+        "the registry is counted in one batch"
+    );
+    set_k(&mut s, 0);
+    assert!(!needs_ticks(&s), "paused with nothing under way: no tick");
+    set_k(&mut s, 1);
+    let l = tick(&mut s, NOW).launches.pop().unwrap();
+    set_k(&mut s, 0);
+    assert!(needs_ticks(&s), "paused with a lock held: the tick keeps coming");
+    complete_ok(&mut s, l, NOW);
+    assert!(!needs_ticks(&s) && !has_work(&s));
+}
+
+// --- release store and rollbacks ------------------------------------------------------------------------------
+
+#[test]
+fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_with_the_same_child() {
+    let (ic, ids) = fleet(3, 2);
+    run_rollout(&ic);
+    let a = read_state(|s| s.release.clone());
+    let b = next_release();
+    // The parent is upgraded to release B: a new child, so a new rollout to it.
+    mutate_state(|s| {
+        s.release = b.clone();
+        assert!(on_install(s, NOW));
+    });
+    run_rollout(&ic);
+    assert!(ids
+        .iter()
+        .all(|id| ic.canister(*id).module_hash == Some(b.hash.to_vec())));
+
+    // B is bad: back to A, whose module now comes from the store (the parent embeds B).
+    let rollback = mutate_state(|s| crate::admin::rollout_release(s, a.hash.to_vec(), NOW)).unwrap();
+    assert_eq!(read_state(|s| (s.target(), s.rollout().id)), (a.hash, rollback));
+    run_rollout(&ic);
+    for id in &ids {
+        assert_eq!(ic.canister(*id).module_hash, Some(a.hash.to_vec()), "back on A");
+        assert_eq!(entry(*id).installed_hash, Some(a.hash.to_vec()));
+        assert_eq!(
+            upgrade_installs(&ic, *id).len(),
+            3,
+            "A, B, A again: upgrades, never reinstalls"
+        );
+    }
+
+    // A parent hotfix that carries the same child B does not undo the rollback.
+    assert!(!mutate_state(|s| on_install(s, NOW)));
+    assert_eq!(read_state(|s| s.target()), a.hash);
+    // A parent that carries a child it never had makes that child the target again.
+    let c = release_of(&[7, 7, 7], "4.0.0");
+    mutate_state(|s| {
+        s.release = c.clone();
+        assert!(on_install(s, NOW));
+    });
+    assert_eq!(read_state(|s| s.target()), c.hash);
+}
+
+// --- snapshots and restores -----------------------------------------------------------------------------------
+
+/// A fleet of `n` children on OLD, snapshots on, upgraded to the release; returns the first rollout's id.
+fn snapshotted_fleet(n: u64) -> (FakeIc, Vec<Principal>, u64) {
+    let (ic, ids) = fleet(n, 2);
+    mutate_state(|s| s.update_settings(|st| st.snapshot_before_upgrade = SnapshotPolicy::All));
+    run_rollout(&ic);
+    (ic, ids, read_state(|s| s.rollout().id))
+}
+
+#[test]
+fn with_snapshots_on_each_child_is_snapshotted_stopped_before_its_install_one_slot_per_child() {
+    let (ic, ids, rollout) = snapshotted_fleet(2);
+    use Method::*;
+    assert_eq!(ic.methods_for(ids[0]), vec![Stop, TakeSnapshot, Install, Start, Status]);
+    let snap = entry(ids[0]).snapshot.expect("recorded");
+    assert_eq!((snap.release, snap.rollout), (OLD.to_vec(), rollout));
+    assert_eq!(
+        ic.canister(ids[0]).snapshots,
+        vec![(snap.id.clone(), Some(OLD.to_vec()))]
+    );
+    assert_eq!(read_state(|s| s.rollout().snapshots), 2);
+    // The next rollout replaces it: still one snapshot per child, now of the release.
+    let next = next_release();
+    mutate_state(|s| {
+        s.release = next.clone();
+        on_install(s, NOW);
+    });
+    run_rollout(&ic);
+    let again = entry(ids[0]).snapshot.unwrap();
+    assert_ne!(again.id, snap.id);
+    assert_eq!(ic.canister(ids[0]).snapshots.len(), 1);
+    assert_eq!(ic.canister(ids[0]).module_hash, Some(next.hash.to_vec()));
+}
+
+#[test]
+fn a_child_whose_snapshot_fails_is_started_again_untouched_and_failed() {
+    let (ic, ids) = fleet(2, 2);
+    mutate_state(|s| s.update_settings(|st| st.snapshot_before_upgrade = SnapshotPolicy::All));
+    ic.fault(
+        Method::TakeSnapshot,
+        ids[0],
+        Fault::Reject(5, "reached the maximum number of snapshots allowed: 10"),
+    );
+    run_rollout(&ic);
+    use Method::*;
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Stop, TakeSnapshot, Start, Status],
+        "never installed"
+    );
+    let e = entry(ids[0]);
+    assert_eq!((e.phase, e.lost_control), (Phase::Failed, false));
+    assert!(e
+        .last_error
+        .unwrap()
+        .contains("no snapshot, so the child was not upgraded"));
+    assert_eq!(ic.canister(ids[0]).module_hash, Some(OLD.to_vec()));
+    assert_eq!(ic.canister(ids[0]).status, RunStatus::Running);
+    assert_eq!(entry(ids[1]).phase, Phase::Idle, "the others go on");
+}
+
+#[test]
+fn restoring_a_rollout_loads_each_snapshot_back_and_drops_the_queued_upgrades() {
+    let (ic, ids, rollout) = snapshotted_fleet(3);
+    // A later child was never snapshotted and is still queued for the upgrade when the restore starts.
+    let late = principal(99);
+    mutate_state(|s| {
+        s.put_child(late, ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0));
+    });
+    ic.add_child(late, RunStatus::Running, Some(&OLD));
+    let restore = mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Rollout(rollout), NOW)).unwrap();
+    run_rollout(&ic);
+    use Method::*;
+    for id in &ids {
+        assert_eq!(
+            ic.canister(*id).module_hash,
+            Some(OLD.to_vec()),
+            "back on the snapshot's module"
+        );
+        assert_eq!(&ic.methods_for(*id)[5..], [Stop, LoadSnapshot, Start, Status]);
+        assert_eq!(
+            (entry(*id).phase, entry(*id).installed_hash),
+            (Phase::Idle, Some(OLD.to_vec()))
+        );
+    }
+    assert!(
+        ic.methods_for(late).is_empty(),
+        "a restore does not go on spreading the release"
+    );
+    assert_eq!(entry(late).phase, Phase::Idle);
+    let r = read_state(|s| s.rollout().clone());
+    assert_eq!(
+        (r.id, r.restore, r.restore_from, r.restored, r.upgraded),
+        (restore, true, Some(rollout), 3, 0)
+    );
+    read_state(|s| s.check_invariants());
+}
+
+#[test]
+fn restoring_named_children_checks_them_all_first_and_changes_nothing_on_error() {
+    let (ic, ids, _) = snapshotted_fleet(2);
+    let never = principal(77);
+    mutate_state(|s| s.put_child(never, ChildEntry::new(Some(OLD.to_vec()), Phase::Idle, 0)));
+    let before = read_state(|s| (s.rollout().clone(), entry(ids[0])));
+    let restore = |targets: Vec<Principal>| {
+        mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(targets), NOW))
+    };
+    assert_eq!(
+        restore(vec![ids[0], never]),
+        Err(ParentError::NoSnapshot { canister_id: never })
+    );
+    assert_eq!(
+        restore(vec![principal(55)]),
+        Err(ParentError::UnknownChild {
+            canister_id: principal(55)
+        })
+    );
+    assert!(matches!(restore(vec![]), Err(ParentError::InvalidArgument { .. })));
+    assert_eq!(
+        read_state(|s| (s.rollout().clone(), entry(ids[0]))),
+        before,
+        "nothing changed"
+    );
+    restore(vec![ids[1]]).unwrap();
+    run_rollout(&ic);
+    assert_eq!(ic.canister(ids[1]).module_hash, Some(OLD.to_vec()));
+    assert_eq!(
+        ic.canister(ids[0]).module_hash,
+        Some(read_state(|s| s.release.hash.to_vec())),
+        "only the one named"
+    );
+}
+
+#[test]
+fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
+    let (ic, ids, _) = snapshotted_fleet(1);
+    let id = ids[0];
+    mutate_state(|s| crate::admin::restore_snapshots(s, RestoreTarget::Children(vec![id]), NOW)).unwrap();
+    // The restore is stopped, its snapshot loaded, when the parent is upgraded: the start never happened.
+    let l = mutate_state(|s| tick(s, NOW).launches.pop().unwrap());
+    assert_eq!(l.step, Step::Stop);
+    block_on(ic.stop(id)).unwrap();
+    let l = mutate_state(|s| on_result(s, l.child, l.op_id, ok(), NOW)).unwrap();
+    assert_eq!(l.step, Step::LoadSnapshot);
+    block_on(ic.load_snapshot(id, l.snapshot.clone().unwrap())).unwrap();
+    mutate_state(|s| on_install(s, NOW));
+    run_rollout(&ic);
+    use Method::*;
+    let calls = ic.methods_for(id);
+    assert_eq!(
+        &calls[calls.len() - 4..],
+        [Status, LoadSnapshot, Start, Status],
+        "re-checked, loaded again, started"
+    );
+    assert_eq!(ic.canister(id).status, RunStatus::Running);
+    assert_eq!(ic.canister(id).module_hash, Some(OLD.to_vec()));
+    assert_eq!(read_state(|s| s.rollout().restored), 1);
 }

@@ -9,8 +9,8 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord, RetryOptions,
-    RolloutStatus, Settings,
+    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, RegisterOptions, ReleaseRecord,
+    RestoreTarget, RetryOptions, RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 
@@ -52,8 +52,18 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "create_children", (n, spec))
     }
 
+    /// `register_child` without options (the argument is left out, as a client written before it existed sends).
     pub fn register_child(&self, sender: Principal, canister_id: Principal) -> Result<ChildInfo, ParentError> {
         self.update(sender, "register_child", (canister_id,))
+    }
+
+    pub fn register_child_with(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+        options: RegisterOptions,
+    ) -> Result<ChildInfo, ParentError> {
+        self.update(sender, "register_child", (canister_id, Some(options)))
     }
 
     pub fn remove_child(&self, sender: Principal, canister_id: Principal) -> Result<(), ParentError> {
@@ -79,6 +89,22 @@ impl<'a> ParentApi<'a> {
 
     pub fn verify_fleet(&self, sender: Principal) -> Result<u64, ParentError> {
         self.update(sender, "verify_fleet", ())
+    }
+
+    pub fn rollout_release(&self, sender: Principal, hash: Vec<u8>) -> Result<u64, ParentError> {
+        self.update(sender, "rollout_release", (hash,))
+    }
+
+    pub fn set_snapshot_policy(&self, sender: Principal, policy: SnapshotPolicy) -> Result<(), ParentError> {
+        self.update(sender, "set_snapshot_policy", (policy,))
+    }
+
+    pub fn restore_snapshots(&self, sender: Principal, target: RestoreTarget) -> Result<u64, ParentError> {
+        self.update(sender, "restore_snapshots", (target,))
+    }
+
+    pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {
+        self.update(sender, "set_keep_releases", (keep,))
     }
 
     pub fn set_admins(&self, sender: Principal, admins: Vec<Principal>) -> Result<(), ParentError> {
