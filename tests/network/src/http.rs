@@ -2,20 +2,23 @@
 //! (202, then `request_status` polling) and on v3/v4 (synchronous, with a certificate); `query` on v2/v3 with an
 //! Ed25519 node signature; `read_state` on v2/v3 for a canister or the subnet. Errors are the IC's HTTP answers.
 
-use std::io::{Cursor, Read};
+use std::convert::Infallible;
+use std::io::Cursor;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
 use candid::Principal;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
 use ic_transport_types::{
     Envelope, EnvelopeContent, NodeSignature, QueryResponse, ReadStateResponse, ReplyResponse, RequestId,
     TransportCallResponse,
 };
 use serde::Serialize;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::auth;
 use crate::engine::{now_nanos, Call, CallEvent, Command, Query};
@@ -35,41 +38,57 @@ pub struct Context {
     pub keys: Keys,
     pub subnet_id: Principal,
     pub commands: Sender<Command>,
-    pub stopping: Arc<AtomicBool>,
 }
 
-/// Serves requests until the network stops (and unblocks the server).
-pub fn serve(server: &Server, context: &Context) {
+type Body = Full<Cursor<Vec<u8>>>;
+
+/// Accepts connections and serves each (HTTP/1.1, keep-alive) until the runtime shuts down. A request's handler
+/// blocks on the replica thread, so it runs on the runtime's blocking pool.
+pub async fn serve(listener: tokio::net::TcpListener, context: Arc<Context>) {
     loop {
-        let mut request = match server.recv() {
-            Ok(request) => request,
-            Err(_) if context.stopping.load(Ordering::SeqCst) => return,
-            Err(_) => continue,
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
         };
-        let response = match handle(&mut request, context) {
-            Ok(reply) => reply.into_response(),
-            Err(error) => Reply::Text(error.status, error.message).into_response(),
-        };
-        let _ = request.respond(response);
+        let context = context.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| respond(request, context.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
+}
+
+async fn respond(request: Request<Incoming>, context: Arc<Context>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(_) => Err(HttpError::too_large(format!(
+            "The request body is larger than the maximum of {MAX_BODY_BYTES} bytes."
+        ))),
+    };
+    let reply = tokio::task::spawn_blocking(move || {
+        let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
+        handle(&parts.method, parts.uri.path(), content_type, body, &context)
+    })
+    .await
+    .unwrap_or_else(|e| Err(HttpError::new(500, format!("The request handler failed: {e}"))));
+    let (status, content_type, body) = match reply {
+        Ok(Reply::Cbor(body)) => (200, "application/cbor", body),
+        Ok(Reply::Accepted) => (202, "text/plain; charset=utf-8", Vec::new()),
+        Err(error) => (error.status, "text/plain; charset=utf-8", error.message.into_bytes()),
+    };
+    let response = Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Cursor::new(body)))
+        .expect("a valid response");
+    Ok(response)
 }
 
 enum Reply {
     Cbor(Vec<u8>),
     Accepted,
-    Text(u16, String),
-}
-
-impl Reply {
-    fn into_response(self) -> Response<Cursor<Vec<u8>>> {
-        let (status, content_type, body) = match self {
-            Reply::Cbor(body) => (200, "application/cbor", body),
-            Reply::Accepted => (202, "text/plain; charset=utf-8", Vec::new()),
-            Reply::Text(status, text) => (status, "text/plain; charset=utf-8", text.into_bytes()),
-        };
-        let header = Header::from_bytes("Content-Type", content_type).expect("a valid header");
-        Response::from_data(body).with_status_code(status).with_header(header)
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,12 +98,17 @@ enum Version {
     V4,
 }
 
-fn handle(request: &mut Request, context: &Context) -> Result<Reply, HttpError> {
-    let path = request.url().split('?').next().unwrap_or_default().to_string();
+fn handle(
+    method: &Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Result<Vec<u8>, HttpError>,
+    context: &Context,
+) -> Result<Reply, HttpError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (request.method(), parts.as_slice()) {
-        (Method::Get, ["api", "v2", "status"]) => Ok(status(context)),
-        (Method::Post, ["api", version, kind, id, endpoint]) => {
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["api", "v2", "status"]) => Ok(status(context)),
+        (&Method::POST, ["api", version, kind, id, endpoint]) => {
             let version = match *version {
                 "v2" => Version::V2,
                 "v3" => Version::V3,
@@ -103,9 +127,13 @@ fn handle(request: &mut Request, context: &Context) -> Result<Reply, HttpError> 
                 }
                 _ => return Err(not_found()),
             };
-            let endpoint = endpoint.to_string();
-            let body = read_body(request)?;
-            match (endpoint.as_str(), version) {
+            if !content_type.is_some_and(|t| t.eq_ignore_ascii_case("application/cbor")) {
+                return Err(HttpError::bad_request(
+                    "Unexpected content-type, expected application/cbor.",
+                ));
+            }
+            let body = body?;
+            match (*endpoint, version) {
                 ("call", Version::V2) => call(context, &body, effective, false),
                 ("call", Version::V3 | Version::V4) => call(context, &body, effective, true),
                 ("query", Version::V2 | Version::V3) => query(context, &body, effective),
@@ -119,30 +147,6 @@ fn handle(request: &mut Request, context: &Context) -> Result<Reply, HttpError> 
 
 fn not_found() -> HttpError {
     HttpError::not_found("Not found.")
-}
-
-fn read_body(request: &mut Request) -> Result<Vec<u8>, HttpError> {
-    let cbor = request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Content-Type") && h.value.as_str().eq_ignore_ascii_case("application/cbor"));
-    if !cbor {
-        return Err(HttpError::bad_request(
-            "Unexpected content-type, expected application/cbor.",
-        ));
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| HttpError::bad_request(format!("Could not read the request body: {e}")))?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(HttpError::too_large(format!(
-            "The request body is larger than the maximum of {MAX_BODY_BYTES} bytes."
-        )));
-    }
-    Ok(body)
 }
 
 fn status(context: &Context) -> Reply {
@@ -345,8 +349,5 @@ fn send(context: &Context, command: Command) -> Result<(), HttpError> {
 }
 
 fn stopped() -> HttpError {
-    HttpError {
-        status: 503,
-        message: "The network is shutting down.".to_string(),
-    }
+    HttpError::new(503, "The network is shutting down.")
 }

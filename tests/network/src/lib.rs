@@ -15,7 +15,6 @@ mod tree;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,9 +31,6 @@ use read_state::Subnet;
 
 /// Canister ids this network hands out start here (as a dfx local replica's do: `bnz7o-iuaaa-aaaaa-qaaaa-cai`).
 pub const FIRST_CANISTER_INDEX: u64 = 0x8000_0000_0010_0000;
-
-/// HTTP worker threads (a synchronous call holds one until it is answered).
-const WORKERS: usize = 16;
 
 /// An HTTP answer other than 200/202: the status and a plain-text message, as the IC sends them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +56,7 @@ impl HttpError {
         Self::new(413, message)
     }
 
-    fn new(status: u16, message: impl Into<String>) -> Self {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -68,25 +64,23 @@ impl HttpError {
     }
 }
 
-/// A running network. Dropping it stops the HTTP workers and the replica.
+/// A running network. Dropping it stops the HTTP server, and with it the replica.
 pub struct Network {
     address: SocketAddr,
     root_key: Vec<u8>,
     subnet_id: Principal,
     commands: Option<Sender<Command>>,
-    server: Arc<tiny_http::Server>,
-    stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// The HTTP server's runtime; the replica thread ends once it and `commands` are gone.
+    runtime: Option<tokio::runtime::Runtime>,
+    replica: Option<JoinHandle<()>>,
 }
 
 impl Network {
     /// Starts a network on `address` (port 0 picks a free port) with these keys.
     pub fn start(address: impl ToSocketAddrs, keys: Keys) -> io::Result<Self> {
-        let server = Arc::new(tiny_http::Server::http(address).map_err(io::Error::other)?);
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("not an IP listener"))?;
+        let listener = std::net::TcpListener::bind(address)?;
+        let address = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
         let root_key = keys.root_key_der().to_vec();
         let config = ReplicaConfig {
             root_key: Some(root_key.clone()),
@@ -104,32 +98,31 @@ impl Network {
         };
         let subnet_id = subnet.id;
         let (commands, receiver) = mpsc::channel();
-        let mut threads = vec![std::thread::Builder::new()
+        let replica = std::thread::Builder::new()
             .name("replica".into())
-            .spawn(move || Engine::new(Replica::with_config(config), subnet, receiver).run())?];
-        let stopping = Arc::new(AtomicBool::new(false));
+            .spawn(move || Engine::new(Replica::with_config(config), subnet, receiver).run())?;
         let context = Arc::new(http::Context {
             keys,
             subnet_id,
             commands: commands.clone(),
-            stopping: stopping.clone(),
         });
-        for i in 0..WORKERS {
-            let (server, context) = (server.clone(), context.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("http-{i}"))
-                    .spawn(move || http::serve(&server, &context))?,
-            );
-        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("http")
+            .enable_io()
+            .build()?;
+        let listener = {
+            let _runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn(http::serve(listener, context));
         Ok(Self {
             address,
             root_key,
             subnet_id,
             commands: Some(commands),
-            server,
-            stopping,
-            threads,
+            runtime: Some(runtime),
+            replica: Some(replica),
         })
     }
 
@@ -168,22 +161,19 @@ impl Network {
 
     /// Serves until the process ends.
     pub fn wait(mut self) {
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        if let Some(replica) = self.replica.take() {
+            let _ = replica.join();
         }
     }
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..WORKERS {
-            self.server.unblock();
-        }
-        // The replica thread ends once every command sender is gone: ours, and the workers' (when they end).
+        // Ends the server without waiting (also from async code); a request still waiting on the replica keeps its
+        // thread, and the replica thread, until it is answered.
         self.commands = None;
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
