@@ -1,4 +1,4 @@
-//! The thread that owns the replica (it is not `Sync`): it takes commands from the HTTP workers, runs rounds on
+//! The thread that owns the replica (it is not `Sync`): it takes commands from the HTTP handlers, runs rounds on
 //! its own while there is work (messages, due timers, heartbeats), and sleeps otherwise.
 
 use std::collections::BTreeMap;
