@@ -30,3 +30,7 @@ scripts/check-icp-build.sh
 
 step "@dfinity/pic runs against the PocketIC-compatible server (tests/pocket-ic-server)"
 scripts/check-pic-js.sh
+
+step "icp-cli against the local network: deploy, create, upgrade, verify; the fleet scripts; another root key"
+# The network binary the tests above built (a build of its own would compile its dependencies once more).
+NETWORK_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/network scripts/check-network.sh
