@@ -4,7 +4,7 @@
 
 use crate::driver;
 use crate::ic::Ic;
-use crate::model::{Gates, Phase, Settings, Share, SnapshotPolicy, UpgradeOptions};
+use crate::model::{CyclesPolicy, Gates, Phase, Settings, Share, SnapshotPolicy, UpgradeOptions};
 use crate::outcome::CallError;
 use crate::queries::child_info;
 use crate::rollout;
@@ -95,6 +95,27 @@ fn validate_chunked_install_above(bytes: u64) -> Result<u64, ParentError> {
     Ok(bytes)
 }
 
+fn validate_cycles_policy(p: shared::parent::CyclesPolicy) -> Result<CyclesPolicy, ParentError> {
+    if p.margin.max(p.max_top_up_per_child) > MAX_CYCLES_PER_CHILD {
+        return Err(invalid(format!(
+            "margin and max_top_up_per_child must be at most {MAX_CYCLES_PER_CHILD}"
+        )));
+    }
+    Ok(CyclesPolicy {
+        margin: p.margin,
+        max_top_up_per_child: p.max_top_up_per_child,
+        parent_reserve: p.parent_reserve,
+    })
+}
+
+fn cycles_policy_view(p: &CyclesPolicy) -> shared::parent::CyclesPolicy {
+    shared::parent::CyclesPolicy {
+        margin: p.margin,
+        max_top_up_per_child: p.max_top_up_per_child,
+        parent_reserve: p.parent_reserve,
+    }
+}
+
 fn validate_cycles(cycles: &Nat) -> Result<u128, ParentError> {
     match u128::try_from(cycles.0.clone()) {
         Ok(c) if c <= MAX_CYCLES_PER_CHILD => Ok(c),
@@ -135,6 +156,7 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         .chunked_install_above
         .map(validate_chunked_install_above)
         .transpose()?;
+    let cycles_policy = arg.cycles.map(validate_cycles_policy).transpose()?;
     s.update_settings(|st| {
         if let Some(a) = admins {
             st.admins = a;
@@ -159,6 +181,9 @@ pub fn apply_arg(s: &mut State, arg: ParentArg, self_id: Principal) -> Result<()
         }
         if let Some(bytes) = chunked_above {
             st.chunked_install_above = bytes;
+        }
+        if let Some(policy) = cycles_policy {
+            st.cycles = policy;
         }
     });
     Ok(())
@@ -199,6 +224,7 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
         snapshot_before_upgrade: policy_view(s.snapshot_before_upgrade),
         gates: gates_view(&s.gates),
         chunked_install_above: s.chunked_install_above,
+        cycles: cycles_policy_view(&s.cycles),
     }
 }
 
@@ -214,6 +240,13 @@ fn policy_of(p: shared::parent::SnapshotPolicy) -> SnapshotPolicy {
         shared::parent::SnapshotPolicy::Off => SnapshotPolicy::Off,
         shared::parent::SnapshotPolicy::All => SnapshotPolicy::All,
     }
+}
+
+/// Sets how children are kept able to pay for their install (from the next check on).
+pub fn set_cycles_policy(s: &mut State, policy: shared::parent::CyclesPolicy) -> Result<(), ParentError> {
+    let policy = validate_cycles_policy(policy)?;
+    s.update_settings(|st| st.cycles = policy);
+    Ok(())
 }
 
 /// Sets the module size above which children are installed from the chunk store (from the next operation on).

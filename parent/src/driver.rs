@@ -75,7 +75,8 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
             let id = launch.snapshot.clone().expect("a restore carries its snapshot");
             Outcome::Unit(ic.load_snapshot(child, id).await)
         }
-        Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
+        Step::Check | Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
+        Step::TopUp => Outcome::Unit(ic.deposit(child, launch.cycles).await),
     }
 }
 

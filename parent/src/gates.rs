@@ -1,7 +1,8 @@
 //! The rules of a gated rollout: how many canaries, when failures halt it, its rate and ETA, and how much of the
 //! past the parent keeps. Pure functions; `rollout.rs` applies them.
 
-use crate::model::Share;
+use crate::model::{CyclesPolicy, Share};
+use crate::outcome::Funds;
 
 /// Canaries in one rollout at most (their states are read every tick while they run).
 pub const MAX_CANARIES: u32 = 100;
@@ -18,6 +19,43 @@ pub const EVENTS_PER_CHILD: usize = 10;
 pub const STEPS_LOGGED: usize = 32;
 /// The health check's bounded-wait timeout.
 pub const HEALTH_TIMEOUT_SECS: u32 = 30;
+/// What the IC takes from a child up front for an `install_code` on a 13-node subnet, above its freezing limit: the
+/// execution of the install's 300 B instruction limit (1 cycle per instruction, plus the 5 M message fee). The unused
+/// part is refunded after the install.
+pub const INSTALL_RESERVE: u128 = 300_005_000_000;
+
+/// What a rollout does about a child's cycles before it stops (or installs into) the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Funding {
+    Enough,
+    /// Deposit this much first.
+    TopUp(u128),
+    /// The child needs `needed` and has `available`; the parent may not (or cannot) make up the difference.
+    Short {
+        needed: u128,
+        available: u128,
+    },
+}
+
+/// The child needs its freezing limit, the install's reservation and the margin. The parent tops it up while this
+/// operation's deposits stay within `max_top_up_per_child` and its own balance stays at or above `parent_reserve`.
+pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128) -> Funding {
+    let needed = funds
+        .freezing_limit
+        .saturating_add(INSTALL_RESERVE)
+        .saturating_add(policy.margin);
+    let missing = needed.saturating_sub(funds.balance);
+    let within_cap = topped_up.saturating_add(missing) <= policy.max_top_up_per_child;
+    let affordable = funds.parent_balance >= missing.saturating_add(policy.parent_reserve);
+    match missing {
+        0 => Funding::Enough,
+        _ if within_cap && affordable => Funding::TopUp(missing),
+        _ => Funding::Short {
+            needed,
+            available: funds.balance,
+        },
+    }
+}
 
 impl Share {
     /// The number this share names out of `total` (a per mille rounds up, so any non-zero share is at least one).
@@ -61,6 +99,48 @@ pub fn eta_secs(remaining: u64, rate: Option<f64>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: u128 = 1_000_000_000_000;
+
+    fn policy() -> CyclesPolicy {
+        CyclesPolicy {
+            margin: T / 10,
+            max_top_up_per_child: T,
+            parent_reserve: 5 * T,
+        }
+    }
+
+    fn funds(balance: u128, parent_balance: u128) -> Funds {
+        Funds {
+            balance,
+            freezing_limit: T / 2,
+            parent_balance,
+        }
+    }
+
+    #[test]
+    fn a_child_needs_its_freezing_limit_the_install_reservation_and_the_margin() {
+        let needed = T / 2 + INSTALL_RESERVE + T / 10;
+        assert_eq!(funding(funds(needed, 0), policy(), 0), Funding::Enough);
+        assert_eq!(funding(funds(needed - 1, 10 * T), policy(), 0), Funding::TopUp(1));
+        assert_eq!(funding(funds(0, 10 * T), policy(), 0), Funding::TopUp(needed));
+    }
+
+    #[test]
+    fn top_ups_stay_within_the_cap_and_the_parent_reserve() {
+        let needed = T / 2 + INSTALL_RESERVE + T / 10;
+        let short = Funding::Short { needed, available: 0 };
+        // The parent would end below its reserve.
+        assert_eq!(funding(funds(0, 5 * T + needed - 1), policy(), 0), short);
+        assert_eq!(funding(funds(0, 5 * T + needed), policy(), 0), Funding::TopUp(needed));
+        // This operation already deposited close to the cap.
+        assert_eq!(funding(funds(0, 10 * T), policy(), T - needed + 1), short);
+        let never = CyclesPolicy {
+            max_top_up_per_child: 0,
+            ..policy()
+        };
+        assert_eq!(funding(funds(0, 10 * T), never, 0), short);
+    }
 
     #[test]
     fn shares_name_a_number_of_children() {

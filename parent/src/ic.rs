@@ -2,8 +2,8 @@
 //!
 //! `CdkIc` is the real thing. Native tests use a fake (`testing::FakeIc`) that simulates the children.
 
-use crate::outcome::{CallError, ChildStatus, RunStatus};
-use candid::{CandidType, Principal};
+use crate::outcome::{CallError, ChildStatus, Funds, RunStatus};
+use candid::{CandidType, Nat, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, ChunkHash, InstallChunkedCodeArgs,
@@ -69,6 +69,8 @@ pub trait Ic {
         module_hash: Vec<u8>,
         arg: Vec<u8>,
     ) -> impl Future<Output = Result<(), CallError>>;
+    /// `deposit_cycles`: moves `cycles` from the parent's balance to the child's.
+    fn deposit(&self, child: Principal, cycles: u128) -> impl Future<Output = Result<(), CallError>>;
     /// Calls `method` on the child with Candid `()`, bounded-wait; a reply that decodes as `variant { Err }` is an error.
     fn health(&self, child: Principal, method: String) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
@@ -141,12 +143,29 @@ impl Drop for CallOut {
 struct StatusReply {
     status: CanisterStatusType,
     module_hash: Option<Vec<u8>>,
-    settings: Option<ControllersOnly>,
+    settings: Option<SettingsReply>,
+    cycles: Option<Nat>,
+    idle_cycles_burned_per_day: Option<Nat>,
 }
 
 #[derive(CandidType, Deserialize)]
-struct ControllersOnly {
+struct SettingsReply {
     controllers: Vec<Principal>,
+    freezing_threshold: Option<Nat>,
+}
+
+impl StatusReply {
+    /// The child's balance and freezing limit (`idle_cycles_burned_per_day` × `freezing_threshold` seconds), if the
+    /// reply has them.
+    fn funds(&self, parent_balance: u128) -> Option<Funds> {
+        let nat = |n: &Option<Nat>| n.as_ref().and_then(|n| u128::try_from(n.0.clone()).ok());
+        let threshold_secs = nat(&self.settings.as_ref()?.freezing_threshold)?;
+        Some(Funds {
+            balance: nat(&self.cycles)?,
+            freezing_limit: nat(&self.idle_cycles_burned_per_day)?.saturating_mul(threshold_secs) / 86_400,
+            parent_balance,
+        })
+    }
 }
 
 fn install_mode(mode: InstallMode) -> CanisterInstallMode {
@@ -349,6 +368,17 @@ impl Ic for CdkIc {
             .map_err(|e| call_error(METHOD, e))
     }
 
+    async fn deposit(&self, child: Principal, cycles: u128) -> Result<(), CallError> {
+        const METHOD: &str = "deposit_cycles";
+        let _out = CallOut::new();
+        Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(CanisterIdRecord { canister_id: child })
+            .with_cycles(cycles)
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(METHOD, e))
+    }
+
     async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
         let _out = CallOut::new();
         let reply = Call::bounded_wait(child, &method)
@@ -375,6 +405,7 @@ impl Ic for CdkIc {
                 CanisterStatusType::Stopping => RunStatus::Stopping,
                 CanisterStatusType::Stopped => RunStatus::Stopped,
             },
+            funds: r.funds(ic_cdk::api::canister_cycle_balance()),
             module_hash: r.module_hash,
             controllers: r.settings.map(|s| s.controllers),
         })
@@ -392,7 +423,10 @@ mod tests {
             status: CanisterStatusType::Stopped,
             ready_for_migration: false,
             version: 7,
-            settings: Default::default(),
+            settings: ic_management_canister_types::DefiniteCanisterSettings {
+                freezing_threshold: 2_592_000u32.into(),
+                ..Default::default()
+            },
             module_hash: Some(vec![9; 32]),
             memory_size: 1u32.into(),
             memory_metrics: ic_management_canister_types::MemoryMetrics {
@@ -406,9 +440,9 @@ mod tests {
                 snapshots_size: 0u32.into(),
                 log_memory_store_size: 0u32.into(),
             },
-            cycles: 0u32.into(),
+            cycles: 7_000_000_000_000u64.into(),
             reserved_cycles: 0u32.into(),
-            idle_cycles_burned_per_day: 0u32.into(),
+            idle_cycles_burned_per_day: 864_000u32.into(),
             query_stats: ic_management_canister_types::QueryStats {
                 num_calls_total: 0u32.into(),
                 num_instructions_total: 0u32.into(),
@@ -420,6 +454,12 @@ mod tests {
         let r: StatusReply = candid::decode_one(&bytes).unwrap();
         assert_eq!(r.status, CanisterStatusType::Stopped);
         assert_eq!(r.module_hash, Some(vec![9; 32]));
+        let funds = Funds {
+            balance: 7_000_000_000_000,
+            freezing_limit: 864_000 * 30,
+            parent_balance: 3,
+        };
+        assert_eq!(r.funds(3), Some(funds), "30 days of the idle burn");
         assert_eq!(r.settings.map(|s| s.controllers), Some(vec![]));
     }
 
@@ -437,5 +477,10 @@ mod tests {
         .unwrap();
         let r: StatusReply = candid::decode_one(&bytes).unwrap();
         assert!(r.settings.is_none() && r.module_hash.is_none());
+        assert_eq!(
+            r.funds(3),
+            None,
+            "unknown: the rollout goes on and the IC's own check applies"
+        );
     }
 }

@@ -28,9 +28,9 @@ mod testing;
 use admin::Role;
 use candid::{Nat, Principal};
 use shared::parent::{
-    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, HistoryArg, ListChildrenArg, ParentArg, ParentError,
-    RegisterOptions, ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings,
-    SnapshotPolicy,
+    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, CyclesPolicy, HistoryArg, ListChildrenArg, ParentArg,
+    ParentError, RegisterOptions, ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord,
+    RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 use state::{mutate_state, read_state};
@@ -230,6 +230,14 @@ fn set_keep_releases(keep: u32) -> Result<(), ParentError> {
 fn set_admins(admins: Vec<Principal>) -> Result<(), ParentError> {
     controllers_only()?;
     mutate_state(|s| admin::set_admins(s, admins))
+}
+
+/// Sets how a rollout keeps children able to pay for their install: the margin it wants above a child's freezing
+/// limit and the install's reservation, and how much of the parent's cycles it may deposit (see `CyclesPolicy`).
+#[ic_cdk::update]
+fn set_cycles_policy(policy: CyclesPolicy) -> Result<(), ParentError> {
+    controllers_only()?;
+    mutate_state(|s| admin::set_cycles_policy(s, policy))
 }
 
 #[ic_cdk::update]

@@ -53,6 +53,36 @@ pub struct Settings {
     /// Modules larger than this (in bytes, as installed) go through the chunk store.
     #[serde(default = "default_chunked_install_above")]
     pub chunked_install_above: u64,
+    #[serde(default)]
+    pub cycles: CyclesPolicy,
+}
+
+/// How a rollout makes sure a child can pay for its install before it is stopped (`set_cycles_policy`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CyclesPolicy {
+    /// What a child must keep beyond its freezing limit and the install's reservation (`gates::INSTALL_RESERVE`).
+    pub margin: u128,
+    /// The most the parent deposits into one child in one operation; 0 never tops up.
+    pub max_top_up_per_child: u128,
+    /// The parent tops up only while its own balance stays at or above this.
+    pub parent_reserve: u128,
+}
+
+impl Default for CyclesPolicy {
+    fn default() -> Self {
+        Self {
+            margin: 100_000_000_000,
+            max_top_up_per_child: 1_000_000_000_000,
+            parent_reserve: 5_000_000_000_000,
+        }
+    }
+}
+
+/// A child that could not pay for its install: it needed this many cycles and had that many.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    pub needed: u128,
+    pub available: u128,
 }
 
 /// How a rollout is gated (`set_rollout_gates`): a canary wave with a health check, and an automatic halt.
@@ -105,6 +135,7 @@ impl Default for Settings {
             keep_releases: DEFAULT_KEEP_RELEASES,
             snapshot_before_upgrade: SnapshotPolicy::Off,
             gates: Gates::default(),
+            cycles: CyclesPolicy::default(),
             chunked_install_above: DEFAULT_CHUNKED_INSTALL_ABOVE,
         }
     }
@@ -237,6 +268,11 @@ pub struct Rollout {
     /// Halts it went through.
     #[serde(default)]
     pub halts: u32,
+    /// Children it topped up before their install, and the cycles it deposited.
+    #[serde(default)]
+    pub top_ups: u64,
+    #[serde(default)]
+    pub cycles_spent: u128,
 }
 
 /// A gated rollout's stage: canaries first, then a bake, the health checks, and the rest.
@@ -279,6 +315,10 @@ pub struct RolloutRecord {
     pub failures: u64,
     pub halts: u32,
     pub aborted_at: Option<u64>,
+    #[serde(default)]
+    pub top_ups: u64,
+    #[serde(default)]
+    pub cycles_spent: u128,
 }
 shared::storable_as_cbor!(RolloutRecord);
 
@@ -324,6 +364,10 @@ pub enum Step {
     LoadSnapshot,
     /// A call to the child's health method (a canary's health check).
     Health,
+    /// `canister_status` before the stop: where the child stands, and whether it can pay for its install.
+    Check,
+    /// `deposit_cycles` into the child (`Op::top_up`), then `Check` again.
+    TopUp,
 }
 
 impl Step {
@@ -346,6 +390,8 @@ impl From<Step> for shared::parent::RolloutStep {
             Step::TakeSnapshot => R::TakingSnapshot,
             Step::LoadSnapshot => R::LoadingSnapshot,
             Step::Health => R::CheckingHealth,
+            Step::Check => R::CheckingCycles,
+            Step::TopUp => R::ToppingUp,
         }
     }
 }
@@ -436,9 +482,21 @@ pub struct Op {
     pub started_at: u64,
     #[serde(default)]
     pub steps: Vec<(Step, bool)>,
+    /// `TopUp`: the cycles it deposits. `topped_up`: what this operation deposited so far (counting a deposit whose
+    /// outcome is unknown), at most `CyclesPolicy::max_top_up_per_child`.
+    #[serde(default)]
+    pub top_up: u128,
+    #[serde(default)]
+    pub topped_up: u128,
+    /// Set when the child was last found unable to pay for its install (cleared by the next check that finds it
+    /// can); an operation that ends failed with it set failed for that reason.
+    #[serde(default)]
+    pub shortfall: Option<Shortfall>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
+// Entries are decoded one at a time from stable memory, never kept in bulk: a boxed `Op` would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Nothing to do or not planned yet; up to date iff `installed_hash` is the release.
@@ -473,6 +531,9 @@ pub struct ChildEntry {
     /// The snapshot the last rollout with snapshots took before upgrading this child.
     #[serde(default)]
     pub snapshot: Option<SnapshotRecord>,
+    /// Set with `Failed` when the child could not pay for its install (and was left running, not upgraded).
+    #[serde(default)]
+    pub short_of_cycles: Option<Shortfall>,
 }
 shared::storable_as_cbor!(ChildEntry);
 
@@ -488,6 +549,7 @@ impl ChildEntry {
             upgrade: UpgradeOptions::default(),
             lost_control: false,
             snapshot: None,
+            short_of_cycles: None,
         }
     }
 
@@ -623,6 +685,12 @@ mod tests {
                 check: true,
                 started_at: 6,
                 steps: vec![(Step::Stop, true), (Step::Install, false)],
+                top_up: 400_000_000_000,
+                topped_up: u128::MAX,
+                shortfall: Some(Shortfall {
+                    needed: 1 << 100,
+                    available: 3,
+                }),
             }),
             last_error: Some("boom".into()),
             attempts: 2,
@@ -638,6 +706,10 @@ mod tests {
                 release: vec![2; 32],
                 rollout: 4,
                 taken_at: 5,
+            }),
+            short_of_cycles: Some(Shortfall {
+                needed: 9,
+                available: 8,
             }),
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
@@ -663,6 +735,7 @@ mod tests {
                 upgrade: UpgradeOptions::default(),
                 lost_control: false,
                 snapshot: None,
+                short_of_cycles: None,
             }
         );
     }

@@ -82,6 +82,17 @@ pub struct ChildStatus {
     pub module_hash: Option<Vec<u8>>,
     /// `None` if the reply carried no settings.
     pub controllers: Option<Vec<Principal>>,
+    /// `None` if the reply did not say.
+    pub funds: Option<Funds>,
+}
+
+/// What a child can pay, read with its status (the parent's own balance is read in the same message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Funds {
+    pub balance: u128,
+    /// The balance below which the child is frozen: its idle burn over its freezing threshold.
+    pub freezing_limit: u128,
+    pub parent_balance: u128,
 }
 
 #[cfg(test)]

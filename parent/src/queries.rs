@@ -1,7 +1,7 @@
 //! Read-only views. Each reads a bounded number of entries, whatever the fleet size.
 
 use crate::gates::{eta_secs, rate_per_hour};
-use crate::model::{ChildEntry, Phase, Stage};
+use crate::model::{ChildEntry, Phase, Shortfall, Stage};
 use crate::rollout;
 use crate::state::State;
 use candid::Principal;
@@ -32,10 +32,10 @@ pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
 }
 
 fn failure_kind(entry: &ChildEntry) -> FailureKind {
-    if entry.lost_control {
-        FailureKind::LostControl
-    } else {
-        FailureKind::Running
+    match entry.short_of_cycles {
+        Some(Shortfall { needed, available }) => FailureKind::InsufficientCycles { needed, available },
+        None if entry.lost_control => FailureKind::LostControl,
+        None => FailureKind::Running,
     }
 }
 
@@ -179,6 +179,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         eta_secs: r.plan.is_none().then(|| eta_secs(pending + in_flight, rate)).flatten(),
         restored: r.restored,
         chunk_store: chunk_store_status(s),
+        top_ups: r.top_ups,
+        cycles_spent: r.cycles_spent,
         in_flight_children,
         failures,
     }
@@ -237,6 +239,8 @@ pub fn rollout_history(s: &State, arg: HistoryArg) -> Vec<RolloutRecord> {
                 failures: r.failures,
                 halts: r.halts,
                 aborted_at: r.aborted_at,
+                top_ups: r.top_ups,
+                cycles_spent: r.cycles_spent,
             }
         })
         .collect()

@@ -10,8 +10,12 @@
 //!   Idle, installed_hash = release <──────────────── Done ───────────────── on_result ──────────────────┤
 //!   Failed, last_error <───────────────────────────── Fail ─────────────────────────────────────────────┘
 //! ```
-//! A child queued while the registry has it on the release (or with no known module) starts with `Recheck`: found
-//! running the release, it is left alone and counted `verified`.
+//! A child queued on another module starts with `Check`; one the registry has on the release (or with no known
+//! module) starts with `Recheck`. Found running the release, either is left alone and counted `verified`.
+//!
+//! Before a child is stopped (or, found stopped, installed into), its balance must cover its freezing limit, the
+//! install's reservation and a margin (`gates::funding`). The parent tops it up within `CyclesPolicy`; otherwise the
+//! operation ends `Failed` with the shortfall, the child untouched (or, found stopped, started again).
 //!
 //! `retry_child` also queues an outdated `Idle` child, and may give the next operation `UpgradeOptions` (e.g.
 //! `skip_pre_upgrade`): they are stored in the queued entry, move into the lock when the operation starts, and end
@@ -26,6 +30,9 @@
 //! | step       | result                           | next                                                       |
 //! |------------|----------------------------------|------------------------------------------------------------|
 //! | any        | lost control (not a controller, canister gone) | Fail, marked `lost_control`                  |
+//! | Check      | running another module           | Stop if it can pay; else TopUp, or Fail (short of cycles)  |
+//! | Check      | anything else                    | as Recheck, without spending an attempt                    |
+//! | TopUp      | ok / unknown / error             | Check (an error spends one attempt)                        |
 //! | Stop       | ok                               | Install                                                    |
 //! | Stop       | unknown (SYS_UNKNOWN)            | Recheck                                                    |
 //! | Stop       | error                            | Start (error kept)                                         |
@@ -39,10 +46,11 @@
 //! | Confirm    | call failed                      | Recheck (one attempt, then retry with backoff)             |
 //! | Recheck    | running the release              | Done                                                       |
 //! | Recheck    | stopped, on the release or empty | Start (retry with backoff)                                 |
-//! | Recheck    | stopped, other module            | Install (it is stopped already)                            |
+//! | Recheck    | stopped, other module            | Install if it can pay (it is stopped already); else TopUp, |
+//! |            |                                  | or Start and Fail (short of cycles)                        |
 //! | Recheck    | no module, running               | InstallNew                                                 |
 //! | Recheck    | stopping                         | Stop again (one attempt) or Start (retry with backoff)     |
-//! | Recheck    | running another module           | Stop, i.e. redo (one attempt) or Fail                      |
+//! | Recheck    | running another module           | Stop, i.e. redo (one attempt, if it can pay) or Fail       |
 //! | Recheck    | call failed                      | Recheck (one attempt) or Start (retry with backoff)       |
 //!
 //! "One attempt" spends one of `MAX_ATTEMPTS` (counted per child since it was planned), so every redo loop ends.
@@ -54,7 +62,7 @@
 //! # Bounds (work per timer execution, independent of the fleet size)
 //! - the planner reads at most `PLAN_BATCH` registry entries per tick and continues from a stored cursor;
 //! - new operations are admitted only while fewer than K (`Settings::concurrency` ≤ `admin::MAX_CONCURRENCY`) locks
-//!   take a slot (stop, install, start, recheck, or waiting to retry one of them) and fewer than 2K are held in all:
+//!   take a slot (check, top-up, stop, install, start, recheck, or waiting to retry one of them) and fewer than 2K are held in all:
 //!   a child in its read-only `Confirm` has released its slot (so the next child's stop overlaps it) but still holds
 //!   its lock. Orphaned locks count until they are taken over. An admitted operation is never held back: a confirm
 //!   that fails over to `Recheck` takes a slot again, so only in such error paths can more than K children be in
@@ -66,10 +74,10 @@
 //!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::gates::{canaries_wanted, halt_reached, RATE_WINDOW, STEPS_LOGGED};
+use crate::gates::{canaries_wanted, funding, halt_reached, Funding, RATE_WINDOW, STEPS_LOGGED};
 use crate::model::{
     ChildEntry, ChildEvent, ChunkStore, Halt, IndexProgress, LockKind, Op, Phase, PlanCursor, Rollout, RolloutRecord,
-    SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, UpgradeOptions,
+    Shortfall, SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, UpgradeOptions,
 };
 use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
 use crate::state::State;
@@ -114,6 +122,8 @@ pub struct Launch {
     /// `TakeSnapshot`: the child's previous rollout snapshot, which the new one replaces. `LoadSnapshot`: the
     /// snapshot to load.
     pub snapshot: Option<Vec<u8>>,
+    /// `TopUp`: the cycles to deposit.
+    pub cycles: u128,
 }
 
 /// The result of performing a step.
@@ -215,6 +225,8 @@ fn record_of(r: &Rollout) -> RolloutRecord {
         failures: r.failures,
         halts: r.halts,
         aborted_at: r.aborted_at,
+        top_ups: r.top_ups,
+        cycles_spent: r.cycles_spent,
     }
 }
 
@@ -425,6 +437,9 @@ fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: Upg
         check: false,
         started_at: now,
         steps: Vec::new(),
+        top_up: 0,
+        topped_up: 0,
+        shortfall: None,
     }
 }
 
@@ -446,6 +461,7 @@ fn launch_of(s: &State, child: Principal, op: &Op) -> Launch {
         upgrade: op.upgrade,
         release: release_of(s, op),
         snapshot,
+        cycles: if op.step == Step::TopUp { op.top_up } else { 0 },
     }
 }
 
@@ -461,7 +477,7 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
     // A child with no known module, or one recorded on the release but failed (e.g. left stopped), is looked at
     // before anything is done to it.
     let first = match &entry.installed_hash {
-        Some(h) if !s.target_is(Some(h)) => Step::Stop,
+        Some(h) if !s.target_is(Some(h)) => Step::Check,
         _ => Step::Recheck,
     };
     // The options set by `retry_child` or `restore_snapshots` are for this one operation: they move into the lock.
@@ -698,7 +714,13 @@ fn may_install_from_store(s: &State, release: &[u8]) -> bool {
                 op.release == release
                     && matches!(
                         op.step,
-                        Step::Stop | Step::TakeSnapshot | Step::Install | Step::InstallNew | Step::Recheck
+                        Step::Check
+                            | Step::TopUp
+                            | Step::Stop
+                            | Step::TakeSnapshot
+                            | Step::Install
+                            | Step::InstallNew
+                            | Step::Recheck
                     )
             })
         })
@@ -950,6 +972,16 @@ enum Next {
     Snapshotted {
         id: Vec<u8>,
     },
+    /// The child is short of cycles for its install: deposit `amount` (`TopUp`), then check again.
+    TopUp {
+        amount: u128,
+        shortfall: Shortfall,
+    },
+    /// The child, stopped, cannot pay for its install: start it again without installing; it ends failed.
+    Unfunded {
+        shortfall: Shortfall,
+        error: Option<String>,
+    },
     Done,
     /// Ends the operation; `observed` is the module the child was seen running. Only reached with the child seen
     /// running, or with control lost.
@@ -957,6 +989,8 @@ enum Next {
         error: String,
         observed: Option<Option<Vec<u8>>>,
         lost_control: bool,
+        /// Set when it ends because the child could not pay for its install.
+        shortfall: Option<Shortfall>,
     },
 }
 
@@ -979,6 +1013,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         error: error.unwrap_or_default(),
         observed,
         lost_control: false,
+        shortfall: op.shortfall,
     };
     // What a stopped child gets next: its snapshot loaded (a restore), a snapshot taken (if this operation wants one
     // and has none yet), or the install.
@@ -988,6 +1023,43 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         Step::TakeSnapshot
     } else {
         Step::Install
+    };
+    // A child that cannot pay for its install is not touched: left running, or started again if found stopped.
+    let short = |st: &ChildStatus, needed: u128, available: u128| {
+        let shortfall = Shortfall { needed, available };
+        let why = format!(
+            "the child has {available} cycles and needs {needed} for its install; the parent may not top it up that \
+             far (max_top_up_per_child, parent_reserve)"
+        );
+        if st.status == RunStatus::Running {
+            Next::Fail {
+                error: note(&op.error, why).unwrap_or_default(),
+                observed: Some(st.module_hash.clone()),
+                lost_control: false,
+                shortfall: Some(shortfall),
+            }
+        } else {
+            Next::Unfunded {
+                shortfall,
+                error: note(&op.error, why),
+            }
+        }
+    };
+    // Before a child is stopped (or, found stopped, installed into), it must be able to pay for its install.
+    let funded = |st: &ChildStatus, then: Next| {
+        let Some(funds) = st.funds else { return then };
+        match funding(funds, s.settings().cycles, op.topped_up) {
+            Funding::Enough => then,
+            Funding::TopUp(amount) if can_retry => Next::TopUp {
+                amount,
+                shortfall: Shortfall {
+                    needed: funds.balance + amount,
+                    available: funds.balance,
+                },
+            },
+            Funding::TopUp(amount) => short(st, funds.balance + amount, funds.balance),
+            Funding::Short { needed, available } => short(st, needed, available),
+        }
     };
     if op.restore.is_some() && op.step == Step::Recheck {
         if let Outcome::Status(Ok(st)) = &outcome {
@@ -1016,6 +1088,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
                 error: note(&op.error, format!("the parent lost control of the child: {e}")).unwrap_or_default(),
                 observed: None,
                 lost_control: true,
+                shortfall: None,
             }
         }
         (Step::Stop, Outcome::Unit(Ok(()))) => go(change, op.error.clone()),
@@ -1062,7 +1135,10 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             step: Step::Recheck,
             error: note(&op.error, e),
         },
-        (Step::Recheck, Outcome::Status(Ok(st))) => {
+        (Step::TopUp, Outcome::Unit(Ok(()))) => go(Step::Check, op.error.clone()),
+        (Step::TopUp, Outcome::Unit(Err(e))) if e.is_unknown() => go(Step::Check, note(&op.error, e)),
+        (Step::TopUp, Outcome::Unit(Err(e))) => attempt(Step::Check, note(&op.error, e)),
+        (Step::Check | Step::Recheck, Outcome::Status(Ok(st))) => {
             let on_release = on(&st.module_hash);
             let restart = |why: &str| Next::Retry {
                 step: Step::Start,
@@ -1075,13 +1151,14 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             match st.status {
                 RunStatus::Running if on_release => Next::Done,
                 RunStatus::Stopped if on_release => restart(""),
-                RunStatus::Stopped if st.module_hash.is_some() => go(change, op.error.clone()),
+                RunStatus::Stopped if st.module_hash.is_some() => funded(&st, go(change, op.error.clone())),
                 // Stopped and empty: start it; Confirm reports that it has no module.
                 RunStatus::Stopped => restart(""),
                 RunStatus::Running if st.module_hash.is_none() => go(Step::InstallNew, op.error.clone()),
                 RunStatus::Stopping if can_retry => attempt(Step::Stop, op.error.clone()),
                 RunStatus::Stopping => restart("gave up waiting for the child to stop"),
-                RunStatus::Running if can_retry => attempt(Step::Stop, op.error.clone()),
+                RunStatus::Running if op.step == Step::Check => funded(&st, go(Step::Stop, op.error.clone())),
+                RunStatus::Running if can_retry => funded(&st, attempt(Step::Stop, op.error.clone())),
                 RunStatus::Running => {
                     let seen = format!(
                         "not upgraded after {attempts} attempts: the child is {}",
@@ -1091,9 +1168,11 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
                 }
             }
         }
-        (Step::Recheck, Outcome::Status(Err(e))) if can_retry => attempt(Step::Recheck, note(&op.error, e)),
+        (Step::Check | Step::Recheck, Outcome::Status(Err(e))) if can_retry => {
+            attempt(Step::Recheck, note(&op.error, e))
+        }
         // Out of attempts and blind: start the child in case it is stopped; Confirm has the last word.
-        (Step::Recheck, Outcome::Status(Err(e))) => Next::Retry {
+        (Step::Check | Step::Recheck, Outcome::Status(Err(e))) => Next::Retry {
             step: Step::Start,
             error: note(&op.error, e),
         },
@@ -1119,6 +1198,18 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
     {
         entry.installed_hash = Some(seen.clone());
     }
+    if op.step == Step::TopUp && outcome.is_ok() {
+        s.update_rollout(|r| {
+            r.top_ups += 1;
+            r.cycles_spent = r.cycles_spent.saturating_add(op.top_up);
+        });
+    }
+    // A check decides afresh whether the child can pay; a shortfall found earlier no longer holds.
+    let shortfall = if matches!(op.step, Step::Check | Step::Recheck) {
+        None
+    } else {
+        op.shortfall
+    };
     let epoch = s.meta().epoch;
     let mut steps = op.steps.clone();
     steps.push((op.step, outcome.is_ok()));
@@ -1133,6 +1224,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
         retries,
         wait_until,
         steps: steps.clone(),
+        shortfall,
         ..op.clone()
     };
     let rollout_id = s.rollout().id;
@@ -1186,14 +1278,41 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             s.update_rollout(|r| r.snapshots += 1);
             Some(launch)
         }
+        Next::TopUp { amount, shortfall } => {
+            let next = Op {
+                top_up: amount,
+                topped_up: op.topped_up.saturating_add(amount),
+                shortfall: Some(shortfall),
+                ..next_op(Step::TopUp, op.error.clone(), op.retries, None)
+            };
+            let launch = launch_of(s, child, &next);
+            entry.phase = Phase::InFlight(next);
+            entry.updated_at = now;
+            s.put_child(child, entry);
+            Some(launch)
+        }
+        Next::Unfunded { shortfall, error } => {
+            let next = Op {
+                shortfall: Some(shortfall),
+                ..next_op(Step::Start, error, op.retries, None)
+            };
+            let launch = launch_of(s, child, &next);
+            entry.phase = Phase::InFlight(next);
+            entry.updated_at = now;
+            s.put_child(child, entry);
+            Some(launch)
+        }
         Next::Done => {
-            // Found running the release it was recorded on: nothing was done to it.
+            // Found running the release it was recorded on (or, at the first check, already on it): nothing was
+            // done to it.
             let release = release_of(s, &op);
-            let untouched = op.step == Step::Recheck && recorded.as_deref() == Some(&release[..]);
+            let untouched =
+                op.step == Step::Check || (op.step == Step::Recheck && recorded.as_deref() == Some(&release[..]));
             entry.installed_hash = Some(release.to_vec());
             entry.phase = Phase::Idle;
             entry.last_error = None;
             entry.lost_control = false;
+            entry.short_of_cycles = None;
             entry.updated_at = now;
             s.put_child(child, entry);
             s.record_event(child, op.id, event(None));
@@ -1214,6 +1333,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             error,
             observed,
             lost_control,
+            shortfall,
         } => {
             if let Some(hash) = observed {
                 entry.installed_hash = hash;
@@ -1221,6 +1341,7 @@ pub fn on_result(s: &mut State, child: Principal, op_id: u64, outcome: Outcome, 
             entry.phase = Phase::Failed;
             entry.last_error = Some(error.clone());
             entry.lost_control = lost_control;
+            entry.short_of_cycles = shortfall;
             entry.updated_at = now;
             s.put_child(child, entry);
             s.record_event(child, op.id, event(Some(error.clone())));

@@ -2,7 +2,7 @@
 //! inject faults. Its futures complete at once, so `block_on` drives them without an executor.
 
 use crate::ic::{Ic, InstallMode};
-use crate::outcome::{CallError, ChildStatus, RunStatus, SYS_UNKNOWN};
+use crate::outcome::{CallError, ChildStatus, Funds, RunStatus, SYS_UNKNOWN};
 use candid::Principal;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -38,6 +38,7 @@ pub enum Method {
     Health,
     UploadChunk,
     ClearChunkStore,
+    Deposit,
 }
 
 /// An injected fault for the next matching call.
@@ -64,6 +65,29 @@ pub struct SimCanister {
     pub snapshots: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Its health method replies `Err`.
     pub unhealthy: bool,
+    /// Its balance, and the balance below which it is frozen. An install needs `gates::INSTALL_RESERVE` above it.
+    pub cycles: u128,
+    pub freezing_limit: u128,
+}
+
+/// A simulated child's balance unless a test sets it: plenty for its installs.
+pub const CHILD_CYCLES: u128 = 3_000_000_000_000;
+/// The parent's balance unless a test sets it.
+pub const PARENT_CYCLES: u128 = 100_000_000_000_000;
+
+impl SimCanister {
+    fn new(status: RunStatus, module_hash: Option<Vec<u8>>, controllers: Vec<Principal>) -> Self {
+        Self {
+            status,
+            module_hash,
+            controllers,
+            pre_upgrade_traps: false,
+            snapshots: Vec::new(),
+            unhealthy: false,
+            cycles: CHILD_CYCLES,
+            freezing_limit: 0,
+        }
+    }
 }
 
 /// Snapshots per canister on the IC.
@@ -89,6 +113,16 @@ pub struct Sim {
     /// The parent's own chunk store (hash -> chunk), and how many installs came from it.
     pub store: BTreeMap<Vec<u8>, Vec<u8>>,
     pub chunked_installs: u64,
+    /// The parent's own balance (deposits come out of it).
+    pub parent_cycles: u128,
+}
+
+fn funds_of(can: &SimCanister, parent_balance: u128) -> Funds {
+    Funds {
+        balance: can.cycles,
+        freezing_limit: can.freezing_limit,
+        parent_balance,
+    }
 }
 
 fn canister_id(n: u64) -> Principal {
@@ -117,6 +151,7 @@ impl FakeIc {
             spawned: Vec::new(),
             store: BTreeMap::new(),
             chunked_installs: 0,
+            parent_cycles: PARENT_CYCLES,
         })))
     }
 
@@ -124,17 +159,8 @@ impl FakeIc {
     pub fn add_child(&self, id: Principal, status: RunStatus, hash: Option<&[u8]>) {
         let mut sim = self.0.borrow_mut();
         let controllers = vec![sim.self_id];
-        sim.canisters.insert(
-            id,
-            SimCanister {
-                status,
-                module_hash: hash.map(|h| h.to_vec()),
-                controllers,
-                pre_upgrade_traps: false,
-                snapshots: Vec::new(),
-                unhealthy: false,
-            },
-        );
+        sim.canisters
+            .insert(id, SimCanister::new(status, hash.map(|h| h.to_vec()), controllers));
     }
 
     /// Runs the spawned tasks (and those they spawn) to completion. Returns how many ran.
@@ -269,17 +295,8 @@ impl Ic for FakeIc {
         let mut sim = self.0.borrow_mut();
         sim.next_id += 1;
         let id = canister_id(sim.next_id);
-        sim.canisters.insert(
-            id,
-            SimCanister {
-                status: RunStatus::Running,
-                module_hash: None,
-                controllers,
-                pre_upgrade_traps: false,
-                snapshots: Vec::new(),
-                unhealthy: false,
-            },
-        );
+        sim.canisters
+            .insert(id, SimCanister::new(RunStatus::Running, None, controllers));
         Ok(id)
     }
 
@@ -317,6 +334,14 @@ impl Ic for FakeIc {
             |sim, c| {
                 let release = hash.to_vec();
                 let can = sim.canisters.get_mut(&c).unwrap();
+                // As on the IC: the install's execution is reserved up front, above the freezing limit.
+                if can.cycles < can.freezing_limit + crate::gates::INSTALL_RESERVE {
+                    return Err(CallError::new(
+                        "install_code",
+                        5,
+                        format!("Canister {c} is out of cycles"),
+                    ));
+                }
                 match (mode, &can.module_hash) {
                     (InstallMode::Upgrade { .. }, None) => {
                         return Err(CallError::new("install_code", 5, "canister is empty; cannot upgrade"))
@@ -451,6 +476,23 @@ impl Ic for FakeIc {
         self.install(child, mode, Cow::Owned(module), arg).await
     }
 
+    async fn deposit(&self, child: Principal, cycles: u128) -> Result<(), CallError> {
+        self.exec(
+            Method::Deposit,
+            "deposit_cycles",
+            child,
+            |sim, c| {
+                if sim.parent_cycles < cycles {
+                    return Err(CallError::new("deposit_cycles", 5, "the parent is out of cycles"));
+                }
+                sim.parent_cycles -= cycles;
+                sim.canisters.get_mut(&c).unwrap().cycles += cycles;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
     async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
         self.exec(
             Method::Health,
@@ -471,8 +513,10 @@ impl Ic for FakeIc {
                 status: can.status,
                 module_hash: can.module_hash.clone(),
                 controllers: Some(can.controllers.clone()),
+                funds: Some(funds_of(can, sim.parent_cycles)),
             }
         };
+        let parent_cycles = self.0.borrow().parent_cycles;
         let sim_for_noop = self.0.borrow().canisters.get(&child).cloned();
         self.exec(
             Method::Status,
@@ -483,6 +527,7 @@ impl Ic for FakeIc {
                 let c = sim_for_noop.expect("Noop status needs a simulated canister");
                 ChildStatus {
                     status: c.status,
+                    funds: Some(funds_of(&c, parent_cycles)),
                     module_hash: c.module_hash,
                     controllers: Some(c.controllers),
                 }

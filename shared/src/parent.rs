@@ -27,6 +27,23 @@ pub struct ParentArg {
     /// Replaces the module size (bytes of .wasm.gz) above which children are installed from the parent's chunk
     /// store (default 1.5 MiB; at most the parent's `MAX_CHUNKED_INSTALL_ABOVE`).
     pub chunked_install_above: Option<u64>,
+    /// Replaces how children are kept able to pay for their install.
+    pub cycles: Option<CyclesPolicy>,
+}
+
+/// Before it stops a child, a rollout reads the child's balance: the child needs its freezing limit, plus what the
+/// IC reserves for an install (300 B instructions: the parent's `INSTALL_RESERVE` cycles on a 13-node subnet), plus
+/// `margin`. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
+/// and only while the parent keeps `parent_reserve`); otherwise it fails with `InsufficientCycles` and is never
+/// stopped.
+#[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CyclesPolicy {
+    /// Default 100 B (0.1 T). Raise it on subnets larger than 13 nodes, where the install costs more.
+    pub margin: u128,
+    /// Default 1 T; 0 never tops up.
+    pub max_top_up_per_child: u128,
+    /// Default 5 T.
+    pub parent_reserve: u128,
 }
 
 /// How rollouts are gated. A canary wave upgrades a few children first, waits `bake_secs`, calls each canary's
@@ -104,6 +121,9 @@ pub struct RolloutRecord {
     pub failures: u64,
     pub halts: u32,
     pub aborted_at: Option<u64>,
+    /// Children it topped up before their install, and the cycles it deposited.
+    pub top_ups: u64,
+    pub cycles_spent: u128,
 }
 
 /// One step of an operation and whether its call worked.
@@ -176,6 +196,7 @@ pub struct Settings {
     /// Modules larger than this (bytes of .wasm.gz) are uploaded once to the parent's own chunk store and installed
     /// with `install_chunked_code` (an inline `install_code` takes at most 2 MiB).
     pub chunked_install_above: u64,
+    pub cycles: CyclesPolicy,
 }
 
 /// Options of `create_children`.
@@ -251,6 +272,9 @@ pub enum FailureKind {
     /// The parent can no longer control the child (it is not a controller, or the canister is gone), so it cannot
     /// tell or change whether the child runs.
     LostControl,
+    /// The child could not pay for its install (`needed` = its freezing limit + the install's reservation + the
+    /// policy's margin; it had `available`) and the parent could not top it up. It was left running, not upgraded.
+    InsufficientCycles { needed: u128, available: u128 },
 }
 
 /// Where a child stands relative to the release the parent carries.
@@ -289,6 +313,10 @@ pub enum RolloutStep {
     LoadingSnapshot,
     /// A canary's health check: a call to the child's health method.
     CheckingHealth,
+    /// `canister_status` before the stop: where the child stands and whether it can pay for its install.
+    CheckingCycles,
+    /// `deposit_cycles`: the parent tops the child up before stopping it.
+    ToppingUp,
 }
 
 /// What the parent's chunk store holds. No child is installed from it until `uploaded == chunks`.
@@ -385,6 +413,9 @@ pub struct RolloutStatus {
     pub restored: u64,
     /// The parent's chunk store, while the target is installed from chunks or the store still holds some.
     pub chunk_store: Option<ChunkStoreStatus>,
+    /// Children this rollout topped up before their install, and the cycles it deposited into them.
+    pub top_ups: u64,
+    pub cycles_spent: u128,
     pub in_flight_children: Vec<InFlightChild>,
     /// The first failures in principal order (at most the parent's `MAX_LISTED_FAILURES`).
     pub failures: Vec<ChildFailure>,

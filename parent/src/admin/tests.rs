@@ -317,6 +317,9 @@ fn remove_child_refuses_unknown_and_locked_children() {
         check: false,
         started_at: 0,
         steps: Vec::new(),
+        top_up: 0,
+        topped_up: 0,
+        shortfall: None,
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
@@ -394,6 +397,9 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         check: false,
         started_at: 0,
         steps: Vec::new(),
+        top_up: 0,
+        topped_up: 0,
+        shortfall: None,
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));

@@ -14,6 +14,19 @@ fn add_idle(s: &mut State, id: Principal, hash: Option<&[u8]>) {
     s.put_child(id, ChildEntry::new(hash.map(|h| h.to_vec()), Phase::Idle, 0));
 }
 
+/// Answers an operation's first check: the child runs OLD, with cycles enough. Returns the stop.
+fn checked(s: &mut State, l: Launch) -> Launch {
+    assert_eq!(l.step, Step::Check);
+    let next = on_result(s, l.child, l.op_id, status(RunStatus::Running, &OLD), NOW).unwrap();
+    assert_eq!(next.step, Step::Stop);
+    next
+}
+
+/// The module the registry has the child on.
+fn recorded(s: &State, id: Principal) -> Vec<u8> {
+    s.child(&id).and_then(|e| e.installed_hash).unwrap_or_default()
+}
+
 fn release(s: &State) -> Vec<u8> {
     s.release.hash.to_vec()
 }
@@ -31,14 +44,17 @@ fn status(st: RunStatus, hash: &[u8]) -> Outcome {
         status: st,
         module_hash: Some(hash.to_vec()),
         controllers: None,
+        funds: None,
     }))
 }
 
-/// Completes the operation behind `launch` with every call succeeding (stop, install, start, confirm on release).
+/// Completes the operation behind `launch` with every call succeeding (check on the recorded module, stop, install,
+/// start, confirm on release).
 fn complete_ok(s: &mut State, launch: Launch, now: u64) {
     let mut next = Some(launch);
     while let Some(l) = next {
         let outcome = match l.step {
+            Step::Check => status(RunStatus::Running, &recorded(s, l.child)),
             Step::Confirm | Step::Recheck => status(RunStatus::Running, &s.release.hash.clone()),
             _ => ok(),
         };
@@ -130,7 +146,13 @@ fn a_rollout_upgrades_every_outdated_child_and_skips_the_rest() {
     for id in &ids[2..] {
         assert_eq!(
             ic.methods_for(*id),
-            vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+            vec![
+                Method::Status,
+                Method::Stop,
+                Method::Install,
+                Method::Start,
+                Method::Status
+            ]
         );
         assert_eq!(ic.canister(*id).module_hash.as_deref(), Some(&rel[..]));
         assert_eq!(ic.canister(*id).status, RunStatus::Running);
@@ -197,8 +219,8 @@ fn workers_keep_at_most_k_children_changing_and_drain_the_queue() {
     drop(sim);
     assert_eq!(
         ic.calls().len(),
-        40 * 4,
-        "exactly stop, install, start, status per child"
+        40 * 5,
+        "exactly check, stop, install, start, confirm per child"
     );
     for id in ids {
         assert_eq!(entry(id).phase, Phase::Idle);
@@ -214,6 +236,7 @@ fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
     set_k(&mut s, 1);
     on_install(&mut s, Principal::anonymous(), NOW);
     let advance_to_confirm = |s: &mut State, l: Launch| {
+        let l = checked(s, l);
         let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
         let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
         let l = on_result(s, l.child, l.op_id, ok(), NOW).unwrap();
@@ -286,9 +309,15 @@ fn a_stopping_parent_starts_no_new_child() {
     // The child under way was finished (and started), but no other was touched.
     assert_eq!(
         ic.methods_for(ids[0]),
-        vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+        vec![
+            Method::Status,
+            Method::Stop,
+            Method::Install,
+            Method::Start,
+            Method::Status
+        ]
     );
-    assert_eq!(ic.calls().len(), 4);
+    assert_eq!(ic.calls().len(), 5);
     assert_eq!(
         ic.0.borrow().ticks,
         vec![Duration::ZERO],
@@ -305,7 +334,7 @@ fn start_runs_after_a_failed_stop() {
     run_rollout(&ic);
     assert_eq!(
         ic.methods_for(ids[0]),
-        vec![Method::Stop, Method::Start, Method::Status]
+        vec![Method::Status, Method::Stop, Method::Start, Method::Status]
     );
     let e = entry(ids[0]);
     assert_eq!(e.phase, Phase::Failed);
@@ -320,7 +349,13 @@ fn start_runs_after_a_failed_install() {
     run_rollout(&ic);
     assert_eq!(
         ic.methods_for(ids[0]),
-        vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+        vec![
+            Method::Status,
+            Method::Stop,
+            Method::Install,
+            Method::Start,
+            Method::Status
+        ]
     );
     let e = entry(ids[0]);
     assert_eq!(e.phase, Phase::Failed);
@@ -351,7 +386,13 @@ fn an_install_with_unknown_outcome_is_started_and_confirmed() {
     for id in &ids {
         assert_eq!(
             ic.methods_for(*id),
-            vec![Method::Stop, Method::Install, Method::Start, Method::Status]
+            vec![
+                Method::Status,
+                Method::Stop,
+                Method::Install,
+                Method::Start,
+                Method::Status
+            ]
         );
         assert_eq!(ic.canister(*id).status, RunStatus::Running);
     }
@@ -383,6 +424,7 @@ fn a_child_seen_stopped_is_started_again_at_once_then_with_backoff_until_it_runs
     add_idle(&mut s, id, Some(&OLD));
     on_install(&mut s, Principal::anonymous(), NOW);
     let l = tick(&mut s, NOW).launches.pop().unwrap();
+    let l = checked(&mut s, l);
     let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // stopped
     let l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap(); // installed
     let failed_start = Outcome::Unit(Err(CallError::new("start_canister", 2, "queue full")));
@@ -456,7 +498,8 @@ fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
         let id = principal(1);
         add_idle(&mut s, id, Some(&OLD));
         on_install(&mut s, Principal::anonymous(), NOW);
-        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        let l = tick(&mut s, NOW).launches.pop().unwrap();
+        let mut l = checked(&mut s, l);
         // Walk to the step that can produce this outcome.
         let want = match &outcome {
             Outcome::Unit(_) => Step::Start,
@@ -478,7 +521,8 @@ fn a_child_ends_failed_only_when_seen_running_or_out_of_control() {
         let mut s = fresh_state();
         add_idle(&mut s, principal(1), Some(&OLD));
         on_install(&mut s, Principal::anonymous(), NOW);
-        let mut l = tick(&mut s, NOW).launches.pop().unwrap();
+        let l = tick(&mut s, NOW).launches.pop().unwrap();
+        let mut l = checked(&mut s, l);
         while l.step != Step::Confirm {
             l = on_result(&mut s, l.child, l.op_id, ok(), NOW).unwrap();
         }
@@ -525,6 +569,9 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
         check: false,
         started_at: 0,
         steps: Vec::new(),
+        top_up: 0,
+        topped_up: 0,
+        shortfall: None,
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;
@@ -662,9 +709,10 @@ fn the_lock_prevents_a_second_operation_on_a_child() {
 
     // Only the lock holder may advance the operation.
     let before = s.child(&locked).unwrap();
-    assert!(on_result(&mut s, locked, first[0].op_id + 100, ok(), NOW).is_none());
+    let seen = || status(RunStatus::Running, &OLD);
+    assert!(on_result(&mut s, locked, first[0].op_id + 100, seen(), NOW).is_none());
     assert_eq!(s.child(&locked).unwrap(), before);
-    assert!(on_result(&mut s, locked, first[0].op_id, ok(), NOW).is_some());
+    assert!(on_result(&mut s, locked, first[0].op_id, seen(), NOW).is_some());
     s.check_invariants();
 }
 
@@ -770,7 +818,7 @@ fn a_parent_upgrade_with_the_same_child_touches_no_child() {
     let (ic, _) = fleet(20, 5);
     run_rollout(&ic);
     let calls = ic.calls().len();
-    assert_eq!(calls, 80);
+    assert_eq!(calls, 100);
     let has_work = mutate_state(|s| on_install(s, Principal::anonymous(), 5_000));
     assert!(!has_work, "nothing to arm: no timer, no call");
     assert!(driver::tick(&ic).is_empty());
@@ -1153,6 +1201,144 @@ fn a_retired_release_is_cleared_from_the_store_and_a_failed_clear_keeps_the_chun
     assert_eq!(ic.0.borrow().chunked_installs, 2, "the small release went inline");
 }
 
+// --- cycles before stop -----------------------------------------------------------------------------------------
+
+/// What a child with no freezing limit needs under the default policy.
+const NEEDED: u128 = crate::gates::INSTALL_RESERVE + 100_000_000_000;
+
+fn set_cycles(ic: &FakeIc, id: Principal, cycles: u128) {
+    ic.0.borrow_mut().canisters.get_mut(&id).unwrap().cycles = cycles;
+}
+
+fn failure_of(id: Principal) -> shared::parent::FailureKind {
+    let status = read_state(crate::queries::rollout_status);
+    status
+        .failures
+        .iter()
+        .find(|f| f.canister_id == id)
+        .expect("listed")
+        .kind
+}
+
+#[test]
+fn a_child_short_of_cycles_is_topped_up_then_upgraded() {
+    let (ic, ids) = fleet(3, 3);
+    set_cycles(&ic, ids[0], 100_000_000_000);
+    let parent_before = ic.0.borrow().parent_cycles;
+    run_rollout(&ic);
+    use Method::*;
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Status, Deposit, Status, Stop, Install, Start, Status]
+    );
+    let missing = NEEDED - 100_000_000_000;
+    assert_eq!(ic.canister(ids[0]).cycles, NEEDED, "exactly what it lacked");
+    assert_eq!(ic.0.borrow().parent_cycles, parent_before - missing);
+    assert_eq!(
+        ic.methods_for(ids[1]),
+        vec![Status, Stop, Install, Start, Status],
+        "no top-up needed"
+    );
+    let status = read_state(crate::queries::rollout_status);
+    assert_eq!((status.top_ups, status.cycles_spent, status.failed), (1, missing, 0));
+    assert!(ids
+        .iter()
+        .all(|id| entry(*id).installed_hash == Some(read_state(release))));
+}
+
+#[test]
+fn a_child_the_parent_cannot_fund_is_left_running_and_never_stopped() {
+    for (label, parent_cycles, max_top_up) in [
+        (
+            "the parent would go below its reserve",
+            5_000_000_000_000 + NEEDED - 1,
+            1_000_000_000_000,
+        ),
+        ("more than the top-up cap", 100_000_000_000_000, NEEDED - 1),
+        ("top-ups off", 100_000_000_000_000, 0),
+    ] {
+        let (ic, ids) = fleet(2, 2);
+        ic.0.borrow_mut().parent_cycles = parent_cycles;
+        mutate_state(|s| s.update_settings(|st| st.cycles.max_top_up_per_child = max_top_up));
+        set_cycles(&ic, ids[0], 0);
+        run_rollout(&ic);
+        assert_eq!(ic.methods_for(ids[0]), vec![Method::Status], "{label}: only looked at");
+        assert_eq!(ic.canister(ids[0]).status, RunStatus::Running, "{label}");
+        assert_eq!(ic.canister(ids[0]).module_hash, Some(OLD.to_vec()), "{label}");
+        assert_eq!(entry(ids[0]).phase, Phase::Failed, "{label}");
+        assert_eq!(
+            failure_of(ids[0]),
+            shared::parent::FailureKind::InsufficientCycles {
+                needed: NEEDED,
+                available: 0
+            },
+            "{label}"
+        );
+        assert!(entry(ids[0]).last_error.unwrap().contains(&format!("needs {NEEDED}")));
+        assert_eq!(
+            entry(ids[1]).installed_hash,
+            Some(read_state(release)),
+            "{label}: the others go on"
+        );
+        assert_eq!(ic.0.borrow().parent_cycles, parent_cycles, "{label}: nothing deposited");
+    }
+}
+
+#[test]
+fn a_stopped_child_that_cannot_pay_is_started_again_without_an_install() {
+    let (ic, ids) = fleet(1, 1);
+    run_rollout(&ic);
+    // Behind the parent's back: stopped, back on OLD, and drained.
+    let mut c = ic.canister(ids[0]);
+    c.status = RunStatus::Stopped;
+    c.module_hash = Some(OLD.to_vec());
+    ic.0.borrow_mut().canisters.insert(ids[0], c);
+    set_cycles(&ic, ids[0], 1);
+    ic.0.borrow_mut().parent_cycles = 0;
+    let before = ic.calls().len();
+    mutate_state(|s| new_rollout(s, NOW, s.target(), true));
+    run_rollout(&ic);
+    let calls: Vec<Method> = ic.calls()[before..].iter().map(|(m, _)| *m).collect();
+    assert_eq!(calls, vec![Method::Status, Method::Start, Method::Status]);
+    assert_eq!(ic.canister(ids[0]).status, RunStatus::Running, "never left stopped");
+    assert_eq!(
+        failure_of(ids[0]),
+        shared::parent::FailureKind::InsufficientCycles {
+            needed: NEEDED,
+            available: 1
+        }
+    );
+}
+
+#[test]
+fn a_failed_deposit_is_checked_again_and_a_funded_child_goes_on() {
+    let (ic, ids) = fleet(1, 1);
+    set_cycles(&ic, ids[0], 0);
+    ic.fault(Method::Deposit, ids[0], Fault::Reject(2, "queue full"));
+    run_rollout(&ic);
+    use Method::*;
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Status, Deposit, Status, Deposit, Status, Stop, Install, Start, Status]
+    );
+    assert_eq!(entry(ids[0]).installed_hash, Some(read_state(release)));
+    assert_eq!(
+        read_state(|s| (s.rollout().top_ups, s.rollout().cycles_spent)),
+        (1, NEEDED)
+    );
+}
+
+#[test]
+fn a_shortfall_found_before_a_top_up_is_forgotten_once_the_child_can_pay() {
+    // The child fails later for another reason: it is a plain failure, not a cycles one.
+    let (ic, ids) = fleet(1, 1);
+    set_cycles(&ic, ids[0], 0);
+    ic.0.borrow_mut().canisters.get_mut(&ids[0]).unwrap().pre_upgrade_traps = true;
+    run_rollout(&ic);
+    assert_eq!(entry(ids[0]).phase, Phase::Failed);
+    assert_eq!(failure_of(ids[0]), shared::parent::FailureKind::Running);
+}
+
 // --- snapshots and restores -----------------------------------------------------------------------------------
 
 /// A fleet of `n` children on OLD, snapshots on, upgraded to the release; returns the first rollout's id.
@@ -1167,7 +1353,10 @@ fn snapshotted_fleet(n: u64) -> (FakeIc, Vec<Principal>, u64) {
 fn with_snapshots_on_each_child_is_snapshotted_stopped_before_its_install_one_slot_per_child() {
     let (ic, ids, rollout) = snapshotted_fleet(2);
     use Method::*;
-    assert_eq!(ic.methods_for(ids[0]), vec![Stop, TakeSnapshot, Install, Start, Status]);
+    assert_eq!(
+        ic.methods_for(ids[0]),
+        vec![Status, Stop, TakeSnapshot, Install, Start, Status]
+    );
     let snap = entry(ids[0]).snapshot.expect("recorded");
     assert_eq!((snap.release, snap.rollout), (OLD.to_vec(), rollout));
     assert_eq!(
@@ -1201,7 +1390,7 @@ fn a_child_whose_snapshot_fails_is_started_again_untouched_and_failed() {
     use Method::*;
     assert_eq!(
         ic.methods_for(ids[0]),
-        vec![Stop, TakeSnapshot, Start, Status],
+        vec![Status, Stop, TakeSnapshot, Start, Status],
         "never installed"
     );
     let e = entry(ids[0]);
@@ -1236,7 +1425,7 @@ fn restoring_a_rollout_loads_each_snapshot_back_and_drops_the_queued_upgrades() 
             Some(OLD.to_vec()),
             "back on the snapshot's module"
         );
-        assert_eq!(&ic.methods_for(*id)[5..], [Stop, LoadSnapshot, Start, Status]);
+        assert_eq!(&ic.methods_for(*id)[6..], [Stop, LoadSnapshot, Start, Status]);
         assert_eq!(
             (entry(*id).phase, entry(*id).installed_hash),
             (Phase::Idle, Some(OLD.to_vec()))
@@ -1383,7 +1572,7 @@ fn a_canary_wave_upgrades_the_first_children_bakes_checks_their_health_then_the_
     for id in &canaries {
         assert_eq!(
             ic.methods_for(*id),
-            vec![Stop, Install, Start, Status, Health, Status],
+            vec![Status, Stop, Install, Start, Status, Health, Status],
             "upgraded, then checked"
         );
     }
@@ -1532,7 +1721,13 @@ fn the_history_keeps_every_rollout_and_each_child_its_operations() {
     assert_eq!(events.len(), 2, "the upgrade, then the verifying re-check");
     assert_eq!(
         events[0].1.steps,
-        vec![(Stop, true), (Install, true), (Start, true), (Confirm, true)]
+        vec![
+            (Check, true),
+            (Stop, true),
+            (Install, true),
+            (Start, true),
+            (Confirm, true)
+        ]
     );
     assert_eq!(
         (events[1].1.steps.clone(), events[1].1.error.clone()),

@@ -200,6 +200,7 @@ impl Fleet {
             snapshot_before_upgrade: None,
             gates: None,
             chunked_install_above: None,
+            cycles: None,
         };
         let install = replica::ic00::CanisterInstallMode::Install;
         install_module(

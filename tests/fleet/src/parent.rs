@@ -9,8 +9,9 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, HistoryArg, ListChildrenArg, ParentError, RegisterOptions,
-    ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings, SnapshotPolicy,
+    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, CyclesPolicy, HistoryArg, ListChildrenArg, ParentError,
+    RegisterOptions, ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings,
+    SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 
@@ -117,6 +118,10 @@ impl<'a> ParentApi<'a> {
 
     pub fn abort_rollout(&self, sender: Principal) -> Result<(), ParentError> {
         self.update(sender, "abort_rollout", ())
+    }
+
+    pub fn set_cycles_policy(&self, sender: Principal, policy: CyclesPolicy) -> Result<(), ParentError> {
+        self.update(sender, "set_cycles_policy", (policy,))
     }
 
     pub fn set_chunked_install_above(&self, sender: Principal, bytes: u64) -> Result<(), ParentError> {

@@ -42,15 +42,15 @@ pub fn count_per_target(calls: &[ManagementCall], method: &str) -> BTreeMap<Prin
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpSpan {
     pub child: Principal,
-    /// `stop_canister` handled.
-    pub stop: u64,
+    /// The operation's check (the `canister_status` before its `stop_canister`) handled, or its stop if it had none.
+    pub start: u64,
     /// The parent received the reply of `start_canister` (`None`: no start followed).
     pub slot_end: Option<u64>,
     /// The parent received the reply of the confirming `canister_status` (`None`: none followed).
     pub lock_end: Option<u64>,
 }
 
-/// The stop-started operations found in `calls` (calls by the parent, in record order), per child in order.
+/// The operations that stopped a child found in `calls` (calls by the parent, in record order), per child in order.
 pub fn op_spans(calls: &[ManagementCall]) -> Vec<OpSpan> {
     let mut per_child: BTreeMap<Principal, Vec<&ManagementCall>> = BTreeMap::new();
     for c in calls {
@@ -61,6 +61,8 @@ pub fn op_spans(calls: &[ManagementCall]) -> Vec<OpSpan> {
     let mut spans = Vec::new();
     for (child, calls) in per_child {
         let mut open: Option<OpSpan> = None;
+        // A status call with no operation open: the check of the next one (or a re-check that stops nothing).
+        let mut check: Option<u64> = None;
         for c in calls {
             match c.method.as_str() {
                 "stop_canister" => {
@@ -69,7 +71,7 @@ pub fn op_spans(calls: &[ManagementCall]) -> Vec<OpSpan> {
                     }
                     open = Some(OpSpan {
                         child,
-                        stop: c.round,
+                        start: check.take().unwrap_or(c.round),
                         slot_end: None,
                         lock_end: None,
                     });
@@ -79,16 +81,14 @@ pub fn op_spans(calls: &[ManagementCall]) -> Vec<OpSpan> {
                         op.slot_end.get_or_insert(c.round + 1);
                     }
                 }
-                "canister_status" => {
-                    if let Some(mut op) = open.take() {
-                        if op.slot_end.is_some() {
-                            op.lock_end = Some(c.round + 1);
-                            spans.push(op);
-                        } else {
-                            open = Some(op);
-                        }
+                "canister_status" => match open.take() {
+                    Some(mut op) if op.slot_end.is_some() => {
+                        op.lock_end = Some(c.round + 1);
+                        spans.push(op);
                     }
-                }
+                    Some(op) => open = Some(op),
+                    None => check = Some(c.round),
+                },
                 _ => {}
             }
         }
@@ -111,7 +111,7 @@ impl Occupancy {
         for s in spans {
             let slot_end = s.slot_end.unwrap_or(last_round);
             let lock_end = s.lock_end.unwrap_or(last_round).max(slot_end);
-            for r in s.stop..=lock_end {
+            for r in s.start..=lock_end {
                 let e = per_round.entry(r).or_default();
                 if r <= slot_end {
                     e.0 += 1;

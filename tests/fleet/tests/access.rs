@@ -3,8 +3,8 @@
 //! the check (its arguments are chosen to be refused by validation instead, so the table changes no state either).
 //!
 //! Parent: admins operate the fleet; only controllers change who controls it (`set_admins`,
-//! `set_extra_controllers`) or what it spends (`set_cycles_per_child`, and `set_keep_releases`, which also decides
-//! which releases can be rolled back to). Child: the parent and the child's controllers write; everyone reads.
+//! `set_extra_controllers`) or what it spends (`set_cycles_per_child`, `set_cycles_policy`, and `set_keep_releases`,
+//! which also decides which releases can be rolled back to). Child: the parent and the child's controllers write; everyone reads.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use candid::{Nat, Principal};
 use candid_parser::utils::CandidSource;
 use fleet::{outsider, Fleet, FleetConfig, Release};
 use shared::child::{ChildError, FillArg, MemberInput};
-use shared::parent::{ParentError, RestoreTarget, RetryOptions, RolloutGates, SnapshotPolicy};
+use shared::parent::{CyclesPolicy, ParentError, RestoreTarget, RetryOptions, RolloutGates, SnapshotPolicy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Caller {
@@ -115,6 +115,18 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
             "set_cycles_per_child",
             Needs::Controller,
             Box::new(|c| p.set_cycles_per_child(c, Nat::from(u128::MAX))),
+        ),
+        (
+            "set_cycles_policy",
+            Needs::Controller,
+            Box::new(|c| {
+                let policy = CyclesPolicy {
+                    margin: u128::MAX,
+                    max_top_up_per_child: 0,
+                    parent_reserve: 0,
+                };
+                p.set_cycles_policy(c, policy)
+            }),
         ),
         (
             "set_extra_controllers",
@@ -220,8 +232,8 @@ fn every_parent_update_is_allowed_exactly_to_its_callers() {
     }
     assert_eq!(
         refusals,
-        2 * 20 + 4,
-        "anonymous and strangers: every method; admins: the four controller-only ones"
+        2 * 21 + 5,
+        "anonymous and strangers: every method; admins: the five controller-only ones"
     );
 }
 

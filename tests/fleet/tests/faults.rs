@@ -17,13 +17,25 @@ use fleet::{outsider, records, CanisterStatus, ChildFacts, Fleet, FleetConfig, P
 use replica::ExecutionRecord;
 use replica::ReplicaConfig;
 use shared::child::ChildUpgradeArg;
-use shared::parent::{ChildState, FailureKind, ParentError, RegisterOptions, RetryOptions, RolloutStatus};
+use shared::parent::{
+    ChildState, CyclesPolicy, FailureKind, ParentError, RegisterOptions, RetryOptions, RolloutStatus,
+};
 
 /// The ic-cdk-timers executor: every timer (the parent's rollout tick) runs as a self-call to this update.
 const TIMER_EXECUTOR: &str = "canister_update <ic-cdk internal> timer_executor";
 const MAX_ROUNDS: u64 = 1_000;
-/// The calls of one child operation, in order.
-const OP: [&str; 4] = ["stop_canister", "install_code", "start_canister", "canister_status"];
+/// What a child needs before it is stopped under the default cycles policy while the replica charges it no idle burn
+/// (no freezing limit): the install's reservation and the 0.1 T margin.
+const NEEDED: u128 = 300_005_000_000 + 100_000_000_000;
+/// The calls of one child operation, in order: the check before the stop (module and cycles), stop, install, start,
+/// confirm.
+const OP: [&str; 5] = [
+    "canister_status",
+    "stop_canister",
+    "install_code",
+    "start_canister",
+    "canister_status",
+];
 
 /// Release A with `n` children holding data (checksums recorded), upgraded at most `k` at a time.
 fn fleet(n: u32, k: u32) -> Fleet {
@@ -261,7 +273,7 @@ fn a_child_whose_pre_upgrade_traps_is_upgraded_by_a_retry_that_skips_it() {
 }
 
 #[test]
-fn a_child_out_of_cycles_is_not_upgraded_and_is_started_again() {
+fn a_child_out_of_cycles_is_topped_up_by_the_parent_then_upgraded() {
     let f = fleet(3, 2);
     let since = mark(&f);
     let _logs = f.replica.print_logs_on_panic();
@@ -269,12 +281,45 @@ fn a_child_out_of_cycles_is_not_upgraded_and_is_started_again() {
     f.replica.drain_cycles(poor);
     upgrade_to_b(&f);
     let st = drive(&f);
-    verify(&f, &st, &[poor], &[]);
-    assert_failure(&st, poor, &["install_code failed (reject code 2)", "out of cycles"]);
-    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
-    assert_eq!(parent_calls(&f, since, poor), OP);
+    verify(&f, &st, &[], &[]);
+    assert_eq!(
+        parent_calls(&f, since, poor),
+        [&OP[..1], &["deposit_cycles", "canister_status"], &OP[1..]].concat()
+    );
+    assert_eq!((st.top_ups, st.cycles_spent), (1, NEEDED));
+}
 
-    // Topped up, a retry upgrades it.
+#[test]
+fn a_child_the_parent_may_not_top_up_is_never_stopped_and_fails_with_its_shortfall() {
+    let f = fleet(3, 2);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    let poor = f.children[2];
+    f.replica.drain_cycles(poor);
+    let no_top_ups = CyclesPolicy {
+        max_top_up_per_child: 0,
+        ..f.parent().settings().cycles
+    };
+    f.parent().set_cycles_policy(f.controller, no_top_ups).unwrap();
+    upgrade_to_b(&f);
+    let st = drive(&f);
+    verify(&f, &st, &[poor], &[]);
+    assert_eq!(
+        parent_calls(&f, since, poor),
+        ["canister_status"],
+        "looked at, never stopped"
+    );
+    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
+    assert_failure(&st, poor, &[&format!("needs {NEEDED} for its install")]);
+    assert_eq!(
+        st.failures[0].kind,
+        FailureKind::InsufficientCycles {
+            needed: NEEDED,
+            available: 0
+        }
+    );
+
+    // Topped up by its owner, a retry upgrades it.
     f.replica.add_cycles(poor, 10_000_000_000_000);
     retry_failed(&f);
     let st = drive(&f);
@@ -321,7 +366,7 @@ fn a_child_that_does_not_stop_in_time_is_started_again() {
     assert_eq!(f.replica.module_hash(slow), Some(a_hash()));
     assert_eq!(
         parent_calls(&f, since, slow),
-        ["stop_canister", "start_canister", "canister_status"]
+        ["canister_status", "stop_canister", "start_canister", "canister_status"]
     );
 
     // Once its calls complete, a retry upgrades it.
@@ -345,7 +390,7 @@ fn a_child_deleted_out_of_band_fails_and_the_others_are_upgraded() {
     f.replica.stop_canister(gone, Some(f.controller)).unwrap();
     f.replica.delete_canister(gone, Some(f.controller)).unwrap();
     let st = drive(&f);
-    assert_failure(&st, gone, &["stop_canister failed (reject code 3)", "not found"]);
+    assert_failure(&st, gone, &["canister_status failed (reject code 3)", "not found"]);
     assert_eq!(
         st.failures[0].kind,
         FailureKind::LostControl,
@@ -526,6 +571,7 @@ fn a_child_whose_start_is_rejected_once_is_started_again_at_once() {
     assert_eq!(
         parent_calls(&f, since, child),
         [
+            "canister_status",
             "stop_canister",
             "install_code",
             "start_canister",

@@ -293,12 +293,13 @@ fn a_parent_upgrade_mid_rollout_completes_the_rollout_and_upgrades_no_child_twic
 }
 
 /// K = 4 over 30 children. The parent's rule (`parent/src/rollout.rs`, "Bounds"): at most K children are in steps
-/// that may change them (stop, install, start, and the re-check of an interrupted operation); a child whose start
-/// has been answered releases its slot but keeps its lock during its read-only confirm (`canister_status`), so
-/// the next child's stop overlaps it and at most 2K children are locked.
+/// that may change them (the check before the stop, a top-up, stop, install, start, and the re-check of an
+/// interrupted operation); a child whose start has been answered releases its slot but keeps its lock during its
+/// read-only confirm (`canister_status`), so the next child's operation overlaps it and at most 2K children are
+/// locked.
 ///
-/// Checked twice: from the replica's management-call record (a slot runs from the round the child's
-/// `stop_canister` is handled to the round the parent gets the reply of its `start_canister`; a lock to the round
+/// Checked twice: from the replica's management-call record (a slot runs from the round the child's check before
+/// its `stop_canister` is handled to the round the parent gets the reply of its `start_canister`; a lock to the round
 /// it gets the reply of the confirming `canister_status`; see `fleet::records`), and from the parent's own
 /// `rollout_status` before every round.
 #[test]
@@ -346,7 +347,7 @@ fn in_flight_children_never_exceed_k_and_locked_children_never_exceed_2k() {
     assert_eq!(occupancy.max_slots(), K);
     assert!(
         occupancy.max_locks() > K,
-        "no confirm overlapped a stop: {:?}",
+        "no confirm overlapped the next operation: {:?}",
         occupancy.per_round
     );
     for f in fleet.verify() {

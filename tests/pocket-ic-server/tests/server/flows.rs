@@ -212,7 +212,7 @@ fn a_child_the_parent_cannot_upgrade_fails_alone_and_succeeds_on_retry() {
     let next_child = sha256(&wasm("next/child.wasm.gz"));
     let old_child = sha256(&wasm("child.wasm.gz"));
     let locked = fleet.children[1];
-    // The parent is no longer a controller of this child: its stop_canister is refused.
+    // The parent is no longer a controller of this child: its calls on it are refused.
     fleet.pic.set_controllers(locked, Some(me), vec![me]).unwrap();
 
     fleet.upgrade_parent_to_next();
