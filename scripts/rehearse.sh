@@ -9,8 +9,12 @@
 #   scripts/rehearse.sh --fail-post-upgrade 10 --seed 7    injected faults; `--help` lists every option
 #   scripts/rehearse.sh --rollback                          then back to the old release, data checked
 #   scripts/rehearse.sh --snapshot all                      snapshots, a bad release, a restore, data checked
+#   scripts/rehearse.sh --canary 5 --bake 600 --fail-post-upgrade 100   a release that breaks every child stops at
+#                                                                       the 5 canaries (HALTED)
+#   scripts/rehearse.sh --low-cycles 10 --halt-after 3      children topped up before their stop; a halt after 3 failures
 #
-# Exit code 0 on PASS, 1 on FAIL, 2 on bad arguments. Relative paths are taken from the directory you run it in.
+# Exit code 0 on PASS, 1 on FAIL, 2 on bad arguments, 3 on HALTED (the rollout stopped itself at its gates, every
+# child running with its data). Relative paths are taken from the directory you run it in.
 set -euo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."

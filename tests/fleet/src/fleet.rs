@@ -394,7 +394,12 @@ impl Fleet {
         status.finished_at.is_some() && !status.planning && status.pending == 0 && status.in_flight == 0
     }
 
-    /// Runs rounds until the rollout ends, at most `max_rounds`.
+    /// The rollout halted itself and nothing is in flight: it waits for an admin (`resume_rollout`, a rollback).
+    pub fn is_halted(status: &RolloutStatus) -> bool {
+        status.halted.is_some() && status.in_flight == 0
+    }
+
+    /// Runs rounds until the rollout ends or halts with nothing in flight, at most `max_rounds`.
     pub fn run_rollout_to_end(&self, max_rounds: u64) -> RolloutRun {
         self.run_rollout_with(max_rounds, |_, _| {})
     }
@@ -408,7 +413,7 @@ impl Fleet {
             let status = self.parent().rollout_status();
             observe(rounds, &status);
             let finished = Self::is_finished(&status);
-            if finished || rounds >= max_rounds {
+            if finished || Self::is_halted(&status) || rounds >= max_rounds {
                 return RolloutRun {
                     rounds,
                     finished,

@@ -44,13 +44,19 @@ pub struct RehearsalConfig {
     pub fail_post_upgrade: u32,
     /// Percent of children whose `install_code` the management canister rejects (a transient error).
     pub reject_install: u32,
-    /// Percent of children drained of cycles before the upgrade (frozen: the install is refused).
+    /// Percent of children drained of cycles before the upgrade: the parent must top them up (within its default
+    /// `CyclesPolicy`), so they end upgraded like the rest.
     pub drain_cycles: u32,
     /// Percent of children whose first `start_canister` after the upgrade is rejected (a transient error): the parent
     /// must start them again, so they end upgraded and running like the rest.
     pub reject_start: u32,
     /// Chooses the faulty children.
     pub seed: u64,
+    /// Rollout gates: upgrade this many canaries first, wait `bake_secs`, health-check them (`health`); halt after
+    /// `halt_after` failures. A halted rollout ends the rehearsal (verdict HALTED).
+    pub canary: Option<u32>,
+    pub bake_secs: u64,
+    pub halt_after: Option<u32>,
     /// After the rollout, write on the new release, roll the fleet back to the old one (`rollout_release`) and
     /// check that every child kept every byte.
     pub rollback: bool,
@@ -78,6 +84,9 @@ impl Default for RehearsalConfig {
             drain_cycles: 0,
             reject_start: 0,
             seed: 1,
+            canary: None,
+            bake_secs: 0,
+            halt_after: None,
             rollback: false,
             snapshots: false,
             bad: PathBuf::from("wasm/fixtures/corrupt/parent.wasm.gz"),
@@ -96,12 +105,19 @@ pub enum Fault {
     StartRejected,
 }
 
+impl Fault {
+    /// The parent works around it (starts the child again, tops it up): the child must end upgraded.
+    pub fn ends_upgraded(self) -> bool {
+        matches!(self, Fault::StartRejected | Fault::CyclesDrained)
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Fault::PostUpgradeTrap => "post_upgrade trap",
             Fault::InstallRejected => "install_code rejected",
-            Fault::CyclesDrained => "out of cycles",
+            Fault::CyclesDrained => "out of cycles (to be topped up)",
             Fault::StartRejected => "start_canister rejected",
         })
     }
@@ -147,6 +163,13 @@ pub struct Report {
     pub parent_all: Stats,
     pub cycles_before: u128,
     pub cycles_after: u128,
+    /// Children the parent topped up before their install, and the cycles it deposited.
+    pub top_ups: u64,
+    pub cycles_spent: u128,
+    /// Why the rollout halted itself, if it did (see `RehearsalConfig::canary`).
+    pub halted: Option<String>,
+    /// Children the halt left untouched on the old release (running, data intact).
+    pub untouched: usize,
     /// Children holding a slot / a lock at most, from the management-call record.
     pub max_slots: usize,
     pub max_locks: usize,
@@ -176,6 +199,11 @@ impl Report {
         self.finished && self.problems.is_empty()
     }
 
+    /// The rollout stopped itself at its gates, and every child is where it should be (running, data intact).
+    pub fn halted_cleanly(&self) -> bool {
+        self.halted.is_some() && self.problems.is_empty()
+    }
+
     /// The one-line verdict.
     pub fn verdict(&self) -> String {
         let n = self.config.children;
@@ -185,8 +213,9 @@ impl Report {
             (l, 0) => format!("DATA LOST on {l} children"),
             (l, u) => format!("DATA LOST on {l} children, data of {u} more unreadable"),
         };
-        // A rejected start is retried, so only the other faults are meant to leave a child on the old release.
-        let meant_to_fail = self.injected.values().filter(|f| **f != Fault::StartRejected).count();
+        // A rejected start is retried and a drained child topped up: only the other faults are meant to leave a child
+        // on the old release.
+        let meant_to_fail = self.injected.values().filter(|f| !f.ends_upgraded()).count();
         let failed = if meant_to_fail == 0 {
             format!("{} failed", self.failed_count)
         } else {
@@ -204,7 +233,13 @@ impl Report {
         );
         if self.passed() {
             format!("PASS: {head}")
-        } else if !self.finished {
+        } else if let (true, Some(reason)) = (self.halted_cleanly(), &self.halted) {
+            format!(
+                "HALTED: {reason}; {head}, {} untouched on {}; no child left stopped",
+                self.untouched,
+                hash8(&self.old_child_hash)
+            )
+        } else if !self.finished && self.halted.is_none() {
             format!("FAIL: the rollout did not finish within {} rounds; {head}", self.rounds)
         } else {
             format!(
@@ -295,9 +330,21 @@ impl fmt::Display for Report {
         let used = self.cycles_before as i128 - self.cycles_after as i128;
         writeln!(
             f,
-            "  cycles         {} used by the parent and children (before {}, after {}; this replica charges no fees)",
-            used, self.cycles_before, self.cycles_after
+            "  cycles         {} used by the parent and children (before {}, after {}; this replica charges no fees); {} children topped up with {} cycles",
+            used, self.cycles_before, self.cycles_after, self.top_ups, self.cycles_spent
         )?;
+        if c.canary.is_some() || c.halt_after.is_some() {
+            writeln!(
+                f,
+                "  gates          canaries {}, bake {} s, halt after {} failures; {}",
+                c.canary.unwrap_or(0),
+                c.bake_secs,
+                c.halt_after.map_or("never".to_string(), |n| n.to_string()),
+                self.halted
+                    .as_deref()
+                    .map_or("not halted".to_string(), |r| format!("halted: {r}"))
+            )?;
+        }
         if self.injected.is_empty() {
             writeln!(f, "  faults         none injected")?;
         } else {
@@ -418,6 +465,18 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let time_before = fleet.replica.time_nanos();
     let rollout_started = Instant::now();
 
+    if config.canary.is_some() || config.halt_after.is_some() {
+        let gates = shared::parent::RolloutGates {
+            canary: config.canary.map(shared::parent::Share::Count),
+            bake_secs: config.bake_secs,
+            health_method: "health".into(),
+            halt_after: config.halt_after.map(shared::parent::Share::Count),
+        };
+        fleet
+            .parent()
+            .set_rollout_gates(fleet.controller, gates)
+            .expect("set_rollout_gates");
+    }
     if config.snapshots {
         let all = shared::parent::SnapshotPolicy::All;
         fleet
@@ -455,8 +514,10 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let new_hash: [u8; 32] = release.hash.clone().try_into().expect("32-byte hash");
     let old_hash: [u8; 32] = old_child_hash.clone().try_into().expect("32-byte hash");
     let facts = fleet.verify();
+    let halted = run.status.halted.as_ref().map(|h| h.reason.clone());
     let mut problems = Vec::new();
     let mut upgraded = 0;
+    let mut untouched = 0;
     let mut failed_as_injected = 0;
     let mut data_lost = 0;
     let mut data_unreadable = 0;
@@ -488,25 +549,16 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         if f.on(&new_hash) && f.running() {
             upgraded += 1;
         }
-        match injected.get(&f.id) {
-            // A rejected start is retried: such a child must end exactly like the others.
-            None | Some(Fault::StartRejected) => {
-                if !f.on(&new_hash) {
-                    bad(format!(
-                        "not upgraded: runs {:?}; last error: {:?}",
-                        f.module_hash.map(hex::encode),
-                        f.last_error()
-                    ));
-                }
-                if f.registry_state() != Some(&ChildState::UpToDate) {
-                    bad(format!("registry state {:?}", f.registry_state()));
-                }
-                if let Some(v) = &to.child_version {
-                    if f.version.as_ref() != Some(v) {
-                        bad(format!("version() is {:?}, expected {v:?}", f.version));
-                    }
-                }
-            }
+        let fault = injected.get(&f.id).copied();
+        // A halt leaves the children it did not reach on the old release, as they were.
+        if halted.is_some() && f.on(&old_hash) && f.registry_state() != Some(&ChildState::Failed) {
+            untouched += 1;
+            continue;
+        }
+        match fault {
+            // A rejected start is retried and a drained child topped up: it must end exactly like the others.
+            None => {}
+            Some(fault) if fault.ends_upgraded() => {}
             Some(fault) => {
                 if expected_failure_ok(f, &old_hash) {
                     failed_as_injected += 1;
@@ -518,10 +570,26 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
                         f.registry_state()
                     ));
                 }
+                continue;
+            }
+        }
+        if !f.on(&new_hash) {
+            bad(format!(
+                "not upgraded: runs {:?}; last error: {:?}",
+                f.module_hash.map(hex::encode),
+                f.last_error()
+            ));
+        }
+        if f.registry_state() != Some(&ChildState::UpToDate) {
+            bad(format!("registry state {:?}", f.registry_state()));
+        }
+        if let Some(v) = &to.child_version {
+            if f.version.as_ref() != Some(v) {
+                bad(format!("version() is {:?}, expected {v:?}", f.version));
             }
         }
     }
-    let epilogue = if problems.is_empty() && (config.rollback || config.snapshots) {
+    let epilogue = if problems.is_empty() && halted.is_none() && (config.rollback || config.snapshots) {
         epilogue(config, &mut fleet, progress, &mut problems)
     } else {
         Vec::new()
@@ -560,6 +628,10 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         parent_all: Stats::of(all),
         cycles_before,
         cycles_after,
+        top_ups: run.status.top_ups,
+        cycles_spent: run.status.cycles_spent,
+        halted,
+        untouched,
         max_slots: occupancy.max_slots(),
         max_locks: occupancy.max_locks(),
         max_installs_per_child,

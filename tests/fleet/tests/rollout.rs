@@ -415,6 +415,37 @@ fn rehearsal_passes_on_a_small_fleet_and_reports_injected_post_upgrade_failures_
 }
 
 #[test]
+fn rehearsal_stops_a_release_that_breaks_every_child_at_its_canaries_and_tops_up_drained_children() {
+    let small = RehearsalConfig {
+        children: 8,
+        members: 10,
+        value_size: 32,
+        concurrency: 2,
+        ..RehearsalConfig::default()
+    };
+    let breaking = RehearsalConfig {
+        fail_post_upgrade: 100,
+        canary: Some(2),
+        bake_secs: 30,
+        ..small.clone()
+    };
+    let report = rehearsal::rehearse(&breaking, &mut rehearsal::Quiet);
+    eprintln!("{report}");
+    assert!(report.halted_cleanly() && !report.passed(), "{report}");
+    assert!(report.verdict().starts_with("HALTED: canary"), "{}", report.verdict());
+    assert_eq!((report.failed_count, report.untouched, report.data_lost), (2, 6, 0));
+
+    let drained = RehearsalConfig {
+        drain_cycles: 25,
+        ..small
+    };
+    let report = rehearsal::rehearse(&drained, &mut rehearsal::Quiet);
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    assert_eq!((report.upgraded, report.top_ups), (8, 2));
+}
+
+#[test]
 fn rehearsal_plays_a_rollback_and_a_restore_after_a_bad_release() {
     let config = RehearsalConfig {
         children: 4,

@@ -14,7 +14,8 @@ use shared::parent::RolloutStatus;
 
 /// Rehearse a fleet rollout: install the parent of release A, create N children with M members each, upgrade the
 /// parent to release B as `dfx canister install parent --mode upgrade` does, drive the rollout to its end, and verify
-/// every child (running, on B's child, data checksum unchanged). Exit code 1 if the verdict is FAIL.
+/// every child (running, on B's child, data checksum unchanged). Exit code 1 if the verdict is FAIL, 3 if the rollout
+/// halted itself at its gates with every child running and its data intact (HALTED).
 #[derive(Parser, Debug)]
 #[command(name = "rehearse", version)]
 struct Args {
@@ -42,9 +43,10 @@ struct Args {
     /// Percent of children whose install_code the management canister rejects (transient error).
     #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
     reject_install: u32,
-    /// Percent of children drained of cycles before the upgrade (frozen: their install is refused).
-    #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
-    drain_cycles: u32,
+    /// Percent of children drained of cycles before the upgrade: the parent must top them up before it stops them
+    /// (they end upgraded like the rest).
+    #[arg(long, alias = "drain-cycles", default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
+    low_cycles: u32,
     /// Percent of children whose first start_canister after the upgrade is rejected (they must be started again and
     /// end upgraded like the rest).
     #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -60,6 +62,15 @@ struct Args {
     /// The bad release for `--snapshot all` [default: wasm/fixtures/corrupt/parent.wasm.gz]
     #[arg(long, value_name = "PARENT.WASM.GZ")]
     bad: Option<PathBuf>,
+    /// Canary wave: upgrade these children first (the first by principal), bake, health-check them, then the rest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    canary: Option<u32>,
+    /// Seconds the canaries bake before their health check.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    bake: u64,
+    /// Halt the rollout once this many children failed.
+    #[arg(long, value_name = "F", value_parser = clap::value_parser!(u32).range(1..))]
+    halt_after: Option<u32>,
     /// Seed that chooses the children of the injected faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -184,7 +195,10 @@ fn main() -> ExitCode {
         fail_post_upgrade: args.fail_post_upgrade,
         reject_install: args.reject_install,
         reject_start: args.reject_start,
-        drain_cycles: args.drain_cycles,
+        drain_cycles: args.low_cycles,
+        canary: args.canary,
+        bake_secs: args.bake,
+        halt_after: args.halt_after,
         seed: args.seed,
         parent_upgrade: if args.stop_parent_first {
             ParentUpgrade::StopFirst
@@ -203,6 +217,8 @@ fn main() -> ExitCode {
     println!("(wall time {:.1} s)", started.elapsed().as_secs_f64());
     if report.passed() {
         ExitCode::SUCCESS
+    } else if report.halted_cleanly() {
+        ExitCode::from(3)
     } else {
         ExitCode::FAILURE
     }
