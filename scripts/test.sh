@@ -3,7 +3,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step prints how long the previous one took; the summary at the end lists them all.
+timings=()
+last=""
+started=$SECONDS
+mark=$SECONDS
+finish_step() {
+  [ -z "$last" ] && return
+  timings+=("$(printf '%5d s  %s' $((SECONDS - mark)) "$last")")
+  printf -- '-- %s: %d s\n' "$last" $((SECONDS - mark))
+}
+step() {
+  finish_step
+  last=$1
+  mark=$SECONDS
+  printf '\n== %s\n' "$*"
+}
+summary() {
+  finish_step
+  printf '\n== Done in %d s\n' $((SECONDS - started))
+  printf '%s\n' "${timings[@]}"
+}
+trap 'status=$?; [ $status -eq 0 ] && summary || printf "\n== FAILED at: %s (after %d s)\n" "$last" $((SECONDS - started))' EXIT
 
 step "Build the current release (wasm/), the next release (wasm/next/) and the test fixtures (wasm/fixtures/)"
 scripts/build.sh
