@@ -231,6 +231,7 @@ pub fn settings_view(s: &Settings) -> shared::parent::Settings {
 fn policy_view(p: SnapshotPolicy) -> shared::parent::SnapshotPolicy {
     match p {
         SnapshotPolicy::Off => shared::parent::SnapshotPolicy::Off,
+        SnapshotPolicy::Canaries => shared::parent::SnapshotPolicy::Canaries,
         SnapshotPolicy::All => shared::parent::SnapshotPolicy::All,
     }
 }
@@ -238,6 +239,7 @@ fn policy_view(p: SnapshotPolicy) -> shared::parent::SnapshotPolicy {
 fn policy_of(p: shared::parent::SnapshotPolicy) -> SnapshotPolicy {
     match p {
         shared::parent::SnapshotPolicy::Off => SnapshotPolicy::Off,
+        shared::parent::SnapshotPolicy::Canaries => SnapshotPolicy::Canaries,
         shared::parent::SnapshotPolicy::All => SnapshotPolicy::All,
     }
 }

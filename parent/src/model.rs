@@ -413,6 +413,8 @@ pub struct UpgradeOptions {
 pub enum SnapshotPolicy {
     #[default]
     Off,
+    /// Only the canaries of a gated rollout.
+    Canaries,
     All,
 }
 

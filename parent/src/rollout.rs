@@ -489,7 +489,11 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
             ..lock(s, Step::Stop, now, None, upgrade)
         },
         _ => {
-            let wanted = s.settings().snapshot_before_upgrade == SnapshotPolicy::All;
+            let wanted = match s.settings().snapshot_before_upgrade {
+                SnapshotPolicy::Off => false,
+                SnapshotPolicy::Canaries => s.rollout().canaries.contains(&id),
+                SnapshotPolicy::All => true,
+            };
             let snapshot = if wanted {
                 SnapshotStage::Wanted
             } else {

@@ -151,6 +151,8 @@ pub struct ChildEvent {
 pub enum SnapshotPolicy {
     #[default]
     Off,
+    /// Only the canaries of a gated rollout (see `RolloutGates`).
+    Canaries,
     All,
 }
 

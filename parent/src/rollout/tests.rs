@@ -1752,3 +1752,20 @@ fn each_child_keeps_its_last_operations_only() {
     let kept: Vec<u64> = s.events_of(id).iter().map(|(op, _)| *op).collect();
     assert_eq!(kept, (15..25).collect::<Vec<_>>());
 }
+
+#[test]
+fn with_the_canaries_policy_only_the_canaries_are_snapshotted() {
+    let (ic, ids) = fleet(6, 3);
+    mutate_state(|s| s.update_settings(|st| st.snapshot_before_upgrade = SnapshotPolicy::Canaries));
+    gate(Some(Share::Count(2)), 0, None);
+    run_rollout(&ic);
+    let canaries = read_state(|s| s.rollout().canaries.clone());
+    assert_eq!(canaries, ids[..2]);
+    for id in &ids {
+        let snapshotted = ic.methods_for(*id).contains(&Method::TakeSnapshot);
+        assert_eq!(snapshotted, canaries.contains(id), "{id}");
+        assert_eq!(entry(*id).snapshot.is_some(), canaries.contains(id));
+        assert_eq!(entry(*id).installed_hash, Some(read_state(release)));
+    }
+    assert_eq!(read_state(|s| s.rollout().snapshots), 2);
+}
