@@ -242,6 +242,11 @@ impl Fleet {
     /// Creates `n` children through the parent's `create_children` (in batches of the parent's per-call cap), as the
     /// controller; tops the parent up with cycles first. Panics if any creation or install fails. Returns the new ids.
     pub fn create_children(&mut self, n: u32) -> Vec<Principal> {
+        self.create_children_with(n, |_, _| {})
+    }
+
+    /// [`Fleet::create_children`], calling `progress(created, n)` after every `create_children` call.
+    pub fn create_children_with(&mut self, n: u32, mut progress: impl FnMut(u64, u64)) -> Vec<Principal> {
         // Only this field: parents of every release answer it (older ones lack later settings).
         #[derive(candid::CandidType, serde::Deserialize)]
         struct CyclesPerChild {
@@ -272,6 +277,7 @@ impl Fleet {
             }
             new.extend(result.created.iter().map(|c| c.canister_id));
             left -= batch;
+            progress(new.len() as u64, u64::from(n));
         }
         self.children.extend(&new);
         new
@@ -303,6 +309,13 @@ impl Fleet {
     /// [`Fleet::fill`] on every child. Submits one call per child per batch and runs the rounds once, so filling
     /// N children costs as many rounds as filling one.
     pub fn fill_all(&mut self, members: u32, value_size: u32) {
+        self.fill_all_with(members, value_size, |_, _| {})
+    }
+
+    /// [`Fleet::fill_all`], calling `progress(calls answered, calls)` as the answers come in.
+    pub fn fill_all_with(&mut self, members: u32, value_size: u32, mut progress: impl FnMut(u64, u64)) {
+        let calls = u64::from(members.div_ceil(MAX_FILL_COUNT)) * self.children.len() as u64;
+        let mut answered = 0;
         let mut left = members;
         let mut call = 0;
         while left > 0 {
@@ -338,6 +351,10 @@ impl Fleet {
                     total >= u64::from(count),
                     "admin_fill on {c}: {total} members after writing {count}"
                 );
+                answered += 1;
+                if answered % 100 == 0 || answered == calls {
+                    progress(answered, calls);
+                }
             }
             left -= count;
             call += 1;
@@ -346,9 +363,18 @@ impl Fleet {
 
     /// Records every child's `data_checksum` (compared by [`Fleet::verify`]).
     pub fn record_checksums(&mut self) {
-        for c in self.children.clone() {
+        self.record_checksums_with(|_, _| {})
+    }
+
+    /// [`Fleet::record_checksums`], calling `progress(recorded, children)` every 100 children.
+    pub fn record_checksums_with(&mut self, mut progress: impl FnMut(u64, u64)) {
+        let n = self.children.len() as u64;
+        for (i, c) in self.children.clone().into_iter().enumerate() {
             let sum = self.child(c).data_checksum();
             self.checksums.insert(c, sum);
+            if (i as u64 + 1) % 100 == 0 || i as u64 + 1 == n {
+                progress(i as u64 + 1, n);
+            }
         }
     }
 

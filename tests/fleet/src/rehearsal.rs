@@ -127,6 +127,8 @@ impl fmt::Display for Fault {
 pub trait Progress {
     /// A setup phase starts.
     fn phase(&mut self, _message: &str) {}
+    /// Within a setup phase: `done` of `total` (children created, calls answered, ...).
+    fn setup(&mut self, _done: u64, _total: u64) {}
     /// Before every round of the rollout (`round` counts from 0) and at its end.
     fn rollout(&mut self, _round: u64, _status: &RolloutStatus) {}
     /// The rollout ended (or gave up).
@@ -418,15 +420,18 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     progress.phase(&format!("installing the parent from {}", config.from.display()));
     let mut fleet = Fleet::new(&from, FleetConfig::with_concurrency(config.concurrency));
     progress.phase(&format!("creating {} children", config.children));
-    fleet.create_children(config.children);
+    fleet.create_children_with(config.children, |done, total| progress.setup(done, total));
     progress.phase(&format!(
         "filling each child with {} members of {} B",
         config.members, config.value_size
     ));
     if config.members > 0 {
-        fleet.fill_all(config.members, config.value_size);
+        fleet.fill_all_with(config.members, config.value_size, |done, total| {
+            progress.setup(done, total)
+        });
     }
-    fleet.record_checksums();
+    progress.phase("recording each child's data checksum");
+    fleet.record_checksums_with(|done, total| progress.setup(done, total));
     let old_child_hash = fleet.parent().child_release().hash;
 
     let injected = choose_faults(

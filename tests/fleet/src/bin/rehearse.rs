@@ -131,9 +131,25 @@ impl Progress for Reporter {
         }
     }
 
+    fn setup(&mut self, done: u64, total: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            None => {
+                if self.last_line.elapsed() >= Duration::from_secs(3) || done == total {
+                    self.last_line = Instant::now();
+                    println!("[{:>5.1} s]   {done}/{total}", self.started.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+
     fn rollout(&mut self, round: u64, status: &RolloutStatus) {
         match &self.bar {
             Some(bar) => {
+                bar.set_length(self.children);
                 bar.set_position(status.upgraded + status.failed);
                 bar.set_message(Self::line(status, round));
             }
