@@ -158,6 +158,10 @@ pub struct Meta {
     /// What the parent's own IC chunk store holds, for `install_chunked_code`.
     #[serde(default)]
     pub chunk_store: ChunkStore,
+    /// The child release the installed parent module embeds. Empty in parents before it was recorded: theirs was the
+    /// rollout's release (they had no other target).
+    #[serde(default, with = "serde_bytes")]
+    pub embedded: Vec<u8>,
 }
 
 /// The chunks of one release uploaded to the parent's own chunk store (modules over

@@ -158,13 +158,21 @@ pub struct TickPlan {
 
 /// Run by `init` and `post_upgrade`, which may not make calls. O(log n + module size): bumps the epoch (so
 /// operations of the previous instance are recognised as orphans) and records the embedded release in the store. A
-/// release this parent never carried before becomes the target of a new rollout; one it knew leaves the target as it
-/// was (so a rollback to an older release survives a parent upgrade that carries the same child). Returns whether the
-/// tick has work.
+/// parent module that embeds another child than the one it replaces makes that child the target of a new rollout
+/// (also one the fleet ran before: the operator installed it); one that embeds the same child leaves the target as it
+/// was (so a rollback to an older release survives a parent hotfix). Returns whether the tick has work.
 pub fn on_install(s: &mut State, installer: Principal, now: u64) -> bool {
-    s.update_meta(|m| m.epoch += 1);
-    if s.record_release(now) {
-        let embedded = s.release.hash;
+    let embedded = s.release.hash;
+    let previous = match &s.meta().embedded {
+        e if e.is_empty() => s.rollout().release.clone(),
+        e => e.clone(),
+    };
+    s.update_meta(|m| {
+        m.epoch += 1;
+        m.embedded = embedded.to_vec();
+    });
+    s.record_release(now);
+    if previous != embedded {
         new_rollout(s, now, embedded, false);
         s.update_rollout(|r| r.started_by = Some(installer));
     }

@@ -1088,6 +1088,27 @@ fn a_rollback_is_an_upgrade_to_a_stored_release_and_survives_a_parent_upgrade_wi
     assert_eq!(read_state(|s| s.target()), c.hash);
 }
 
+#[test]
+fn a_parent_that_embeds_another_child_makes_it_the_target_even_one_the_fleet_ran_before() {
+    let (ic, ids) = fleet(2, 2);
+    run_rollout(&ic);
+    let (a, b) = (read_state(|s| s.release.clone()), next_release());
+    mutate_state(|s| {
+        s.release = b.clone();
+        assert!(on_install(s, Principal::anonymous(), NOW));
+    });
+    run_rollout(&ic);
+    let on_b = read_state(|s| s.rollout().id);
+    // The operator installs the parent of A again: the fleet follows it back to A.
+    mutate_state(|s| {
+        s.release = a.clone();
+        assert!(on_install(s, Principal::anonymous(), NOW));
+    });
+    assert_eq!(read_state(|s| (s.target(), s.rollout().id)), (a.hash, on_b + 1));
+    run_rollout(&ic);
+    assert!(ids.iter().all(|id| ic.canister(*id).module_hash == Some(a.hash.to_vec())));
+}
+
 // --- the chunk store -------------------------------------------------------------------------------------------
 
 /// The test release (2.5 MiB) goes through the chunk store from now on.
