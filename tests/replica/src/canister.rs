@@ -129,6 +129,10 @@ pub struct Canister {
     pub settings: StoredSettings,
     /// The global timer value currently in the replica's timer index.
     pub indexed_timer: u64,
+    /// The last round in which the canister executed (the scheduler serves the least recently executed first).
+    pub last_executed_round: u64,
+    /// Instructions of recent install_code executions not yet paid off by the per-round rate limit.
+    pub install_code_debit: u64,
 }
 
 impl Canister {
@@ -157,6 +161,8 @@ impl Canister {
                 ..Default::default()
             },
             indexed_timer: 0,
+            last_executed_round: 0,
+            install_code_debit: 0,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Reject codes and rejects, numbered as in the IC interface spec ("Reject codes").
+//! Reject codes, the IC's error codes, and rejects (spec "Reject codes"; `ic-error-types` `ErrorCode`).
 
 use std::fmt;
 
@@ -10,6 +10,7 @@ pub enum RejectCode {
     DestinationInvalid = 3,
     CanisterReject = 4,
     CanisterError = 5,
+    /// Only for bounded-wait calls whose response is unknown (ic-error-types: "best-effort calls only").
     SysUnknown = 6,
 }
 
@@ -27,6 +28,79 @@ impl RejectCode {
     }
 }
 
+/// The IC's error codes that this replica produces (dfinity/ic `ic-error-types` `ErrorCode`; the first digit is the
+/// reject code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    CanisterQueueFull = 201,
+    StopCanisterRequestTimeout = 206,
+    CanisterOutOfCycles = 207,
+    CanisterInstallCodeRateLimited = 209,
+    CanisterNotFound = 301,
+    CanisterSnapshotNotFound = 305,
+    InsufficientCyclesForCreateCanister = 403,
+    CanisterRejectedMessage = 406,
+    UnknownManagementMessage = 407,
+    InvalidManagementPayload = 408,
+    CanisterTrapped = 502,
+    CanisterCalledTrap = 503,
+    CanisterContractViolation = 504,
+    CanisterInvalidWasm = 505,
+    CanisterDidNotReply = 506,
+    CanisterOutOfMemory = 507,
+    CanisterStopped = 508,
+    CanisterStopping = 509,
+    CanisterNotStopped = 510,
+    CanisterStoppingCancelled = 511,
+    CanisterInvalidController = 512,
+    CanisterFunctionNotFound = 513,
+    CanisterInstructionLimitExceeded = 522,
+    CompositeQueryCalledInReplicatedMode = 527,
+    CanisterMethodNotFound = 536,
+    CanisterWasmModuleNotFound = 537,
+    CanisterAlreadyInstalled = 538,
+}
+
+impl ErrorCode {
+    /// `IC0xxx`, as the IC writes it in rejects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CanisterQueueFull => "IC0201",
+            Self::StopCanisterRequestTimeout => "IC0206",
+            Self::CanisterOutOfCycles => "IC0207",
+            Self::CanisterInstallCodeRateLimited => "IC0209",
+            Self::CanisterNotFound => "IC0301",
+            Self::CanisterSnapshotNotFound => "IC0305",
+            Self::InsufficientCyclesForCreateCanister => "IC0403",
+            Self::CanisterRejectedMessage => "IC0406",
+            Self::UnknownManagementMessage => "IC0407",
+            Self::InvalidManagementPayload => "IC0408",
+            Self::CanisterTrapped => "IC0502",
+            Self::CanisterCalledTrap => "IC0503",
+            Self::CanisterContractViolation => "IC0504",
+            Self::CanisterInvalidWasm => "IC0505",
+            Self::CanisterDidNotReply => "IC0506",
+            Self::CanisterOutOfMemory => "IC0507",
+            Self::CanisterStopped => "IC0508",
+            Self::CanisterStopping => "IC0509",
+            Self::CanisterNotStopped => "IC0510",
+            Self::CanisterStoppingCancelled => "IC0511",
+            Self::CanisterInvalidController => "IC0512",
+            Self::CanisterFunctionNotFound => "IC0513",
+            Self::CanisterInstructionLimitExceeded => "IC0522",
+            Self::CompositeQueryCalledInReplicatedMode => "IC0527",
+            Self::CanisterMethodNotFound => "IC0536",
+            Self::CanisterWasmModuleNotFound => "IC0537",
+            Self::CanisterAlreadyInstalled => "IC0538",
+        }
+    }
+
+    /// The reject code: the first digit of the error code.
+    pub fn reject_code(self) -> RejectCode {
+        RejectCode::from_u32(self as u32 / 100).expect("error codes start with a reject code")
+    }
+}
+
 /// A rejected call: the reject code, the message, and the IC error code (`IC0xxx`) where the IC has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
@@ -41,6 +115,15 @@ impl Reject {
             code,
             message: message.into(),
             error_code: None,
+        }
+    }
+
+    /// A reject with the IC's error code; its reject code follows from the error code.
+    pub fn of(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code.reject_code(),
+            message: message.into(),
+            error_code: Some(code.as_str()),
         }
     }
 

@@ -22,6 +22,7 @@ pub use candid;
 pub use canister::CanisterStatus;
 pub use error::{Reject, RejectCode};
 pub use ic_management_canister_types as ic00;
+pub use scheduler::SchedulerConfig;
 pub use stable_memory::PAGE_SIZE as STABLE_PAGE_SIZE;
 pub use wasm_module::{Metadata, EOP_SECTION};
 
@@ -52,6 +53,8 @@ pub struct ReplicaConfig {
     /// The network's DER-framed root key, as `ic0.root_key` returns it; the subnet id is its self-authenticating
     /// principal. `None`: a fixed placeholder key and subnet id.
     pub root_key: Option<Vec<u8>>,
+    /// Round and slice limits of the IC's scheduler.
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for ReplicaConfig {
@@ -67,6 +70,7 @@ impl Default for ReplicaConfig {
             first_canister_index: 0,
             max_rounds_per_call: 100_000,
             root_key: None,
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -479,7 +483,7 @@ impl Replica {
 
     // ---- Rounds and time ----
 
-    /// Runs one round.
+    /// Runs one IC round (see README, "Rounds").
     pub fn tick(&self) {
         self.state.borrow_mut().tick();
     }
@@ -490,7 +494,8 @@ impl Replica {
         }
     }
 
-    /// Runs rounds until no message is queued (at most `max_rounds_per_call`); returns how many ran.
+    /// Runs rounds until no message is queued and no install is running (at most `max_rounds_per_call`); returns
+    /// how many ran.
     pub fn run_until_idle(&self) -> u64 {
         let max = self.config().max_rounds_per_call;
         let mut n = 0;

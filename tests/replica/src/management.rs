@@ -1,5 +1,6 @@
-//! The management canister `aaaaa-aa` (spec "The IC management canister"). Canister calls to it are handled in
-//! the round they are delivered; their responses reach the caller in a later round.
+//! The management canister `aaaaa-aa` (spec "The IC management canister"). Its requests are handled at the start
+//! of a round; canister calls reach it through message routing (the round after they are made), and its responses
+//! reach a canister caller one round after it handled them.
 
 use candid::{CandidType, Nat, Principal};
 use ic_management_canister_types as ic00;
@@ -7,9 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
-use crate::error::{Reject, RejectCode};
+use crate::error::{ErrorCode, Reject, RejectCode};
 use crate::execution::{Entry, Live, Snapshot};
-use crate::scheduler::{error_from, Exec, Request, Rollback, State};
+use crate::scheduler::{error_from, Exec, LongInstallStart, Request, Rollback, State};
 use crate::system_api::{EntryKind, SystemState};
 use crate::wasm_module::{self, CompiledModule};
 use crate::ManagementCall;
@@ -33,8 +34,28 @@ fn unit() -> Vec<u8> {
     candid::encode_args(()).expect("encode ()")
 }
 
+/// install_code and install_chunked_code: at most one runs across several rounds at a time.
+pub fn is_install(method: &str) -> bool {
+    method == "install_code" || method == "install_chunked_code"
+}
+
+/// The outcome of an install_code: its result and the instructions it used (every phase, trapped or not).
+pub struct InstallOutcome {
+    pub result: Result<(), Reject>,
+    pub instructions: u64,
+}
+
+impl InstallOutcome {
+    fn refused(reject: Reject) -> Self {
+        Self {
+            result: Err(reject),
+            instructions: 0,
+        }
+    }
+}
+
 /// The canister a management call is about, for the call record and fault injection.
-fn target_of(method: &str, payload: &[u8]) -> Option<Principal> {
+pub fn target_of(method: &str, payload: &[u8]) -> Option<Principal> {
     #[derive(Deserialize, CandidType)]
     struct ById {
         canister_id: Principal,
@@ -78,8 +99,9 @@ fn nat_u128(n: &Nat) -> u128 {
 }
 
 impl State {
-    /// Handles a request to `aaaaa-aa`, records it, and responds (except `stop_canister`, which may wait).
-    pub fn handle_management(&mut self, req: Request) {
+    /// Handles a request to `aaaaa-aa`, records it, and responds (except `stop_canister`, which may wait, and an
+    /// install that needs more than one slice). Returns the instructions it used in this round.
+    pub fn handle_management(&mut self, req: Request) -> u64 {
         let target = target_of(&req.method, &req.payload);
         let record = self.management_calls.len();
         self.management_calls.push(ManagementCall {
@@ -92,15 +114,21 @@ impl State {
         let mut refund = req.cycles;
         let caller = req.sender;
         let injected = target.and_then(|t| self.faults.take_reject(t, &req.method));
+        let mut instructions = 0;
         let result = match injected {
             Some(reject) => Err(reject),
             None => match req.method.as_str() {
                 "stop_canister" => match decode::<ic00::CanisterIdRecord>(&req.payload)
                     .and_then(|a| self.stop_canister(caller, a.canister_id, req.origin.clone(), record))
                 {
-                    Ok(()) => return,
+                    Ok(()) => return 0,
                     Err(reject) => Err(reject),
                 },
+                method if is_install(method) => {
+                    let outcome = self.install_request(caller, method, &req.payload);
+                    instructions = outcome.instructions;
+                    outcome.result.map(|()| unit())
+                }
                 "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).map(|a| {
                     refund = 0;
                     let id = self.create_canister(caller, a.settings, req.cycles);
@@ -118,8 +146,39 @@ impl State {
                 _ => self.dispatch(caller, &req.method, &req.payload),
             },
         };
+        let slice = self.config.scheduler.max_instructions_per_install_code_slice;
+        if let (Some(id), true) = (target, instructions > slice) {
+            let install = LongInstallStart {
+                instructions,
+                origin: req.origin,
+                result,
+                refund,
+                record,
+            };
+            self.start_long_install(id, install);
+            return slice;
+        }
+        if let Some(c) = target.and_then(|t| self.canisters.get_mut(&t)) {
+            c.install_code_debit += instructions;
+        }
         self.management_calls[record].outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
-        self.respond(&req.origin, result, refund);
+        self.respond_routed(&req.origin, result, refund);
+        instructions
+    }
+
+    /// `install_code` or `install_chunked_code`.
+    fn install_request(&mut self, caller: Principal, method: &str, payload: &[u8]) -> InstallOutcome {
+        if method == "install_code" {
+            match decode::<ic00::InstallCodeArgs>(payload) {
+                Ok(a) => self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg),
+                Err(reject) => InstallOutcome::refused(reject),
+            }
+        } else {
+            match decode::<ic00::InstallChunkedCodeArgs>(payload) {
+                Ok(a) => self.install_chunked_code(caller, a),
+                Err(reject) => InstallOutcome::refused(reject),
+            }
+        }
     }
 
     fn dispatch(&mut self, caller: Principal, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
@@ -138,15 +197,6 @@ impl State {
                     .ok_or_else(|| not_found(a.canister_id))?;
                 c.sys.cycles += nat_u128(&a.amount);
                 Ok(unit())
-            }
-            "install_code" => {
-                let a: ic00::InstallCodeArgs = decode(payload)?;
-                self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg)
-                    .map(|()| unit())
-            }
-            "install_chunked_code" => {
-                let a: ic00::InstallChunkedCodeArgs = decode(payload)?;
-                self.install_chunked_code(caller, a).map(|()| unit())
             }
             "uninstall_code" => {
                 let a: ic00::UninstallCodeArgs = decode(payload)?;
@@ -327,19 +377,21 @@ impl State {
         mode: ic00::CanisterInstallMode,
         wasm: &[u8],
         arg: Vec<u8>,
-    ) -> Result<(), Reject> {
-        self.controlled(caller, id, "install_code")?;
+    ) -> InstallOutcome {
+        if let Err(reject) = self.controlled(caller, id, "install_code") {
+            return InstallOutcome::refused(reject);
+        }
         let invalid = |e: String| {
             Reject::canister_error(format!(
                 "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
             ))
             .with_error_code("IC0505")
         };
-        let raw = wasm_module::decode(wasm).map_err(invalid)?;
-        let module = self
-            .modules
-            .get_or_compile(&self.runtime.engine, &raw)
-            .map_err(invalid)?;
+        let module =
+            match wasm_module::decode(wasm).and_then(|raw| self.modules.get_or_compile(&self.runtime.engine, &raw)) {
+                Ok(module) => module,
+                Err(e) => return InstallOutcome::refused(invalid(e)),
+            };
         let hash = wasm_module::sha256(wasm);
         self.with_canister(id, |s, c| {
             s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg)
@@ -357,9 +409,47 @@ impl State {
         hash: [u8; 32],
         len: u64,
         arg: Vec<u8>,
+    ) -> InstallOutcome {
+        let limit = self.config.install_instruction_limit;
+        let mut budget = limit;
+        let result = self.run_install(c, caller, mode, module, hash, len, arg, &mut budget);
+        InstallOutcome {
+            result,
+            instructions: limit - budget,
+        }
+    }
+
+    /// Checks, then runs the install's phases within `budget` (canister_manager.rs `validate_input`, then
+    /// install.rs / upgrade.rs).
+    #[allow(clippy::too_many_arguments)]
+    fn run_install(
+        &mut self,
+        c: &mut Canister,
+        caller: Principal,
+        mode: ic00::CanisterInstallMode,
+        module: std::sync::Arc<CompiledModule>,
+        hash: [u8; 32],
+        len: u64,
+        arg: Vec<u8>,
+        budget: &mut u64,
     ) -> Result<(), Reject> {
         use ic00::CanisterInstallMode as Mode;
         let id = c.id;
+        if mode == Mode::Install && c.live.is_some() {
+            return Err(Reject::canister_error(format!(
+                "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
+            ))
+            .with_error_code("IC0538"));
+        }
+        if c.install_code_debit > 0 {
+            return Err(Reject::of(
+                ErrorCode::CanisterInstallCodeRateLimited,
+                format!(
+                    "Canister {id} is rate limited because it executed too many instructions in the previous \
+                     install_code messages. Please retry installation after several minutes."
+                ),
+            ));
+        }
         if c.sys.cycles == 0 {
             return Err(
                 Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
@@ -372,7 +462,6 @@ impl State {
             ))
             .with_error_code("IC0505")
         };
-        let mut budget = self.config.install_instruction_limit;
         let deployment_mode = match &mode {
             Mode::Install => ic00::CodeDeploymentMode::Install,
             Mode::Reinstall => ic00::CodeDeploymentMode::Reinstall,
@@ -380,12 +469,6 @@ impl State {
         };
         match mode {
             Mode::Install | Mode::Reinstall => {
-                if mode == Mode::Install && c.live.is_some() {
-                    return Err(Reject::canister_error(format!(
-                        "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
-                    ))
-                    .with_error_code("IC0538"));
-                }
                 // Spec: reinstall discards all state, stable memory included, and runs canister_init.
                 let live = Live::new(&self.runtime, module.clone()).map_err(invalid)?;
                 let fresh = SystemState {
@@ -398,11 +481,11 @@ impl State {
                 c.version += 1;
                 let mut outcome = Ok(());
                 if module.has_start {
-                    outcome = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), &mut budget);
+                    outcome = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), budget);
                 }
                 if outcome.is_ok() && module.exports("canister_init") {
                     let entry = Entry::Export("canister_init".into());
-                    outcome = self.run_phase(c, EntryKind::Init, entry, caller, arg, &mut budget);
+                    outcome = self.run_phase(c, EntryKind::Init, entry, caller, arg, budget);
                 }
                 if let Err(trap) = outcome {
                     let cycles = c.sys.cycles;
@@ -442,7 +525,7 @@ impl State {
                     flags.skip_pre_upgrade == Some(true),
                     keep,
                     arg,
-                    &mut budget,
+                    budget,
                 )?;
             }
         }
@@ -551,7 +634,15 @@ impl State {
         run.result
     }
 
-    fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> Result<(), Reject> {
+    fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> InstallOutcome {
+        match self.assemble_chunks(caller, &a) {
+            Ok(wasm) => self.install_code(caller, a.target_canister, a.mode, &wasm, a.arg),
+            Err(reject) => InstallOutcome::refused(reject),
+        }
+    }
+
+    /// The module of an install_chunked_code: the chunks in order, checked against the expected hash.
+    fn assemble_chunks(&self, caller: Principal, a: &ic00::InstallChunkedCodeArgs) -> Result<Vec<u8>, Reject> {
         let target = a.target_canister;
         let store = a.store_canister.unwrap_or(target);
         self.controlled(caller, target, "install_chunked_code")?;
@@ -580,7 +671,7 @@ impl State {
                 hex::encode(actual)
             )));
         }
-        self.install_code(caller, target, a.mode, &wasm, a.arg)
+        Ok(wasm)
     }
 
     fn uninstall_code(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
@@ -609,7 +700,7 @@ impl State {
             for (_, cc) in std::mem::take(&mut c.call_contexts) {
                 if !cc.responded {
                     let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
-                    s.respond(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
+                    s.respond_routed(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
                 }
             }
             s.check_stopped(c);
@@ -623,7 +714,7 @@ impl State {
         self.with_canister(id, |s, c| {
             if c.status == CanisterStatus::Stopped {
                 s.management_calls[record].outcome = Some(Ok(()));
-                s.respond(&origin, Ok(unit()), 0);
+                s.respond_routed(&origin, Ok(unit()), 0);
                 return;
             }
             if c.status == CanisterStatus::Running {
@@ -652,7 +743,7 @@ impl State {
                 let reject = Reject::canister_error(format!("Canister {id}'s stop request was cancelled."))
                     .with_error_code("IC0510");
                 s.management_calls[stop.record].outcome = Some(Err(reject.clone()));
-                s.respond(&stop.origin, Err(reject), 0);
+                s.respond_routed(&stop.origin, Err(reject), 0);
             }
         });
         Ok(())

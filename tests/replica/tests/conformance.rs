@@ -1,55 +1,14 @@
 //! Conformance tests: each pins one rule of the IC interface spec (or of the brief) with hand-written WAT.
 
-use std::io::Write;
+mod common;
+
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
+use common::*;
 use replica::{ic00, CanisterStatus, RejectCode, Replica, ReplicaConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-const UNIVERSAL: &str = include_str!("universal.wat");
-
-fn wasm() -> Vec<u8> {
-    wat::parse_str(UNIVERSAL).expect("universal.wat")
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn user() -> Principal {
-    Principal::from_slice(&[7; 29])
-}
-
-fn installed(r: &Replica) -> Principal {
-    let id = r.create_canister_with_settings(Some(user()), None);
-    r.install_canister(id, wasm(), b"hello".to_vec(), Some(user()));
-    id
-}
-
-fn u64_of(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes[..8].try_into().unwrap())
-}
-
-fn query_u64(r: &Replica, id: Principal, method: &str) -> u64 {
-    u64_of(&r.query_call(id, user(), method, vec![]).unwrap())
-}
-
-fn call_arg(flags: u8, callee: Principal, method: &str, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![flags, callee.as_slice().len() as u8];
-    v.extend_from_slice(callee.as_slice());
-    v.push(method.len() as u8);
-    v.extend_from_slice(method.as_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-fn module_with(body: &str) -> Vec<u8> {
-    wat::parse_str(format!("(module {body})")).unwrap()
-}
 
 // ---- 1. Canisters ----
 
@@ -450,18 +409,6 @@ fn performance_counter_counts_this_message_and_executions_are_recorded() {
 }
 
 // ---- 5. Calls ----
-
-#[test]
-fn inter_canister_call_takes_rounds_and_returns_the_reply() {
-    let r = Replica::new();
-    let a = installed(&r);
-    let b = installed(&r);
-    let before = r.round();
-    let reply = r.update_call(a, user(), "call", call_arg(0, b, "echo", b"hi")).unwrap();
-    assert_eq!(reply, b"Rhi");
-    assert_eq!(r.round() - before, 3, "ingress round, callee round, callback round");
-    assert_eq!(r.open_call_contexts(a), 0);
-}
 
 #[test]
 fn rejects_reach_the_reject_callback_with_code_and_message() {
