@@ -231,7 +231,7 @@ impl Fleet {
     /// controller; tops the parent up with cycles first. Panics if any creation or install fails. Returns the new ids.
     pub fn create_children(&mut self, n: u32) -> Vec<Principal> {
         let per_child = u128::try_from(self.parent().settings().cycles_per_child.0).expect("cycles fit u128");
-        // Creation fee (ic-cdk attaches it; this replica charges nothing and passes it on) plus the child's cycles.
+        // The child's cycles, the 500B creation fee ic-cdk attaches on top, and the parent's call fees.
         self.replica
             .add_cycles(self.parent, u128::from(n) * (per_child + 2_000_000_000_000));
         let mut new = Vec::new();

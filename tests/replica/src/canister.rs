@@ -6,9 +6,27 @@ use std::sync::Arc;
 use candid::Principal;
 use wasmi::Val;
 
+use crate::cycles;
 use crate::execution::Live;
 use crate::system_api::SystemState;
 use crate::wasm_module::CompiledModule;
+
+/// Bytes billed per canister history entry (an estimate of its encoded size).
+pub const HISTORY_ENTRY_BYTES: u64 = 100;
+/// Every chunk in the chunk store is billed as a full 1 MiB chunk.
+pub const CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// The parts of a canister's memory usage (`canister_status` `memory_metrics`).
+pub struct MemoryMetrics {
+    pub wasm_memory: u64,
+    pub stable_memory: u64,
+    pub globals: u64,
+    pub wasm_binary: u64,
+    pub custom_sections: u64,
+    pub history: u64,
+    pub chunk_store: u64,
+    pub snapshots: u64,
+}
 
 /// Spec "Canister status".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +78,9 @@ pub struct Callback {
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,
     pub deadline: Option<u64>,
+    /// Prepaid by the call for the response's transmission and the callback's execution.
+    pub transmission_prepay: u128,
+    pub execution_prepay: u128,
 }
 
 /// A `stop_canister` call waiting for the canister to have no open call contexts.
@@ -133,6 +154,8 @@ pub struct Canister {
     pub last_executed_round: u64,
     /// Instructions of recent install_code executions not yet paid off by the per-round rate limit.
     pub install_code_debit: u64,
+    /// When the canister last paid for its memory (ns).
+    pub last_storage_charge: u64,
 }
 
 impl Canister {
@@ -163,6 +186,7 @@ impl Canister {
             indexed_timer: 0,
             last_executed_round: 0,
             install_code_debit: 0,
+            last_storage_charge: 0,
         }
     }
 
@@ -178,10 +202,54 @@ impl Canister {
         self.controllers.contains(p)
     }
 
-    pub fn memory_size(&self) -> u64 {
-        self.live.as_ref().map_or(0, |l| l.heap_size())
-            + self.sys.stable.size() * crate::stable_memory::PAGE_SIZE
-            + self.module_bytes_len
-            + self.snapshots.iter().map(|s| s.size()).sum::<u64>()
+    /// Memory usage as the IC bills it (`CanisterState::memory_usage`): Wasm memory, stable memory, globals, the
+    /// module and its custom sections, canister history, chunk store (1 MiB per chunk) and snapshots.
+    pub fn memory_usage(&self) -> u64 {
+        let m = self.memory_metrics();
+        m.wasm_memory
+            + m.stable_memory
+            + m.globals
+            + m.wasm_binary
+            + m.custom_sections
+            + m.history
+            + m.chunk_store
+            + m.snapshots
+    }
+
+    pub fn memory_metrics(&self) -> MemoryMetrics {
+        MemoryMetrics {
+            wasm_memory: self.live.as_ref().map_or(0, |l| l.heap_size()),
+            stable_memory: self.sys.stable.size() * crate::stable_memory::PAGE_SIZE,
+            globals: self.live.as_ref().map_or(0, |l| l.globals.len() as u64 * 8),
+            wasm_binary: self.module_bytes_len,
+            custom_sections: self.module().map_or(0, |m| {
+                m.metadata.iter().map(|(n, s)| (n.len() + s.content.len()) as u64).sum()
+            }),
+            history: self.history.len() as u64 * HISTORY_ENTRY_BYTES,
+            chunk_store: self.chunks.len() as u64 * CHUNK_BYTES,
+            snapshots: self.snapshots.iter().map(|s| s.size()).sum(),
+        }
+    }
+
+    /// The freezing threshold in cycles: the idle burn of the canister's memory over `freezing_threshold` seconds.
+    pub fn freezing_threshold_cycles(&self) -> u128 {
+        cycles::freezing_threshold(self.memory_usage(), self.settings.freezing_threshold)
+    }
+
+    /// Takes `amount` cycles if that leaves the balance at or above the freezing threshold; otherwise the IC's
+    /// out-of-cycles text (telling how much is missing if `reveal`).
+    pub fn withdraw(&mut self, amount: u128, reveal: bool) -> Result<(), String> {
+        let threshold = self.freezing_threshold_cycles();
+        if self.sys.cycles.saturating_sub(threshold) < amount {
+            return Err(cycles::out_of_cycles(
+                self.id,
+                amount,
+                self.sys.cycles,
+                threshold,
+                reveal,
+            ));
+        }
+        self.sys.cycles -= amount;
+        Ok(())
     }
 }

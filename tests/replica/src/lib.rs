@@ -3,6 +3,7 @@
 //! shaped like the `pocket-ic` crate plus records and fault injection. See README.md for what is (not) modelled.
 
 mod canister;
+mod cycles;
 mod error;
 mod execution;
 mod faults;
@@ -381,6 +382,11 @@ impl Replica {
         self.with(id, |c| c.live.as_ref().map_or(0, |l| l.heap_size()))
     }
 
+    /// The canister's memory usage in bytes, as `canister_status` reports it and as storage is charged.
+    pub fn memory_size(&self, id: Principal) -> u64 {
+        self.with(id, |c| c.memory_usage())
+    }
+
     /// Call contexts not yet closed (a stopping canister stops when this reaches 0).
     pub fn open_call_contexts(&self, id: Principal) -> usize {
         self.with(id, |c| c.call_contexts.len())
@@ -594,14 +600,15 @@ impl Replica {
             .add_reject(target, method.to_string(), Reject::new(code, message));
     }
 
-    /// Sets the canister's cycle balance to 0: it is frozen (see README).
+    /// Sets the canister's cycle balance to its freezing threshold: it is frozen (it cannot prepay an execution,
+    /// an install or a call) but still pays for its memory.
     pub fn drain_cycles(&self, id: Principal) {
         let mut s = self.state.borrow_mut();
-        s.canisters
+        let c = s
+            .canisters
             .get_mut(&id)
-            .unwrap_or_else(|| panic!("canister {id} not found"))
-            .sys
-            .cycles = 0;
+            .unwrap_or_else(|| panic!("canister {id} not found"));
+        c.sys.cycles = c.freezing_threshold_cycles();
     }
 
     /// Responses to `canister` are delivered `rounds` rounds late (0 to stop delaying).

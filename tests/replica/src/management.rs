@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
+use crate::cycles;
 use crate::error::{ErrorCode, Reject, RejectCode};
 use crate::execution::{Entry, Live, Snapshot};
 use crate::scheduler::{error_from, Exec, LongInstallStart, Request, Rollback, State};
@@ -129,10 +130,22 @@ impl State {
                     instructions = outcome.instructions;
                     outcome.result.map(|()| unit())
                 }
-                "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).map(|a| {
+                "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).and_then(|a| {
+                    // The creation fee comes out of the attached cycles; the rest is the new canister's balance.
+                    let fee = cycles::CANISTER_CREATION_FEE;
+                    if req.cycles < fee {
+                        return Err(Reject::of(
+                            ErrorCode::InsufficientCyclesForCreateCanister,
+                            format!(
+                                "Creating a canister requires a fee of {fee} that is deducted from the canister's \
+                                 initial balance but only {} cycles were received with the create_canister request.",
+                                req.cycles
+                            ),
+                        ));
+                    }
                     refund = 0;
-                    let id = self.create_canister(caller, a.settings, req.cycles);
-                    encode(&ic00::CanisterIdRecord { canister_id: id })
+                    let id = self.create_canister(caller, a.settings, req.cycles - fee);
+                    Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
                 }),
                 "deposit_cycles" => decode::<ic00::CanisterIdRecord>(&req.payload).and_then(|a| {
                     let c = self
@@ -353,6 +366,7 @@ impl State {
         };
         let mut c = Canister::new(id, vec![caller], cycles);
         let time = self.time;
+        c.last_storage_charge = time;
         c.history.push(Change {
             time,
             canister_version: 0,
@@ -387,54 +401,65 @@ impl State {
             ))
             .with_error_code("IC0505")
         };
-        let module =
+        let cached =
             match wasm_module::decode(wasm).and_then(|raw| self.modules.get_or_compile(&self.runtime.engine, &raw)) {
-                Ok(module) => module,
+                Ok(cached) => cached,
                 Err(e) => return InstallOutcome::refused(invalid(e)),
             };
-        let hash = wasm_module::sha256(wasm);
-        self.with_canister(id, |s, c| {
-            s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg)
-        })
-        .expect("checked")
+        let code = Code {
+            module: cached.module,
+            compiled_before: cached.compiled_before,
+            hash: wasm_module::sha256(wasm),
+            len: wasm.len() as u64,
+        };
+        self.with_canister(id, |s, c| s.install_on(c, caller, mode, code, arg))
+            .expect("checked")
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// install_code on `c`: it prepays execution_cost(install limit) above its freezing threshold (install.rs
+    /// `reserve_execution_cycles`), runs, and gets the unused instructions back; instructions used are charged
+    /// whether the install succeeds or not.
     fn install_on(
         &mut self,
         c: &mut Canister,
         caller: Principal,
         mode: ic00::CanisterInstallMode,
-        module: std::sync::Arc<CompiledModule>,
-        hash: [u8; 32],
-        len: u64,
+        code: Code,
         arg: Vec<u8>,
     ) -> InstallOutcome {
         let limit = self.config.install_instruction_limit;
         let mut budget = limit;
-        let result = self.run_install(c, caller, mode, module, hash, len, arg, &mut budget);
-        InstallOutcome {
-            result,
-            instructions: limit - budget,
+        let mut prepaid = 0;
+        let result = self.run_install(c, caller, mode, code, arg, &mut budget, &mut prepaid);
+        let instructions = limit - budget;
+        if prepaid > 0 {
+            c.sys.cycles += prepaid - cycles::execution_cost(instructions);
         }
+        InstallOutcome { result, instructions }
     }
 
     /// Checks, then runs the install's phases within `budget` (canister_manager.rs `validate_input`, then
-    /// install.rs / upgrade.rs).
+    /// install.rs / upgrade.rs); compilation counts as instructions: in full the first time the module is
+    /// compiled, a hundredth once it is cached.
     #[allow(clippy::too_many_arguments)]
     fn run_install(
         &mut self,
         c: &mut Canister,
         caller: Principal,
         mode: ic00::CanisterInstallMode,
-        module: std::sync::Arc<CompiledModule>,
-        hash: [u8; 32],
-        len: u64,
+        code: Code,
         arg: Vec<u8>,
         budget: &mut u64,
+        prepaid: &mut u128,
     ) -> Result<(), Reject> {
         use ic00::CanisterInstallMode as Mode;
         let id = c.id;
+        let Code {
+            module,
+            compiled_before,
+            hash,
+            len,
+        } = code;
         if mode == Mode::Install && c.live.is_some() {
             return Err(Reject::canister_error(format!(
                 "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
@@ -450,12 +475,17 @@ impl State {
                 ),
             ));
         }
-        if c.sys.cycles == 0 {
-            return Err(
-                Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
-                    .with_error_code("IC0207"),
-            );
-        }
+        let reserve = cycles::execution_cost(*budget);
+        c.withdraw(reserve, true).map_err(|text| {
+            Reject::of(
+                ErrorCode::CanisterOutOfCycles,
+                format!("Canister installation failed with `{text}`."),
+            )
+        })?;
+        *prepaid = reserve;
+        let compilation = cycles::compilation_instructions(module.wasm_instructions, compiled_before);
+        *budget = budget.saturating_sub(compilation);
+        self.record(c.id, "(compilation)", compilation, Ok(()));
         let invalid = |e: String| {
             Reject::canister_error(format!(
                 "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
@@ -678,16 +708,7 @@ impl State {
         self.controlled(caller, id, "uninstall_code")?;
         let time = self.time;
         self.with_canister(id, |s, c| {
-            s.forget_canister_indexes(c);
-            c.live = None;
-            c.module_hash = None;
-            c.module_bytes_len = 0;
-            c.sys = SystemState {
-                cycles: c.sys.cycles,
-                ..Default::default()
-            };
-            c.indexed_timer = 0;
-            c.chunks.clear();
+            s.remove_code(c);
             c.version += 1;
             c.history.push(Change {
                 time,
@@ -695,17 +716,31 @@ impl State {
                 origin: caller,
                 details: ic00::ChangeDetails::CodeUninstall,
             });
-            // Spec "uninstall_code": open call contexts are rejected, outstanding callbacks dropped.
-            c.callbacks.clear();
-            for (_, cc) in std::mem::take(&mut c.call_contexts) {
-                if !cc.responded {
-                    let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
-                    s.respond_routed(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
-                }
-            }
-            s.check_stopped(c);
         });
         Ok(())
+    }
+
+    /// Spec "uninstall_code": the module, heap, stable memory, timer and chunk store go; open call contexts are
+    /// rejected and outstanding callbacks dropped; cycles stay.
+    pub fn remove_code(&mut self, c: &mut Canister) {
+        self.forget_canister_indexes(c);
+        c.live = None;
+        c.module_hash = None;
+        c.module_bytes_len = 0;
+        c.sys = SystemState {
+            cycles: c.sys.cycles,
+            ..Default::default()
+        };
+        c.indexed_timer = 0;
+        c.chunks.clear();
+        c.callbacks.clear();
+        for (_, cc) in std::mem::take(&mut c.call_contexts) {
+            if !cc.responded {
+                let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
+                self.respond_routed(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
+            }
+        }
+        self.check_stopped(c);
     }
 
     fn stop_canister(&mut self, caller: Principal, id: Principal, origin: Origin, record: usize) -> Result<(), Reject> {
@@ -767,10 +802,7 @@ impl State {
         self.controlled(caller, id, "canister_status")?;
         let c = &self.canisters[&id];
         let n = |v: u64| Nat::from(v);
-        let heap = c.live.as_ref().map_or(0, |l| l.heap_size());
-        let stable = c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
-        let snapshots: u64 = c.snapshots.iter().map(|s| s.size()).sum();
-        let chunks = c.chunks.len() as u64 * MAX_CHUNK_SIZE as u64;
+        let m = c.memory_metrics();
         Ok(ic00::CanisterStatusResult {
             status: match c.status {
                 CanisterStatus::Running => ic00::CanisterStatusType::Running,
@@ -781,21 +813,21 @@ impl State {
             version: c.version,
             settings: definite_settings(c),
             module_hash: c.module_hash.map(|h| h.to_vec()),
-            memory_size: n(c.memory_size() + chunks),
+            memory_size: n(c.memory_usage()),
             memory_metrics: ic00::MemoryMetrics {
-                wasm_memory_size: n(heap),
-                stable_memory_size: n(stable),
-                global_memory_size: n(c.live.as_ref().map_or(0, |l| l.globals.len() as u64 * 8)),
-                wasm_binary_size: n(c.module_bytes_len),
-                custom_sections_size: n(0),
-                canister_history_size: n(c.history.len() as u64 * 100),
-                wasm_chunk_store_size: n(chunks),
-                snapshots_size: n(snapshots),
+                wasm_memory_size: n(m.wasm_memory),
+                stable_memory_size: n(m.stable_memory),
+                global_memory_size: n(m.globals),
+                wasm_binary_size: n(m.wasm_binary),
+                custom_sections_size: n(m.custom_sections),
+                canister_history_size: n(m.history),
+                wasm_chunk_store_size: n(m.chunk_store),
+                snapshots_size: n(m.snapshots),
                 log_memory_store_size: n(0),
             },
             cycles: Nat::from(c.sys.cycles),
             reserved_cycles: n(0),
-            idle_cycles_burned_per_day: n(0),
+            idle_cycles_burned_per_day: Nat::from(cycles::idle_cycles_burned_per_day(c.memory_usage())),
             query_stats: ic00::QueryStats {
                 num_calls_total: n(0),
                 num_instructions_total: n(0),
@@ -912,6 +944,14 @@ impl State {
         })
         .expect("checked")
     }
+}
+
+/// A module to install, from the module cache.
+struct Code {
+    module: std::sync::Arc<CompiledModule>,
+    compiled_before: bool,
+    hash: [u8; 32],
+    len: u64,
 }
 
 fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {

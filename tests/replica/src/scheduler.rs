@@ -9,7 +9,8 @@ use std::time::Duration;
 use candid::Principal;
 
 use crate::canister::{CallContext, Callback, Canister, CanisterStatus, Origin};
-use crate::error::{Reject, RejectCode};
+use crate::cycles;
+use crate::error::{ErrorCode, Reject, RejectCode};
 use crate::execution::{self, Entry, RunResult, Runtime, Snapshot};
 use crate::faults::Faults;
 use crate::system_api::{self, EntryKind, MsgCtx, Response};
@@ -356,6 +357,8 @@ impl State {
             status: c.status.code(),
             version: c.version,
             controllers: c.controllers.clone(),
+            freezing_threshold: c.freezing_threshold_cycles(),
+            callback_instruction_limit: self.config.update_instruction_limit,
             ..Default::default()
         }
     }
@@ -423,17 +426,22 @@ impl State {
             }
         }
         c.logs.append(&mut run.msg.logs);
-        self.executions.push(ExecutionRecord {
-            round: self.round + 1,
-            canister: c.id,
-            entry: name,
-            instructions: run.instructions,
-            outcome: run.result.clone(),
-        });
+        self.record(c.id, &name, run.instructions, run.result.clone());
         if e.rollback != Rollback::Caller {
             self.sync_timer(c);
         }
         run
+    }
+
+    /// Records an execution (or install_code's compilation) in the current round.
+    pub fn record(&mut self, canister: Principal, entry: &str, instructions: u64, outcome: Result<(), String>) {
+        self.executions.push(ExecutionRecord {
+            round: self.current_round(),
+            canister,
+            entry: entry.to_string(),
+            instructions,
+            outcome,
+        });
     }
 
     /// After an execution in call context `ctx_id`: sends its calls and response, and closes the context when it
@@ -458,6 +466,8 @@ impl State {
                             reject: call.reject,
                             cleanup: call.cleanup,
                             deadline,
+                            transmission_prepay: call.transmission_prepay,
+                            execution_prepay: call.execution_prepay,
                         },
                     );
                     if let Some(d) = deadline {
@@ -548,6 +558,7 @@ impl State {
         self.expire_deadlines();
         self.run_subnet_messages(round);
         self.run_iterations(round);
+        self.charge_storage();
         let rate = self.config.scheduler.install_code_rate_limit;
         for c in self.canisters.values_mut() {
             c.install_code_debit = c.install_code_debit.saturating_sub(rate);
@@ -556,12 +567,35 @@ impl State {
         self.time += self.config.round_duration.as_nanos() as u64;
     }
 
-    pub fn advance_time(&mut self, d: Duration) {
-        self.time += d.as_nanos() as u64;
+    /// Every 10 s a canister pays for the memory it used since its last charge (scheduler.rs
+    /// `charge_canisters_for_resource_allocation_and_usage`, at the end of a round); one that cannot pay is
+    /// uninstalled and its remaining cycles are gone.
+    fn charge_storage(&mut self) {
+        let now = self.time;
+        let every = cycles::DURATION_BETWEEN_ALLOCATION_CHARGES_SECS * 1_000_000_000;
+        let due: Vec<Principal> = self
+            .canisters
+            .values()
+            .filter(|c| now.saturating_sub(c.last_storage_charge) >= every)
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            self.with_canister(id, |s, c| {
+                let seconds = (now - c.last_storage_charge) / 1_000_000_000;
+                c.last_storage_charge = now;
+                let cost = cycles::memory_cost(c.memory_usage(), seconds);
+                if cost <= c.sys.cycles {
+                    c.sys.cycles -= cost;
+                } else {
+                    s.remove_code(c);
+                    c.sys.cycles = 0;
+                }
+            });
+        }
     }
 
-    pub fn is_frozen(c: &Canister) -> bool {
-        c.sys.cycles == 0
+    pub fn advance_time(&mut self, d: Duration) {
+        self.time += d.as_nanos() as u64;
     }
 
     /// Takes the messages due in `round` out of a queue; the others stay.
@@ -741,9 +775,10 @@ impl State {
                 }
             }
             for id in self.heartbeats.clone() {
-                let runs = self.canisters.get(&id).is_some_and(|c| {
-                    c.status == CanisterStatus::Running && !Self::is_frozen(c) && c.exports("canister_heartbeat")
-                });
+                let runs = self
+                    .canisters
+                    .get(&id)
+                    .is_some_and(|c| c.status == CanisterStatus::Running && c.exports("canister_heartbeat"));
                 if runs && !self.installing(&id) {
                     work.entry(id).or_default().tasks.push("canister_heartbeat");
                 }
@@ -779,39 +814,43 @@ impl State {
             .range(..(self.time + 1, Principal::management_canister()))
             .map(|(_, p)| *p)
             .filter(|id| {
-                self.canisters.get(id).is_some_and(|c| {
-                    c.status == CanisterStatus::Running && !Self::is_frozen(c) && c.exports("canister_global_timer")
-                })
+                self.canisters
+                    .get(id)
+                    .is_some_and(|c| c.status == CanisterStatus::Running && c.exports("canister_global_timer"))
             })
             .collect()
     }
 
-    /// Runs a system task; the global timer is deactivated before its handler runs. Returns the instructions used.
+    /// Runs a system task, which prepays its execution like an update; a canister that cannot pay skips it (its
+    /// global timer stays set). The global timer is deactivated before its handler runs. Returns the instructions
+    /// used.
     fn run_task(&mut self, id: Principal, export: &'static str) -> u64 {
         self.with_canister(id, |s, c| {
+            let limit = s.config.update_instruction_limit;
+            let prepaid = cycles::execution_cost(limit);
+            if c.withdraw(prepaid, false).is_err() {
+                return 0;
+            }
             if export == "canister_global_timer" {
                 c.sys.global_timer = 0;
                 s.sync_timer(c);
             }
-            s.run_system_task(c, export)
+            let ctx = s.new_call_context(c, Origin::System, Principal::management_canister(), 0);
+            let mut exec = Exec::new(
+                EntryKind::SystemTask,
+                Entry::Export(export.into()),
+                limit,
+                Rollback::OnTrap,
+            );
+            exec.caller = Some(Principal::management_canister());
+            exec.context = Some(ctx);
+            let run = s.execute(c, exec);
+            let used = run.instructions;
+            c.sys.cycles += prepaid - cycles::execution_cost(used);
+            s.finish(c, ctx, run);
+            used
         })
         .unwrap_or(0)
-    }
-
-    fn run_system_task(&mut self, c: &mut Canister, export: &str) -> u64 {
-        let ctx = self.new_call_context(c, Origin::System, Principal::management_canister(), 0);
-        let mut exec = Exec::new(
-            EntryKind::SystemTask,
-            Entry::Export(export.into()),
-            self.config.update_instruction_limit,
-            Rollback::OnTrap,
-        );
-        exec.caller = Some(Principal::management_canister());
-        exec.context = Some(ctx);
-        let run = self.execute(c, exec);
-        let used = run.instructions;
-        self.finish(c, ctx, run);
-        used
     }
 
     /// Bounded-wait calls past their deadline are rejected with SYS_UNKNOWN (spec "Best-effort responses");
@@ -875,6 +914,12 @@ impl State {
 
     /// Checks whether `c` accepts a call to `method` now; returns the entry kind to run.
     pub fn admit(&self, c: &Canister, method: &str, query: bool) -> Result<EntryKind, Reject> {
+        Self::runnable(c)?;
+        Self::method_kind(c, method, query)
+    }
+
+    /// The canister is running and has a module.
+    fn runnable(c: &Canister) -> Result<(), Reject> {
         let id = c.id;
         match c.status {
             CanisterStatus::Running => {}
@@ -885,18 +930,18 @@ impl State {
                 return Err(Reject::canister_error(format!("Canister {id} is stopped")).with_error_code("IC0508"))
             }
         }
-        let Some(module) = c.module() else {
+        if c.module().is_none() {
             return Err(Reject::canister_error(format!(
                 "Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."
             ))
             .with_error_code("IC0537"));
-        };
-        if !query && Self::is_frozen(c) {
-            return Err(
-                Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
-                    .with_error_code("IC0207"),
-            );
         }
+        Ok(())
+    }
+
+    /// The entry kind that runs `method`, or the IC's reject if the module does not export it.
+    fn method_kind(c: &Canister, method: &str, query: bool) -> Result<EntryKind, Reject> {
+        let module = c.module().expect("checked by runnable");
         if query {
             if module.queries.contains(method) || module.composite_queries.contains(method) {
                 return Ok(EntryKind::Query);
@@ -908,15 +953,34 @@ impl State {
         }
         let kind = if query { "query" } else { "update" };
         Err(Reject::canister_error(format!(
-            "Error from Canister {id}: Canister has no {kind} method '{method}'."
+            "Error from Canister {}: Canister has no {kind} method '{method}'.",
+            c.id
         ))
         .with_error_code("IC0536"))
     }
 
+    /// A request: the canister prepays the execution (execution_cost of the instruction limit, above its freezing
+    /// threshold) and gets the unused instructions back; a call to a method it does not export costs the
+    /// per-message fee (execution_environment.rs `execute_call`).
     fn execute_request(&mut self, c: &mut Canister, req: Request) -> u64 {
-        let kind = match self.admit(c, &req.method, false) {
+        if let Err(reject) = Self::runnable(c) {
+            self.respond(&req.origin, Err(reject), req.cycles);
+            return 0;
+        }
+        let limit = self.config.update_instruction_limit;
+        let prepaid = cycles::execution_cost(limit);
+        if let Err(text) = c.withdraw(prepaid, c.is_controller(&req.sender)) {
+            self.respond(
+                &req.origin,
+                Err(Reject::of(ErrorCode::CanisterOutOfCycles, text)),
+                req.cycles,
+            );
+            return 0;
+        }
+        let kind = match Self::method_kind(c, &req.method, false) {
             Ok(kind) => kind,
             Err(reject) => {
+                c.sys.cycles += prepaid - cycles::execution_cost(0);
                 self.respond(&req.origin, Err(reject), req.cycles);
                 return 0;
             }
@@ -926,12 +990,7 @@ impl State {
             EntryKind::Update => (format!("canister_update {}", req.method), Rollback::OnTrap),
             _ => (format!("canister_query {}", req.method), Rollback::Always),
         };
-        let mut exec = Exec::new(
-            kind,
-            Entry::Export(export),
-            self.config.update_instruction_limit,
-            rollback,
-        );
+        let mut exec = Exec::new(kind, Entry::Export(export), limit, rollback);
         exec.caller = Some(req.sender);
         exec.arg = req.payload;
         exec.context = Some(ctx);
@@ -940,6 +999,7 @@ impl State {
             run.msg.cycles_accepted = 0;
         }
         let used = run.instructions;
+        c.sys.cycles += prepaid - cycles::execution_cost(used);
         self.finish(c, ctx, run);
         used
     }
@@ -953,8 +1013,17 @@ impl State {
             if let Some(d) = cb.deadline {
                 s.deadlines.remove(&(d, c.id, resp.callback));
             }
+            // The attached cycles not accepted, and the response's transmission prepayment minus what it used.
+            let response_bytes = match &resp.result {
+                Ok(bytes) => bytes.len(),
+                Err(reject) => reject.message.len(),
+            };
             c.sys.cycles += resp.refund;
+            c.sys.cycles += cb
+                .transmission_prepay
+                .saturating_sub(cycles::response_transmission(response_bytes));
             let Some(cc) = c.call_contexts.get_mut(&cb.context) else {
+                c.sys.cycles += cb.execution_prepay.saturating_sub(cycles::execution_cost(0));
                 return 0;
             };
             cc.outstanding_calls -= 1;
@@ -969,6 +1038,7 @@ impl State {
                     (r.code as u32, r.message),
                 ),
             };
+            // The callback and its cleanup run on the execution the call prepaid.
             let fuel = s.config.update_instruction_limit;
             let mut exec = Exec::new(kind, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
             exec.caller = Some(caller);
@@ -981,13 +1051,18 @@ impl State {
             if run.result.is_err() {
                 if let Some((fun, env)) = cb.cleanup {
                     // Spec: the cleanup callback runs when the reply or reject callback trapped.
-                    let mut cleanup =
-                        Exec::new(EntryKind::Cleanup, Entry::Callback { fun, env }, fuel, Rollback::OnTrap);
+                    let mut cleanup = Exec::new(
+                        EntryKind::Cleanup,
+                        Entry::Callback { fun, env },
+                        fuel - used,
+                        Rollback::OnTrap,
+                    );
                     cleanup.caller = Some(caller);
                     cleanup.context = Some(cb.context);
                     used += s.execute(c, cleanup).instructions;
                 }
             }
+            c.sys.cycles += cb.execution_prepay.saturating_sub(cycles::execution_cost(used));
             s.finish(c, cb.context, run);
             used
         })
@@ -1034,6 +1109,7 @@ impl State {
                 return Err(reject);
             }
         }
+        self.charge_ingress(sender, receiver, method, &payload)?;
         let id = self.fresh_id();
         self.ingress.insert(id, None);
         let request = Request {
@@ -1046,6 +1122,34 @@ impl State {
         };
         self.enqueue(Message::Request(request), 0);
         Ok(id)
+    }
+
+    /// The ingress induction fee (`ingress_induction_cost`), paid above its freezing threshold by the receiver, or
+    /// for a management call by the canister it is about; a small update_settings is free so that a frozen
+    /// canister can be unfrozen. The IC counts the whole signed envelope; here method name and argument.
+    fn charge_ingress(
+        &mut self,
+        sender: Principal,
+        receiver: Principal,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<(), Reject> {
+        let payer = if receiver != Principal::management_canister() {
+            Some(receiver)
+        } else if method.starts_with("provisional_")
+            || (method == "update_settings" && payload.len() <= cycles::FREE_UPDATE_SETTINGS_BYTES)
+        {
+            None
+        } else {
+            crate::management::target_of(method, payload)
+        };
+        let Some(c) = payer.and_then(|p| self.canisters.get_mut(&p)) else {
+            return Ok(());
+        };
+        let cost = cycles::ingress_cost(method.len() + payload.len());
+        let reveal = c.is_controller(&sender);
+        c.withdraw(cost, reveal)
+            .map_err(|text| Reject::of(ErrorCode::CanisterOutOfCycles, text))
     }
 
     /// A non-replicated query: runs now, outside rounds; its state changes are discarded.

@@ -8,6 +8,8 @@ use std::fmt;
 use candid::Principal;
 use wasmi::{Caller, Error, Linker, Memory, TrapCode};
 
+use crate::cycles;
+use crate::error::RejectCode;
 use crate::stable_memory::{StableMemory, PAGE_SIZE};
 
 /// Every function the replica exports to canisters under module `ic0`; any other import is rejected at install.
@@ -220,6 +222,10 @@ pub struct OutgoingCall {
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,
     pub timeout_seconds: Option<u32>,
+    /// Withdrawn at `call_perform` for the largest response's transmission and for the callback's execution; the
+    /// unused part comes back with the response.
+    pub transmission_prepay: u128,
+    pub execution_prepay: u128,
 }
 
 /// Everything about the message being executed.
@@ -254,6 +260,10 @@ pub struct MsgCtx {
     /// Instructions the call context used before this message.
     pub context_instructions: u64,
     pub message_accepted: bool,
+    /// The canister's freezing threshold in cycles when the message started.
+    pub freezing_threshold: u128,
+    /// Instruction limit of a callback, whose execution a call prepays.
+    pub callback_instruction_limit: u64,
 }
 
 impl Default for MsgCtx {
@@ -284,6 +294,8 @@ impl Default for MsgCtx {
             fuel_limit: 0,
             context_instructions: 0,
             message_accepted: false,
+            freezing_threshold: 0,
+            callback_instruction_limit: 0,
         }
     }
 }
@@ -397,12 +409,6 @@ pub fn placeholder_root_key() -> Vec<u8> {
     key.extend_from_slice(&[0x42; 96]);
     key
 }
-
-/// Cost formulas of a 13-node application subnet (spec "Cycles"; fees are reported, not charged, see README).
-pub fn cost_call(method_len: u64, payload_len: u64) -> u128 {
-    260_000 + 1_000 * (method_len as u128 + payload_len as u128)
-}
-pub const COST_CREATE_CANISTER: u128 = 500_000_000_000;
 
 fn heap_out_of_bounds() -> Error {
     Error::host(HostTrap("Canister trapped: heap out of bounds".into()))
@@ -586,9 +592,9 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                             dst: i32|
      -> Result<(), Error> {
         check(&mut c, "cycles_burn128", I | G | U | RY | RT | C | T)?;
-        let sys = &mut c.data_mut().sys;
-        let amount = u128_of(high, low).min(sys.cycles);
-        sys.cycles -= amount;
+        let env = c.data_mut();
+        let amount = u128_of(high, low).min(env.sys.cycles.saturating_sub(env.msg.freezing_threshold));
+        env.sys.cycles -= amount;
         write_u128(&mut c, dst, amount)
     });
 
@@ -617,8 +623,9 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                                               dst: i32|
      -> Result<(), Error> {
         check(&mut c, "canister_liquid_cycle_balance128", ALL)?;
-        let cycles = c.data().sys.cycles;
-        write_u128(&mut c, dst, cycles)
+        let env = c.data();
+        let liquid = env.sys.cycles.saturating_sub(env.msg.freezing_threshold);
+        write_u128(&mut c, dst, liquid)
     });
     def!("canister_status", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "canister_status", ALL)?;
@@ -699,6 +706,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
             reject: (reject_fun as u32, reject_env as u32),
             cleanup: None,
             timeout_seconds: None,
+            transmission_prepay: 0,
+            execution_prepay: 0,
         });
         Ok(())
     });
@@ -752,23 +761,35 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         let amount = u128_of(high, low);
         pending(&mut c, "call_cycles_add128")?;
         let env = c.data_mut();
-        if env.sys.cycles < amount {
-            return Err(violation(format!(
-                "ic0.call_cycles_add128: the canister cannot attach {amount} cycles: its balance is {}",
-                env.sys.cycles
-            )));
+        let threshold = env.msg.freezing_threshold;
+        if env.sys.cycles.saturating_sub(threshold) < amount {
+            let text = cycles::out_of_cycles(env.msg.canister_id, amount, env.sys.cycles, threshold, false);
+            return Err(Error::host(HostTrap(text)));
         }
         env.sys.cycles -= amount;
         env.msg.pending_call.as_mut().expect("checked").cycles += amount;
         Ok(())
     });
+    // call_perform withdraws the call's fees and prepayments above the freezing threshold; if it cannot, the call
+    // is not made, its attached cycles come back, and it returns 2 (SYS_TRANSIENT, system_api.rs
+    // `push_output_request`).
     def!("call_perform", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "call_perform", CALL)?;
-        let call =
+        let mut call =
             c.data_mut().msg.pending_call.take().ok_or_else(|| {
                 violation("ic0.call_perform: no call is under construction (call ic0.call_new first)")
             })?;
-        c.data_mut().msg.outgoing.push(call);
+        let env = c.data_mut();
+        let fee = cycles::call_fee(call.method.len() + call.payload.len());
+        call.transmission_prepay = cycles::response_transmission_prepay();
+        call.execution_prepay = cycles::execution_cost(env.msg.callback_instruction_limit);
+        let total = fee + call.transmission_prepay + call.execution_prepay;
+        if env.sys.cycles.saturating_sub(env.msg.freezing_threshold) < total {
+            env.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
+        }
+        env.sys.cycles -= total;
+        env.msg.outgoing.push(call);
         Ok(0)
     });
 
@@ -921,18 +942,20 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         ) as i32)
     });
 
-    // Costs (reported for a 13-node subnet).
+    // Costs: what a 13-node application subnet charges (see `crate::cycles`).
     def!("cost_call", |mut c: Ctx,
                        method_len: i64,
                        payload_len: i64,
                        dst: i32|
      -> Result<(), Error> {
         check(&mut c, "cost_call", ALL | S)?;
-        write_u128(&mut c, dst, cost_call(method_len as u64, payload_len as u64))
+        let bytes = method_len as u64 as usize + payload_len as u64 as usize;
+        let limit = c.data().msg.callback_instruction_limit;
+        write_u128(&mut c, dst, cycles::cost_call(bytes, limit))
     });
     def!("cost_create_canister", |mut c: Ctx, dst: i32| -> Result<(), Error> {
         check(&mut c, "cost_create_canister", ALL | S)?;
-        write_u128(&mut c, dst, COST_CREATE_CANISTER)
+        write_u128(&mut c, dst, cycles::CANISTER_CREATION_FEE)
     });
     def!("cost_http_request", |mut c: Ctx,
                                req: i64,

@@ -48,6 +48,9 @@ pub struct CompiledModule {
     pub enhanced_orthogonal_persistence: bool,
     /// Canister metadata: the `icp:public <name>` and `icp:private <name>` custom sections, by name.
     pub metadata: BTreeMap<String, Metadata>,
+    /// Wasm instructions in function bodies and global initializers (`end` included): what compilation is
+    /// charged for.
+    pub wasm_instructions: u64,
 }
 
 /// One canister metadata section (spec "Canister module format"; read through the state tree and
@@ -100,15 +103,28 @@ pub struct ModuleCache {
     modules: HashMap<[u8; 32], Arc<CompiledModule>>,
 }
 
+/// A module from the cache, and whether it had been compiled before (the IC then charges a hundredth of the
+/// compilation).
+pub struct Cached {
+    pub module: Arc<CompiledModule>,
+    pub compiled_before: bool,
+}
+
 impl ModuleCache {
-    pub fn get_or_compile(&mut self, engine: &wasmi::Engine, raw: &[u8]) -> Result<Arc<CompiledModule>, String> {
+    pub fn get_or_compile(&mut self, engine: &wasmi::Engine, raw: &[u8]) -> Result<Cached, String> {
         let key = sha256(raw);
         if let Some(m) = self.modules.get(&key) {
-            return Ok(m.clone());
+            return Ok(Cached {
+                module: m.clone(),
+                compiled_before: true,
+            });
         }
         let compiled = Arc::new(compile(engine, raw)?);
         self.modules.insert(key, compiled.clone());
-        Ok(compiled)
+        Ok(Cached {
+            module: compiled,
+            compiled_before: false,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -136,6 +152,7 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
         has_start: false,
         enhanced_orthogonal_persistence: false,
         metadata: BTreeMap::new(),
+        wasm_instructions: 0,
     };
     let mut out = wasm_encoder::Module::new();
     let mut start = None;
@@ -183,7 +200,17 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
                 compiled.has_memory = true;
             }
             Payload::TableSection(reader) => compiled.has_table = reader.count() > 0,
-            Payload::GlobalSection(reader) => compiled.global_count = reader.count(),
+            Payload::GlobalSection(reader) => {
+                compiled.global_count = reader.count();
+                for global in reader.clone() {
+                    let global = global.map_err(|e| e.to_string())?;
+                    compiled.wasm_instructions += global.init_expr.get_operators_reader().into_iter().count() as u64;
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let ops = body.get_operators_reader().map_err(|e| e.to_string())?;
+                compiled.wasm_instructions += ops.into_iter().count() as u64;
+            }
             Payload::StartSection { func, .. } => {
                 start = Some(*func);
                 compiled.has_start = true;

@@ -27,6 +27,9 @@
   (import "ic0" "call_perform" (func $call_perform (result i32)))
   (import "ic0" "certified_data_set" (func $cert_set (param i32 i32)))
   (import "ic0" "canister_cycle_balance128" (func $balance (param i32)))
+  (import "ic0" "canister_liquid_cycle_balance128" (func $liquid (param i32)))
+  (import "ic0" "cost_call" (func $cost_call (param i64 i64 i32)))
+  (import "ic0" "cost_create_canister" (func $cost_create (param i32)))
   (import "ic0" "canister_self_size" (func $self_size (result i32)))
   (import "ic0" "canister_self_copy" (func $self_copy (param i32 i32 i32)))
   (memory 1)
@@ -109,6 +112,17 @@
     (call $balance (i32.const 900))
     (call $append (i32.const 900) (i32.const 16))
     (call $reply))
+  (func (export "canister_query liquid")
+    (call $liquid (i32.const 900))
+    (call $append (i32.const 900) (i32.const 16))
+    (call $reply))
+  ;; cost_call(method_len: u64, payload_len: u64) and cost_create_canister, as u128 each.
+  (func (export "canister_query costs")
+    (drop (call $load_arg))
+    (call $cost_call (i64.load (i32.const 1024)) (i64.load (i32.const 1032)) (i32.const 900))
+    (call $cost_create (i32.const 916))
+    (call $append (i32.const 900) (i32.const 32))
+    (call $reply))
   (func (export "canister_update perf")
     (local $i i32)
     (drop (call $load_arg))
@@ -137,7 +151,8 @@
 
   ;; "call": argument = flags:u8 callee_len:u8 callee method_len:u8 method payload.
   ;; flags: 1 reply callback traps, 2 with cleanup, 4 bounded wait (10 s), 8 trap after call_perform,
-  ;; 16 attach 1000 cycles, 32 bounded wait (1 s), 64 reply at once and ignore the response.
+  ;; 16 attach 1000 cycles, 32 bounded wait (1 s), 64 reply at once with call_perform's result (u64) and ignore
+  ;; the response, 128 attach 600B cycles.
   (func $do_call
     (local $n i32) (local $p i32) (local $clen i32) (local $mlen i32) (local $flags i32)
     (local.set $n (call $load_arg))
@@ -156,10 +171,12 @@
     (if (i32.and (local.get $flags) (i32.const 4)) (then (call $call_timeout (i32.const 10))))
     (if (i32.and (local.get $flags) (i32.const 32)) (then (call $call_timeout (i32.const 1))))
     (if (i32.and (local.get $flags) (i32.const 16)) (then (call $call_cycles (i64.const 0) (i64.const 1000))))
+    (if (i32.and (local.get $flags) (i32.const 128))
+      (then (call $call_cycles (i64.const 0) (i64.const 600000000000))))
     (call $call_append (i32.add (local.get $p) (local.get $mlen))
       (i32.sub (i32.add (i32.const 1024) (local.get $n)) (i32.add (local.get $p) (local.get $mlen))))
-    (drop (call $call_perform))
-    (if (i32.and (local.get $flags) (i32.const 64)) (then (call $reply)))
+    (local.set $n (call $call_perform))
+    (if (i32.and (local.get $flags) (i32.const 64)) (then (call $reply_i64 (i64.extend_i32_u (local.get $n)))))
     (if (i32.and (local.get $flags) (i32.const 8)) (then (call $boom))))
   (func (export "canister_update call") (call $do_call))
   (func (export "canister_query call_in_query") (call $do_call))
