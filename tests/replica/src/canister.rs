@@ -1,9 +1,9 @@
 //! A canister's state: identity, controllers, status, code, memories, call contexts and callbacks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use candid::Principal;
+use candid::{Nat, Principal};
 use wasmi::Val;
 
 use crate::cycles;
@@ -91,15 +91,29 @@ pub struct PendingStop {
     pub record: usize,
 }
 
-/// Settings the replica stores and reports but does not enforce (see README).
-#[derive(Clone, Debug, Default)]
-pub struct StoredSettings {
-    pub compute_allocation: u64,
-    pub memory_allocation: u64,
-    pub freezing_threshold: u64,
-    pub reserved_cycles_limit: u128,
-    pub wasm_memory_limit: u64,
-    pub wasm_memory_threshold: u64,
+/// The canister's settings as `canister_status` reports them (controllers apart). Only the freezing threshold and
+/// the environment variables act; the others are stored and reported (see README).
+#[derive(Clone, Debug)]
+pub struct Settings(pub ic_management_canister_types::DefiniteCanisterSettings);
+
+impl Default for Settings {
+    /// The IC's defaults (ic-management-canister-types `CanisterSettings` docs): freezing threshold 30 days,
+    /// reserved cycles limit 5T, log memory limit 4,096 bytes.
+    fn default() -> Self {
+        Self(ic_management_canister_types::DefiniteCanisterSettings {
+            freezing_threshold: Nat::from(2_592_000u64),
+            reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
+            log_memory_limit: Nat::from(4096u64),
+            ..Default::default()
+        })
+    }
+}
+
+impl Settings {
+    /// The freezing threshold in seconds.
+    pub fn freezing_threshold(&self) -> u64 {
+        u64::try_from(self.0.freezing_threshold.0.clone()).unwrap_or(u64::MAX)
+    }
 }
 
 /// One entry of the canister history (spec `canister_info`).
@@ -108,6 +122,8 @@ pub struct Change {
     pub time: u64,
     pub canister_version: u64,
     pub origin: Principal,
+    /// The `sender_canister_version` a calling canister passed.
+    pub origin_version: Option<u64>,
     pub details: ic_management_canister_types::ChangeDetails,
 }
 
@@ -132,7 +148,8 @@ impl CanisterSnapshot {
 
 pub struct Canister {
     pub id: Principal,
-    pub controllers: Vec<Principal>,
+    /// A set, reported in its order (the IC's `BTreeSet<PrincipalId>`).
+    pub controllers: BTreeSet<Principal>,
     pub status: CanisterStatus,
     pub version: u64,
     pub sys: SystemState,
@@ -147,7 +164,9 @@ pub struct Canister {
     pub chunks: BTreeMap<[u8; 32], Vec<u8>>,
     pub snapshots: Vec<CanisterSnapshot>,
     pub history: Vec<Change>,
-    pub settings: StoredSettings,
+    pub settings: Settings,
+    /// The environment variables, by name (`ic0.env_var_*` reads them in this order).
+    pub env_vars: Arc<BTreeMap<String, String>>,
     /// The global timer value currently in the replica's timer index.
     pub indexed_timer: u64,
     /// The last round in which the canister executed (the scheduler serves the least recently executed first).
@@ -159,7 +178,7 @@ pub struct Canister {
 }
 
 impl Canister {
-    pub fn new(id: Principal, controllers: Vec<Principal>, cycles: u128) -> Self {
+    pub fn new(id: Principal, controllers: BTreeSet<Principal>, cycles: u128) -> Self {
         Self {
             id,
             controllers,
@@ -179,10 +198,8 @@ impl Canister {
             chunks: BTreeMap::new(),
             snapshots: Vec::new(),
             history: Vec::new(),
-            settings: StoredSettings {
-                freezing_threshold: 2_592_000,
-                ..Default::default()
-            },
+            settings: Settings::default(),
+            env_vars: Arc::default(),
             indexed_timer: 0,
             last_executed_round: 0,
             install_code_debit: 0,
@@ -233,7 +250,7 @@ impl Canister {
 
     /// The freezing threshold in cycles: the idle burn of the canister's memory over `freezing_threshold` seconds.
     pub fn freezing_threshold_cycles(&self) -> u128 {
-        cycles::freezing_threshold(self.memory_usage(), self.settings.freezing_threshold)
+        cycles::freezing_threshold(self.memory_usage(), self.settings.freezing_threshold())
     }
 
     /// Takes `amount` cycles if that leaves the balance at or above the freezing threshold; otherwise the IC's

@@ -19,6 +19,11 @@ pub const MAX_RESPONSE_BYTES: u128 = 2 * 1024 * 1024;
 /// An update_settings ingress message this small is not charged, so that a frozen canister can be unfrozen
 /// (`MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE`).
 pub const FREE_UPDATE_SETTINGS_BYTES: usize = 366;
+/// A threshold signature or key derivation (`ECDSA_SIGNATURE_FEE`, `SCHNORR_SIGNATURE_FEE`, `VETKD_FEE`), before
+/// scaling to the subnet that holds the key.
+pub const THRESHOLD_SIGNATURE_FEE: u128 = 10_000_000_000;
+/// Fees are set for this subnet size and scaled to the real one (`DEFAULT_REFERENCE_SUBNET_SIZE`).
+pub const REFERENCE_SUBNET_SIZE: u128 = 13;
 /// Compiling one Wasm instruction costs as much as executing this many (`DEFAULT_COST_TO_COMPILE_WASM_INSTRUCTION`,
 /// `rs/config/src/embedders.rs`); a module compiled before costs a hundredth (`DESERIALIZATION_SPEED_UP_FACTOR`).
 pub const COST_TO_COMPILE_WASM_INSTRUCTION: u64 = 6_000;
@@ -61,6 +66,11 @@ pub fn response_transmission(bytes: usize) -> u128 {
 /// transmission and of its callback's execution (`limit` instructions).
 pub fn cost_call(bytes: usize, limit: u64) -> u128 {
     call_fee(bytes) + response_transmission_prepay() + execution_cost(limit)
+}
+
+/// A threshold signature with a key held by a subnet of `nodes` nodes (`scale_cost`).
+pub fn threshold_signature_fee(nodes: u128) -> u128 {
+    THRESHOLD_SIGNATURE_FEE * nodes / REFERENCE_SUBNET_SIZE
 }
 
 /// `memory_cost`: `bytes` stored for `seconds`.

@@ -1,6 +1,9 @@
-//! Reject codes, the IC's error codes, and rejects (spec "Reject codes"; `ic-error-types` `ErrorCode`).
+//! Reject codes, the IC's error codes, rejects and traps (spec "Reject codes"; `ic-error-types` `ErrorCode`;
+//! dfinity/ic `rs/interfaces/src/execution_environment/errors.rs` `HypervisorError`).
 
 use std::fmt;
+
+use candid::Principal;
 
 /// The spec's reject codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,6 +57,7 @@ pub enum ErrorCode {
     CanisterStoppingCancelled = 511,
     CanisterInvalidController = 512,
     CanisterFunctionNotFound = 513,
+    CanisterNonEmpty = 514,
     CanisterInstructionLimitExceeded = 522,
     CompositeQueryCalledInReplicatedMode = 527,
     CanisterMethodNotFound = 536,
@@ -87,6 +91,7 @@ impl ErrorCode {
             Self::CanisterStoppingCancelled => "IC0511",
             Self::CanisterInvalidController => "IC0512",
             Self::CanisterFunctionNotFound => "IC0513",
+            Self::CanisterNonEmpty => "IC0514",
             Self::CanisterInstructionLimitExceeded => "IC0522",
             Self::CompositeQueryCalledInReplicatedMode => "IC0527",
             Self::CanisterMethodNotFound => "IC0536",
@@ -148,3 +153,51 @@ impl fmt::Display for Reject {
 }
 
 impl std::error::Error for Reject {}
+
+/// Why an execution failed, as the IC describes it (`HypervisorError`): its error code (none for this replica's
+/// own limits), its text, and whether the IC follows the text with an error-help line, in which case the reject
+/// ends the text with a period (the help line itself is not reproduced).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trap {
+    pub code: Option<ErrorCode>,
+    pub text: String,
+    pub help: bool,
+}
+
+impl Trap {
+    pub fn new(code: ErrorCode, text: impl Into<String>) -> Self {
+        Self {
+            code: Some(code),
+            text: text.into(),
+            help: true,
+        }
+    }
+
+    /// A failure the IC reports without an error-help line.
+    pub fn without_help(code: ErrorCode, text: impl Into<String>) -> Self {
+        Self {
+            help: false,
+            ..Self::new(code, text)
+        }
+    }
+
+    /// A trap in a reply or reject callback followed by one in its cleanup callback (`HypervisorError::Cleanup`):
+    /// both texts, the callback's error code, no help line.
+    pub fn with_cleanup(callback: Trap, cleanup: Trap) -> Self {
+        Self {
+            code: callback.code,
+            text: format!("{}\n\ncall_on_cleanup also failed:\n\n{}", callback.text, cleanup.text),
+            help: false,
+        }
+    }
+
+    /// The reject a caller gets (`into_user_error`): "Error from Canister <id>: <text>".
+    pub fn reject(&self, canister: Principal) -> Reject {
+        let period = if self.help { "." } else { "" };
+        let message = format!("Error from Canister {canister}: {}{period}", self.text);
+        match self.code {
+            Some(code) => Reject::of(code, message),
+            None => Reject::canister_error(message),
+        }
+    }
+}

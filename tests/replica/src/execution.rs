@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use wasmi::{Engine, Global, Instance, Linker, Memory, Mutability, Ref, Store, Table, Val};
 
+use crate::error::{ErrorCode, Trap};
 use crate::system_api::{self, Env, HostTrap, MsgCtx, SystemState};
 use crate::wasm_module::{CompiledModule, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT, START_EXPORT, TABLE_EXPORT};
 
@@ -111,7 +112,7 @@ impl Entry {
 }
 
 pub struct RunResult {
-    pub result: Result<(), String>,
+    pub result: Result<(), Trap>,
     pub instructions: u64,
     pub msg: MsgCtx,
 }
@@ -153,34 +154,39 @@ fn call(live: &mut Live, entry: &Entry) -> Result<(), wasmi::Error> {
         }
     };
     let func = func.ok_or_else(|| {
-        wasmi::Error::host(HostTrap(format!(
-            "Canister trapped: {} is not a function of the module",
-            entry.name()
-        )))
+        let text = match entry {
+            Entry::Callback { fun, .. } => {
+                format!("Canister requested to invoke a non-existent Wasm function {fun} from table 0")
+            }
+            other => format!("Canister has no {} function", other.name()),
+        };
+        wasmi::Error::host(HostTrap(Trap::new(ErrorCode::CanisterFunctionNotFound, text)))
     })?;
     func.call(&mut live.store, &args, &mut [])
 }
 
-/// The IC's wording of a trap.
-fn describe(e: wasmi::Error, limit: u64) -> String {
+/// The IC's description of a trap (`HypervisorError`; trap codes as wasmtime words them).
+fn describe(e: wasmi::Error, limit: u64) -> Trap {
     use wasmi::TrapCode;
     if let Some(t) = e.downcast_ref::<HostTrap>() {
         return t.0.clone();
     }
+    let trapped = |what: &str| Trap::new(ErrorCode::CanisterTrapped, format!("Canister trapped: {what}"));
     match e.as_trap_code() {
-        Some(TrapCode::OutOfFuel) => {
-            format!("Canister exceeded the limit of {limit} instructions for single message execution.")
-        }
-        Some(TrapCode::UnreachableCodeReached) => "Canister trapped: unreachable".into(),
-        Some(TrapCode::MemoryOutOfBounds) => "Canister trapped: heap out of bounds".into(),
-        Some(TrapCode::IntegerDivisionByZero) => "Canister trapped: integer division by 0".into(),
-        Some(TrapCode::IntegerOverflow) => "Canister trapped: integer overflow".into(),
-        Some(TrapCode::StackOverflow) => "Canister trapped: stack overflow".into(),
-        Some(TrapCode::TableOutOfBounds) => "Canister trapped: table out of bounds".into(),
-        Some(TrapCode::IndirectCallToNull) => "Canister trapped: indirect call to null".into(),
-        Some(TrapCode::BadSignature) => "Canister trapped: indirect call signature mismatch".into(),
-        Some(code) => format!("Canister trapped: {code}"),
-        None => format!("Canister trapped: {e}"),
+        Some(TrapCode::OutOfFuel) => Trap::new(
+            ErrorCode::CanisterInstructionLimitExceeded,
+            format!("Canister exceeded the limit of {limit} instructions for single message execution."),
+        ),
+        Some(TrapCode::UnreachableCodeReached) => trapped("unreachable"),
+        Some(TrapCode::MemoryOutOfBounds) => trapped("heap out of bounds"),
+        Some(TrapCode::IntegerDivisionByZero) => trapped("integer division by 0"),
+        Some(TrapCode::IntegerOverflow) => trapped("integer overflow"),
+        Some(TrapCode::StackOverflow) => trapped("stack overflow"),
+        Some(TrapCode::TableOutOfBounds) => trapped("table out of bounds"),
+        Some(TrapCode::IndirectCallToNull) => trapped("indirect call to null"),
+        Some(TrapCode::BadSignature) => trapped("indirect call signature mismatch"),
+        Some(code) => trapped(&code.to_string()),
+        None => trapped(&e.to_string()),
     }
 }
 

@@ -154,7 +154,7 @@ impl Replica {
     ) -> Result<Principal, Reject> {
         let mut s = self.state.borrow_mut();
         let cycles = s.config.initial_cycles;
-        s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id))
+        s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id), None)
     }
 
     /// Creates an empty canister; its controllers are `settings.controllers`, else the sender (default anonymous).
@@ -316,8 +316,9 @@ impl Replica {
         self.with(id, |c| c.status)
     }
 
+    /// The controllers, in the IC's order (sorted, no duplicates).
     pub fn controllers(&self, id: Principal) -> Vec<Principal> {
-        self.with(id, |c| c.controllers.clone())
+        self.with(id, |c| c.controllers.iter().copied().collect())
     }
 
     pub fn canister_version(&self, id: Principal) -> u64 {

@@ -2,6 +2,9 @@
 //! of a round; canister calls reach it through message routing (the round after they are made), and its responses
 //! reach a canister caller one round after it handled them.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use candid::{CandidType, Nat, Principal};
 use ic_management_canister_types as ic00;
 use serde::de::DeserializeOwned;
@@ -9,7 +12,7 @@ use serde::Deserialize;
 
 use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
 use crate::cycles;
-use crate::error::{ErrorCode, Reject, RejectCode};
+use crate::error::{ErrorCode, Reject, RejectCode, Trap};
 use crate::execution::{Entry, Live, Snapshot};
 use crate::scheduler::{error_from, Exec, LongInstallStart, Request, Rollback, State};
 use crate::system_api::{EntryKind, SystemState};
@@ -23,8 +26,12 @@ const MAX_CHUNKS: usize = 100;
 const MAX_SNAPSHOTS: usize = 10;
 
 fn decode<T: DeserializeOwned + CandidType>(bytes: &[u8]) -> Result<T, Reject> {
-    candid::decode_one(bytes)
-        .map_err(|e| Reject::canister_error(format!("Error decoding candid: {e}")).with_error_code("IC0503"))
+    candid::decode_one(bytes).map_err(|e| {
+        Reject::of(
+            ErrorCode::InvalidManagementPayload,
+            format!("Error decoding candid: {e}"),
+        )
+    })
 }
 
 fn encode<T: CandidType>(value: &T) -> Vec<u8> {
@@ -80,19 +87,15 @@ pub fn is_canister_id(p: &Principal) -> bool {
     b.len() == 10 && b[8] == 1 && b[9] == 1
 }
 
-fn change_origin(caller: Principal) -> ic00::ChangeOrigin {
+fn change_origin(caller: Principal, version: Option<u64>) -> ic00::ChangeOrigin {
     if is_canister_id(&caller) {
         ic00::ChangeOrigin::FromCanister(ic00::FromCanisterRecord {
             canister_id: caller,
-            canister_version: None,
+            canister_version: version,
         })
     } else {
         ic00::ChangeOrigin::FromUser(ic00::FromUserRecord { user_id: caller })
     }
-}
-
-fn nat_u64(n: &Nat) -> u64 {
-    u64::try_from(n.0.clone()).unwrap_or(u64::MAX)
 }
 
 fn nat_u128(n: &Nat) -> u128 {
@@ -144,7 +147,10 @@ impl State {
                         ));
                     }
                     refund = 0;
-                    let id = self.create_canister(caller, a.settings, req.cycles - fee);
+                    let cycles = req.cycles - fee;
+                    let id = self
+                        .create_canister_with_id(caller, a.settings, cycles, None, a.sender_canister_version)
+                        .expect("a fresh id is free");
                     Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
                 }),
                 "deposit_cycles" => decode::<ic00::CanisterIdRecord>(&req.payload).and_then(|a| {
@@ -183,7 +189,14 @@ impl State {
     fn install_request(&mut self, caller: Principal, method: &str, payload: &[u8]) -> InstallOutcome {
         if method == "install_code" {
             match decode::<ic00::InstallCodeArgs>(payload) {
-                Ok(a) => self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg),
+                Ok(a) => self.install_code(
+                    caller,
+                    a.sender_canister_version,
+                    a.canister_id,
+                    a.mode,
+                    &a.wasm_module,
+                    a.arg,
+                ),
                 Err(reject) => InstallOutcome::refused(reject),
             }
         } else {
@@ -199,7 +212,13 @@ impl State {
             "provisional_create_canister_with_cycles" => {
                 let a: ic00::ProvisionalCreateCanisterWithCyclesArgs = decode(payload)?;
                 let cycles = a.amount.as_ref().map_or(self.config.initial_cycles, nat_u128);
-                let id = self.create_canister_with_id(caller, a.settings, cycles, a.specified_id)?;
+                let id = self.create_canister_with_id(
+                    caller,
+                    a.settings,
+                    cycles,
+                    a.specified_id,
+                    a.sender_canister_version,
+                )?;
                 Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
             }
             "provisional_top_up_canister" => {
@@ -213,7 +232,8 @@ impl State {
             }
             "uninstall_code" => {
                 let a: ic00::UninstallCodeArgs = decode(payload)?;
-                self.uninstall_code(caller, a.canister_id).map(|()| unit())
+                self.uninstall_code(caller, a.canister_id, a.sender_canister_version)
+                    .map(|()| unit())
             }
             "start_canister" => {
                 let a: ic00::CanisterIdRecord = decode(payload)?;
@@ -232,8 +252,18 @@ impl State {
                 self.controlled(caller, a.canister_id, "update_settings")?;
                 let (time, id) = (self.time, a.canister_id);
                 let c = self.canisters.get_mut(&id).expect("checked");
-                apply_settings(c, &a.settings, caller, time);
                 c.version += 1;
+                if apply_settings(c, &a.settings) {
+                    c.history.push(Change {
+                        time,
+                        canister_version: c.version,
+                        origin: caller,
+                        origin_version: a.sender_canister_version,
+                        details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
+                            controllers: c.controllers.iter().copied().collect(),
+                        }),
+                    });
+                }
                 Ok(unit())
             }
             "delete_canister" => {
@@ -307,10 +337,10 @@ impl State {
                 }
                 Ok(unit())
             }
-            _ => Err(
-                Reject::canister_error(format!("Management canister has no method '{method}'"))
-                    .with_error_code("IC0536"),
-            ),
+            _ => Err(Reject::of(
+                ErrorCode::UnknownManagementMessage,
+                format!("Management canister has no method '{method}'"),
+            )),
         }
     }
 
@@ -340,17 +370,19 @@ impl State {
         settings: Option<ic00::CanisterSettings>,
         cycles: u128,
     ) -> Principal {
-        self.create_canister_with_id(caller, settings, cycles, None)
+        self.create_canister_with_id(caller, settings, cycles, None, None)
             .expect("a fresh id is free")
     }
 
-    /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`).
+    /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`);
+    /// `sender_version` is the calling canister's version, for the history.
     pub fn create_canister_with_id(
         &mut self,
         caller: Principal,
         settings: Option<ic00::CanisterSettings>,
         cycles: u128,
         specified_id: Option<Principal>,
+        sender_version: Option<u64>,
     ) -> Result<Principal, Reject> {
         let id = match specified_id {
             Some(id) if self.canisters.contains_key(&id) => {
@@ -364,29 +396,33 @@ impl State {
                 }
             },
         };
-        let mut c = Canister::new(id, vec![caller], cycles);
+        let mut c = Canister::new(id, BTreeSet::from([caller]), cycles);
         let time = self.time;
         c.last_storage_charge = time;
+        if let Some(settings) = settings {
+            apply_settings(&mut c, &settings);
+        }
+        // One `creation` record holding the resulting controllers.
         c.history.push(Change {
             time,
             canister_version: 0,
             origin: caller,
+            origin_version: sender_version,
             details: ic00::ChangeDetails::Creation(ic00::CreationRecord {
-                controllers: vec![caller],
+                controllers: c.controllers.iter().copied().collect(),
                 environment_variables_hash: None,
             }),
         });
-        if let Some(settings) = settings {
-            apply_settings(&mut c, &settings, caller, time);
-        }
         self.canisters.insert(id, c);
         Ok(id)
     }
 
     /// Spec "install_code": install, reinstall, or upgrade; atomic (a trap anywhere leaves the canister as it was).
+    #[allow(clippy::too_many_arguments)]
     pub fn install_code(
         &mut self,
         caller: Principal,
+        sender_version: Option<u64>,
         id: Principal,
         mode: ic00::CanisterInstallMode,
         wasm: &[u8],
@@ -411,6 +447,7 @@ impl State {
             compiled_before: cached.compiled_before,
             hash: wasm_module::sha256(wasm),
             len: wasm.len() as u64,
+            sender_version,
         };
         self.with_canister(id, |s, c| s.install_on(c, caller, mode, code, arg))
             .expect("checked")
@@ -459,12 +496,16 @@ impl State {
             compiled_before,
             hash,
             len,
+            sender_version,
         } = code;
         if mode == Mode::Install && c.live.is_some() {
-            return Err(Reject::canister_error(format!(
-                "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
-            ))
-            .with_error_code("IC0538"));
+            return Err(Reject::of(
+                ErrorCode::CanisterNonEmpty,
+                format!(
+                    "Canister {id} cannot be installed because the canister is not empty. Try installing with \
+                     mode='reinstall' instead."
+                ),
+            ));
         }
         if c.install_code_debit > 0 {
             return Err(Reject::of(
@@ -565,6 +606,7 @@ impl State {
             time: self.time,
             canister_version: c.version,
             origin: caller,
+            origin_version: sender_version,
             details: ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
                 mode: deployment_mode,
                 module_hash: hash.to_vec(),
@@ -596,7 +638,7 @@ impl State {
         let snapshot = Snapshot::take(c.live.as_ref().expect("checked"), &mut c.sys);
         let old_version = c.version;
         let mut old_live = None;
-        let outcome: Result<(), String> = 'upgrade: {
+        let outcome: Result<(), Trap> = 'upgrade: {
             if !skip_pre_upgrade && c.exports("canister_pre_upgrade") {
                 let entry = Entry::Export("canister_pre_upgrade".into());
                 if let Err(e) = self.run_phase(c, EntryKind::PreUpgrade, entry, caller, Vec::new(), budget) {
@@ -605,12 +647,12 @@ impl State {
             }
             let mut live = match Live::new(&self.runtime, module.clone()) {
                 Ok(live) => live,
-                Err(e) => break 'upgrade Err(e),
+                Err(e) => break 'upgrade Err(Trap::new(ErrorCode::CanisterInvalidWasm, e)),
             };
             if keep_heap {
                 let heap = c.live.as_ref().expect("checked").heap().to_vec();
                 if let Err(e) = live.set_heap_and_globals(&heap, &[]) {
-                    break 'upgrade Err(e);
+                    break 'upgrade Err(Trap::new(ErrorCode::CanisterOutOfMemory, e));
                 }
             }
             old_live = c.live.replace(live);
@@ -654,7 +696,7 @@ impl State {
         caller: Principal,
         arg: Vec<u8>,
         budget: &mut u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Trap> {
         let mut exec = Exec::new(kind, entry, *budget, Rollback::Caller);
         exec.limit = self.config.install_instruction_limit;
         exec.caller = Some(caller);
@@ -666,7 +708,14 @@ impl State {
 
     fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> InstallOutcome {
         match self.assemble_chunks(caller, &a) {
-            Ok(wasm) => self.install_code(caller, a.target_canister, a.mode, &wasm, a.arg),
+            Ok(wasm) => self.install_code(
+                caller,
+                a.sender_canister_version,
+                a.target_canister,
+                a.mode,
+                &wasm,
+                a.arg,
+            ),
             Err(reject) => InstallOutcome::refused(reject),
         }
     }
@@ -704,7 +753,7 @@ impl State {
         Ok(wasm)
     }
 
-    fn uninstall_code(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
+    fn uninstall_code(&mut self, caller: Principal, id: Principal, sender_version: Option<u64>) -> Result<(), Reject> {
         self.controlled(caller, id, "uninstall_code")?;
         let time = self.time;
         self.with_canister(id, |s, c| {
@@ -714,6 +763,7 @@ impl State {
                 time,
                 canister_version: c.version,
                 origin: caller,
+                origin_version: sender_version,
                 details: ic00::ChangeDetails::CodeUninstall,
             });
         });
@@ -775,8 +825,10 @@ impl State {
                 c.version += 1;
             }
             for stop in std::mem::take(&mut c.pending_stops) {
-                let reject = Reject::canister_error(format!("Canister {id}'s stop request was cancelled."))
-                    .with_error_code("IC0510");
+                let reject = Reject::of(
+                    ErrorCode::CanisterStoppingCancelled,
+                    format!("Canister {id}'s stop request was cancelled."),
+                );
                 s.management_calls[stop.record].outcome = Some(Err(reject.clone()));
                 s.respond_routed(&stop.origin, Err(reject), 0);
             }
@@ -788,10 +840,10 @@ impl State {
         self.controlled(caller, id, "delete_canister")?;
         let c = &self.canisters[&id];
         if c.status != CanisterStatus::Stopped {
-            return Err(
-                Reject::canister_error(format!("Canister {id} must be stopped before it is deleted."))
-                    .with_error_code("IC0511"),
-            );
+            return Err(Reject::of(
+                ErrorCode::CanisterNotStopped,
+                format!("Canister {id} must be stopped before it is deleted."),
+            ));
         }
         let c = self.canisters.remove(&id).expect("checked");
         self.forget_canister_indexes(&c);
@@ -851,12 +903,12 @@ impl State {
                 .map(|h| ic00::Change {
                     timestamp_nanos: h.time,
                     canister_version: h.canister_version,
-                    origin: change_origin(h.origin),
+                    origin: change_origin(h.origin, h.origin_version),
                     details: Some(h.details.clone()),
                 })
                 .collect(),
             module_hash: c.module_hash.map(|h| h.to_vec()),
-            controllers: c.controllers.clone(),
+            controllers: c.controllers.iter().copied().collect(),
         })
     }
 
@@ -931,6 +983,7 @@ impl State {
                 time,
                 canister_version: c.version,
                 origin: caller,
+                origin_version: a.sender_canister_version,
                 details: ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
                     from_canister_id: None,
                     snapshot_id: snapshot.id.clone(),
@@ -946,12 +999,13 @@ impl State {
     }
 }
 
-/// A module to install, from the module cache.
+/// A module to install, from the module cache, and the installing canister's version for the history.
 struct Code {
     module: std::sync::Arc<CompiledModule>,
     compiled_before: bool,
     hash: [u8; 32],
     len: u64,
+    sender_version: Option<u64>,
 }
 
 fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
@@ -963,56 +1017,67 @@ fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
 }
 
 fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {
-    Reject::canister_error(format!(
-        "Could not find the snapshot ID {} for canister {id}.",
-        hex::encode(snapshot)
-    ))
-    .with_error_code("IC0524")
+    Reject::of(
+        ErrorCode::CanisterSnapshotNotFound,
+        format!(
+            "Could not find the snapshot ID {} for canister {id}.",
+            hex::encode(snapshot)
+        ),
+    )
 }
 
-fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings, caller: Principal, time: u64) {
-    if let Some(controllers) = &s.controllers {
-        c.controllers = controllers.clone();
-        c.history.push(Change {
-            time,
-            canister_version: c.version + 1,
-            origin: caller,
-            details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
-                controllers: controllers.clone(),
-            }),
-        });
+/// Applies the settings that are set (controllers as a set, environment variables by name); returns whether the
+/// controllers were set.
+fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings) -> bool {
+    let st = &mut c.settings.0;
+    let set = |field: &mut Nat, value: &Option<Nat>| {
+        if let Some(v) = value {
+            *field = v.clone();
+        }
+    };
+    set(&mut st.compute_allocation, &s.compute_allocation);
+    set(&mut st.memory_allocation, &s.memory_allocation);
+    set(&mut st.freezing_threshold, &s.freezing_threshold);
+    set(&mut st.reserved_cycles_limit, &s.reserved_cycles_limit);
+    set(
+        &mut st.minimum_incoming_canister_call_cycles,
+        &s.minimum_incoming_canister_call_cycles,
+    );
+    set(&mut st.log_memory_limit, &s.log_memory_limit);
+    set(&mut st.wasm_memory_limit, &s.wasm_memory_limit);
+    set(&mut st.wasm_memory_threshold, &s.wasm_memory_threshold);
+    if let Some(v) = &s.log_visibility {
+        st.log_visibility = v.clone();
     }
-    let st = &mut c.settings;
-    if let Some(v) = &s.compute_allocation {
-        st.compute_allocation = nat_u64(v);
+    if let Some(v) = &s.snapshot_visibility {
+        st.snapshot_visibility = v.clone();
     }
-    if let Some(v) = &s.memory_allocation {
-        st.memory_allocation = nat_u64(v);
+    if let Some(v) = &s.status_visibility {
+        st.status_visibility = v.clone();
     }
-    if let Some(v) = &s.freezing_threshold {
-        st.freezing_threshold = nat_u64(v);
+    if let Some(vars) = &s.environment_variables {
+        let by_name: BTreeMap<String, String> = vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+        st.environment_variables = by_name
+            .iter()
+            .map(|(name, value)| ic00::EnvironmentVariable {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        c.env_vars = Arc::new(by_name);
     }
-    if let Some(v) = &s.reserved_cycles_limit {
-        st.reserved_cycles_limit = nat_u128(v);
-    }
-    if let Some(v) = &s.wasm_memory_limit {
-        st.wasm_memory_limit = nat_u64(v);
-    }
-    if let Some(v) = &s.wasm_memory_threshold {
-        st.wasm_memory_threshold = nat_u64(v);
+    match &s.controllers {
+        Some(controllers) => {
+            c.controllers = controllers.iter().copied().collect();
+            true
+        }
+        None => false,
     }
 }
 
 fn definite_settings(c: &Canister) -> ic00::DefiniteCanisterSettings {
-    let st = &c.settings;
     ic00::DefiniteCanisterSettings {
-        controllers: c.controllers.clone(),
-        compute_allocation: Nat::from(st.compute_allocation),
-        memory_allocation: Nat::from(st.memory_allocation),
-        freezing_threshold: Nat::from(st.freezing_threshold),
-        reserved_cycles_limit: Nat::from(st.reserved_cycles_limit),
-        wasm_memory_limit: Nat::from(st.wasm_memory_limit),
-        wasm_memory_threshold: Nat::from(st.wasm_memory_threshold),
-        ..Default::default()
+        controllers: c.controllers.iter().copied().collect(),
+        ..c.settings.0.clone()
     }
 }

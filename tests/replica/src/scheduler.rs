@@ -10,7 +10,7 @@ use candid::Principal;
 
 use crate::canister::{CallContext, Callback, Canister, CanisterStatus, Origin};
 use crate::cycles;
-use crate::error::{ErrorCode, Reject, RejectCode};
+use crate::error::{ErrorCode, Reject, RejectCode, Trap};
 use crate::execution::{self, Entry, RunResult, Runtime, Snapshot};
 use crate::faults::Faults;
 use crate::system_api::{self, EntryKind, MsgCtx, Response};
@@ -169,8 +169,31 @@ impl Exec {
     }
 }
 
-pub fn error_from(canister: Principal, trap: &str) -> Reject {
-    Reject::canister_error(format!("Error from Canister {canister}: {trap}."))
+/// execution_environment.rs: a composite query called as an update, by ingress or by a canister.
+fn composite_query_in_replicated_mode() -> Reject {
+    Reject::of(
+        ErrorCode::CompositeQueryCalledInReplicatedMode,
+        "Composite query cannot be called in replicated mode",
+    )
+}
+
+pub fn error_from(canister: Principal, trap: &Trap) -> Reject {
+    trap.reject(canister)
+}
+
+/// Executions after which the canister's version goes up if they do not trap (dfinity/ic
+/// `rs/embedders/src/wasmtime_embedder/system_api.rs`, `take_system_state_modifications`); install_code bumps it
+/// once for all its phases.
+fn bumps_version(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Update
+            | EntryKind::ReplicatedQuery
+            | EntryKind::SystemTask
+            | EntryKind::ReplyCallback
+            | EntryKind::RejectCallback
+            | EntryKind::Cleanup
+    )
 }
 
 pub struct State {
@@ -357,6 +380,7 @@ impl State {
             status: c.status.code(),
             version: c.version,
             controllers: c.controllers.clone(),
+            env_vars: c.env_vars.clone(),
             freezing_threshold: c.freezing_threshold_cycles(),
             callback_instruction_limit: self.config.update_instruction_limit,
             ..Default::default()
@@ -401,7 +425,10 @@ impl State {
         };
         let Some(live) = c.live.as_mut() else {
             return RunResult {
-                result: Err("Attempted to execute a message, but the canister contains no Wasm module".into()),
+                result: Err(Trap::new(
+                    ErrorCode::CanisterWasmModuleNotFound,
+                    "Attempted to execute a message, but the canister contains no Wasm module.",
+                )),
                 instructions: 0,
                 msg,
             };
@@ -409,8 +436,9 @@ impl State {
         let snapshot = (e.rollback != Rollback::Caller).then(|| Snapshot::take(live, &mut c.sys));
         let mut run = if self.faults.take_trap(c.id, &name) {
             RunResult {
-                result: Err(format!(
-                    "Canister called `ic0.trap` with message: 'injected fault in {name}'"
+                result: Err(Trap::new(
+                    ErrorCode::CanisterCalledTrap,
+                    format!("Canister called `ic0.trap` with message: 'injected fault in {name}'"),
                 )),
                 instructions: 0,
                 msg,
@@ -426,7 +454,11 @@ impl State {
             }
         }
         c.logs.append(&mut run.msg.logs);
-        self.record(c.id, &name, run.instructions, run.result.clone());
+        let outcome = run.result.clone().map_err(|t| t.text);
+        self.record(c.id, &name, run.instructions, outcome);
+        if bumps_version(e.kind) && run.result.is_ok() {
+            c.version += 1;
+        }
         if e.rollback != Rollback::Caller {
             self.sync_timer(c);
         }
@@ -950,6 +982,8 @@ impl State {
             return Ok(EntryKind::Update);
         } else if module.queries.contains(method) {
             return Ok(EntryKind::ReplicatedQuery);
+        } else if module.composite_queries.contains(method) {
+            return Err(composite_query_in_replicated_mode());
         }
         let kind = if query { "query" } else { "update" };
         Err(Reject::canister_error(format!(
@@ -1046,9 +1080,9 @@ impl State {
             exec.reject = reject;
             exec.context = Some(cb.context);
             exec.refunded = refunded;
-            let run = s.execute(c, exec);
+            let mut run = s.execute(c, exec);
             let mut used = run.instructions;
-            if run.result.is_err() {
+            if let Err(callback_trap) = run.result.clone() {
                 if let Some((fun, env)) = cb.cleanup {
                     // Spec: the cleanup callback runs when the reply or reject callback trapped.
                     let mut cleanup = Exec::new(
@@ -1059,7 +1093,11 @@ impl State {
                     );
                     cleanup.caller = Some(caller);
                     cleanup.context = Some(cb.context);
-                    used += s.execute(c, cleanup).instructions;
+                    let cleanup_run = s.execute(c, cleanup);
+                    used += cleanup_run.instructions;
+                    if let Err(cleanup_trap) = cleanup_run.result {
+                        run.result = Err(Trap::with_cleanup(callback_trap, cleanup_trap));
+                    }
                 }
             }
             c.sys.cycles += cb.execution_prepay.saturating_sub(cycles::execution_cost(used));
@@ -1079,6 +1117,14 @@ impl State {
         method: &str,
         payload: Vec<u8>,
     ) -> Result<u64, Reject> {
+        let composite = self
+            .canisters
+            .get(&receiver)
+            .and_then(|c| c.module())
+            .is_some_and(|m| m.composite_queries.contains(method));
+        if composite {
+            return Err(composite_query_in_replicated_mode());
+        }
         if receiver != Principal::management_canister() {
             let inspected = self.with_canister(receiver, |s, c| {
                 if !c.exports("canister_inspect_message") || c.status != CanisterStatus::Running {

@@ -3,13 +3,15 @@
 //! Each import checks where it may be called using the spec's import table: a call from the wrong place traps
 //! with "Canister violated contract: "ic0_X" cannot be executed in M mode".
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use candid::Principal;
 use wasmi::{Caller, Error, Linker, Memory, TrapCode};
 
 use crate::cycles;
-use crate::error::RejectCode;
+use crate::error::{ErrorCode, RejectCode, Trap};
 use crate::stable_memory::{StableMemory, PAGE_SIZE};
 
 /// Every function the replica exports to canisters under module `ic0`; any other import is rejected at install.
@@ -179,20 +181,27 @@ impl EntryKind {
     }
 }
 
-/// A trap raised by the System API; its text is the IC's description of the trap.
+/// A trap raised by the System API, as the IC describes it.
 #[derive(Debug)]
-pub struct HostTrap(pub String);
+pub struct HostTrap(pub Trap);
 
 impl fmt::Display for HostTrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.text)
     }
 }
 
 impl wasmi::errors::HostError for HostTrap {}
 
+fn trap(t: Trap) -> Error {
+    Error::host(HostTrap(t))
+}
+
 fn violation(msg: impl fmt::Display) -> Error {
-    Error::host(HostTrap(format!("Canister violated contract: {msg}")))
+    trap(Trap::new(
+        ErrorCode::CanisterContractViolation,
+        format!("Canister violated contract: {msg}"),
+    ))
 }
 
 /// Canister state that the System API can change; moved into the wasm store for each execution.
@@ -243,7 +252,9 @@ pub struct MsgCtx {
     pub time: u64,
     pub status: u32,
     pub version: u64,
-    pub controllers: Vec<Principal>,
+    pub controllers: BTreeSet<Principal>,
+    /// The canister's environment variables.
+    pub env_vars: Arc<BTreeMap<String, String>>,
     /// The call context can still be answered (not answered before, and the entry point can answer).
     pub can_respond: bool,
     pub reply_buf: Vec<u8>,
@@ -280,7 +291,8 @@ impl Default for MsgCtx {
             time: 0,
             status: 0,
             version: 0,
-            controllers: Vec::new(),
+            controllers: BTreeSet::new(),
+            env_vars: Arc::default(),
             can_respond: false,
             reply_buf: Vec::new(),
             response: None,
@@ -411,7 +423,20 @@ pub fn placeholder_root_key() -> Vec<u8> {
 }
 
 fn heap_out_of_bounds() -> Error {
-    Error::host(HostTrap("Canister trapped: heap out of bounds".into()))
+    trap(Trap::new(
+        ErrorCode::CanisterTrapped,
+        "Canister trapped: heap out of bounds",
+    ))
+}
+
+/// The mainnet threshold keys every curve and algorithm has, and the size of the subnet that holds them: `key_1`
+/// on the 34-node fiduciary subnet, `test_key_1` on a 13-node one.
+fn threshold_key_subnet_size(name: &[u8]) -> Option<u128> {
+    match name {
+        b"key_1" => Some(34),
+        b"test_key_1" => Some(13),
+        _ => None,
+    }
 }
 
 /// `stable64_read`: copies stable memory to the heap (wasm32: heap addresses must fit in 32 bits).
@@ -688,6 +713,13 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                       reject_env: i32|
      -> Result<(), Error> {
         check(&mut c, "call_new", CALL)?;
+        if c.data().msg.kind == EntryKind::CompositeQuery {
+            return Err(trap(Trap {
+                code: None,
+                text: "calls from composite queries are not supported by this replica (tests/replica)".into(),
+                help: false,
+            }));
+        }
         charge(&mut c, callee_size as u32 as u64 + name_size as u32 as u64)?;
         let callee = Principal::try_from_slice(&read(&c, callee_src, callee_size)?)
             .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
@@ -764,7 +796,7 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         let threshold = env.msg.freezing_threshold;
         if env.sys.cycles.saturating_sub(threshold) < amount {
             let text = cycles::out_of_cycles(env.msg.canister_id, amount, env.sys.cycles, threshold, false);
-            return Err(Error::host(HostTrap(text)));
+            return Err(trap(Trap::without_help(ErrorCode::CanisterContractViolation, text)));
         }
         env.sys.cycles -= amount;
         env.msg.pending_call.as_mut().expect("checked").cycles += amount;
@@ -980,68 +1012,98 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
             (3_000_000 + 60_000 * n) * n + 400 * n * size as u32 as u128,
         )
     });
-    for name in [
-        "cost_sign_with_ecdsa",
-        "cost_sign_with_schnorr",
-        "cost_vetkd_derive_key",
+    // Threshold keys: 0 and the cost on success, 1 for an unknown curve or algorithm, 2 for a key name it does not
+    // have (system_api.rs `ic0_cost_sign_with_ecdsa`); the cost is written only on success.
+    for (name, variants) in [
+        ("cost_sign_with_ecdsa", 1),
+        ("cost_sign_with_schnorr", 2),
+        ("cost_vetkd_derive_key", 1),
     ] {
         l.func_wrap(
             "ic0",
             name,
-            move |mut c: Ctx, _src: i32, _size: i32, _curve: i32, dst: i32| -> Result<i32, Error> {
+            move |mut c: Ctx, src: i32, size: i32, variant: i32, dst: i32| -> Result<i32, Error> {
                 check(&mut c, name, ALL | S)?;
-                write_u128(&mut c, dst, 26_153_846_153)?;
+                let key = read(&c, src, size)?;
+                if variant as u32 >= variants {
+                    return Ok(1);
+                }
+                let Some(nodes) = threshold_key_subnet_size(&key) else {
+                    return Ok(2);
+                };
+                write_u128(&mut c, dst, cycles::threshold_signature_fee(nodes))?;
                 Ok(0)
             },
         )
         .expect("define");
     }
 
-    // Environment variables: this replica sets none.
+    // Environment variables (`*`), in name order; a missing index or name is a contract violation with the IC's
+    // text (HypervisorError::EnvironmentVariable*), reported without an error-help line.
+    fn env_name(c: &Ctx, index: i32) -> Result<String, Error> {
+        let vars = &c.data().msg.env_vars;
+        vars.keys().nth(index as u32 as usize).cloned().ok_or_else(|| {
+            let text = format!(
+                "Environment variable index {} is out of bounds. The number of environment variables is {}.",
+                index as u32,
+                vars.len()
+            );
+            trap(Trap::without_help(ErrorCode::CanisterContractViolation, text))
+        })
+    }
+    fn env_value(c: &Ctx, src: i32, size: i32) -> Result<String, Error> {
+        let name = String::from_utf8_lossy(&read(c, src, size)?).into_owned();
+        c.data().msg.env_vars.get(&name).cloned().ok_or_else(|| {
+            let text = format!("Environment variable {name} not found.");
+            trap(Trap::without_help(ErrorCode::CanisterContractViolation, text))
+        })
+    }
     def!("env_var_count", |mut c: Ctx| -> Result<i32, Error> {
-        check(&mut c, "env_var_count", ALL | S)?;
-        Ok(0)
+        check(&mut c, "env_var_count", ALL)?;
+        Ok(c.data().msg.env_vars.len() as i32)
     });
     def!("env_var_name_size", |mut c: Ctx, index: i32| -> Result<i32, Error> {
-        check(&mut c, "env_var_name_size", ALL | S)?;
-        Err(violation(format!(
-            "ic0.env_var_name_size: index {index} out of bounds (0 variables)"
-        )))
+        check(&mut c, "env_var_name_size", ALL)?;
+        Ok(env_name(&c, index)?.len() as i32)
     });
     def!("env_var_name_copy", |mut c: Ctx,
                                index: i32,
-                               _dst: i32,
-                               _off: i32,
-                               _size: i32|
+                               dst: i32,
+                               off: i32,
+                               size: i32|
      -> Result<(), Error> {
-        check(&mut c, "env_var_name_copy", ALL | S)?;
-        Err(violation(format!(
-            "ic0.env_var_name_copy: index {index} out of bounds (0 variables)"
-        )))
+        check(&mut c, "env_var_name_copy", ALL)?;
+        let name = env_name(&c, index)?;
+        copy_out(&mut c, "env_var_name_copy", name.as_bytes(), dst, off, size)
     });
     def!("env_var_name_exists", |mut c: Ctx,
-                                 _src: i32,
-                                 _size: i32|
+                                 src: i32,
+                                 size: i32|
      -> Result<i32, Error> {
-        check(&mut c, "env_var_name_exists", ALL | S)?;
-        Ok(0)
+        check(&mut c, "env_var_name_exists", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        let name = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
+        Ok(c.data().msg.env_vars.contains_key(&name) as i32)
     });
     def!("env_var_value_size", |mut c: Ctx,
-                                _src: i32,
-                                _size: i32|
+                                src: i32,
+                                size: i32|
      -> Result<i32, Error> {
-        check(&mut c, "env_var_value_size", ALL | S)?;
-        Err(violation("ic0.env_var_value_size: environment variable not found"))
+        check(&mut c, "env_var_value_size", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        Ok(env_value(&c, src, size)?.len() as i32)
     });
     def!("env_var_value_copy", |mut c: Ctx,
-                                _src: i32,
-                                _size: i32,
-                                _dst: i32,
-                                _off: i32,
-                                _len: i32|
+                                src: i32,
+                                size: i32,
+                                dst: i32,
+                                off: i32,
+                                len: i32|
      -> Result<(), Error> {
-        check(&mut c, "env_var_value_copy", ALL | S)?;
-        Err(violation("ic0.env_var_value_copy: environment variable not found"))
+        check(&mut c, "env_var_value_copy", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        let value = env_value(&c, src, size)?;
+        copy_out(&mut c, "env_var_value_copy", value.as_bytes(), dst, off, len)
     });
 
     // Debugging.
@@ -1056,9 +1118,10 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "trap", ALL | S)?;
         charge(&mut c, size as u32 as u64)?;
         let text = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
-        Err(Error::host(HostTrap(format!(
-            "Canister called `ic0.trap` with message: '{text}'"
-        ))))
+        Err(trap(Trap::new(
+            ErrorCode::CanisterCalledTrap,
+            format!("Canister called `ic0.trap` with message: '{text}'"),
+        )))
     });
     l
 }

@@ -738,7 +738,7 @@ fn stop_times_out_with_sys_transient_and_start_cancels_stops() {
     r.tick();
     r.start_canister(a, Some(user())).unwrap();
     let err = r.await_call(pending).unwrap_err();
-    assert_eq!(err.error_code, Some("IC0510"));
+    assert_eq!(err.error_code, Some("IC0511"), "CanisterStoppingCancelled");
     assert_eq!(r.status(a), CanisterStatus::Running);
 }
 

@@ -33,12 +33,13 @@
   (import "ic0" "canister_self_size" (func $self_size (result i32)))
   (import "ic0" "canister_self_copy" (func $self_copy (param i32 i32 i32)))
   (memory 1)
-  (table 6 funcref)
-  (elem (i32.const 0) $cb_reply $cb_reject $cb_trap $cb_cleanup $cb_ignore $cb_reply_one)
+  (table 7 funcref)
+  (elem (i32.const 0) $cb_reply $cb_reject $cb_trap $cb_cleanup $cb_ignore $cb_reply_one $cb_cleanup_trap)
   (global $g (mut i32) (i32.const 0))
   (data (i32.const 512) "boom")
   (data (i32.const 600) "initpost_upgrade")
   (data (i32.const 620) "chaininc")
+  (data (i32.const 640) "cleanup boom")
 
   (func $load_arg (result i32)
     (call $arg_copy (i32.const 1024) (i32.const 0) (call $arg_size))
@@ -153,7 +154,7 @@
   ;; flags: 1 reply callback traps, 2 with cleanup, 4 bounded wait (10 s), 8 trap after call_perform,
   ;; 16 attach 1000 cycles, 32 bounded wait (1 s), 64 reply at once with call_perform's result (u64) and ignore
   ;; the response, 128 attach 600B cycles.
-  (func $do_call
+  (func $do_call (param $cleanup i32)
     (local $n i32) (local $p i32) (local $clen i32) (local $mlen i32) (local $flags i32)
     (local.set $n (call $load_arg))
     (local.set $flags (i32.load8_u (i32.const 1024)))
@@ -167,7 +168,7 @@
       (i32.const 77)
       (select (i32.const 4) (i32.const 1) (i32.and (local.get $flags) (i32.const 64)))
       (i32.const 78))
-    (if (i32.and (local.get $flags) (i32.const 2)) (then (call $call_cleanup (i32.const 3) (i32.const 79))))
+    (if (i32.and (local.get $flags) (i32.const 2)) (then (call $call_cleanup (local.get $cleanup) (i32.const 79))))
     (if (i32.and (local.get $flags) (i32.const 4)) (then (call $call_timeout (i32.const 10))))
     (if (i32.and (local.get $flags) (i32.const 32)) (then (call $call_timeout (i32.const 1))))
     (if (i32.and (local.get $flags) (i32.const 16)) (then (call $call_cycles (i64.const 0) (i64.const 1000))))
@@ -178,8 +179,10 @@
     (local.set $n (call $call_perform))
     (if (i32.and (local.get $flags) (i32.const 64)) (then (call $reply_i64 (i64.extend_i32_u (local.get $n)))))
     (if (i32.and (local.get $flags) (i32.const 8)) (then (call $boom))))
-  (func (export "canister_update call") (call $do_call))
-  (func (export "canister_query call_in_query") (call $do_call))
+  (func (export "canister_update call") (call $do_call (i32.const 3)))
+  ;; "call" whose cleanup callback (flag 2) traps with 'cleanup boom'.
+  (func (export "canister_update call_cleanup_traps") (call $do_call (i32.const 6)))
+  (func (export "canister_query call_in_query") (call $do_call (i32.const 3)))
   (func $cb_reply (param $env i32)
     (i32.store8 (i32.const 2048) (i32.const 82))
     (call $append (i32.const 2048) (i32.const 1))
@@ -198,6 +201,7 @@
   (func $cb_reply_one (param $env i32) (call $reply_i64 (i64.const 1)))
   (func $cb_cleanup (param $env i32)
     (i32.store (i32.const 24) (i32.add (i32.load (i32.const 24)) (i32.const 1))))
+  (func $cb_cleanup_trap (param $env i32) (call $trap (i32.const 640) (i32.const 12)))
   (func (export "canister_query cleanups") (call $reply_i64 (i64.extend_i32_u (i32.load (i32.const 24)))))
 
   (func (export "canister_init")
