@@ -74,6 +74,8 @@ pub struct CallContext {
 #[derive(Clone, Debug)]
 pub struct Callback {
     pub context: u64,
+    /// Whom the call went to: it holds one of the 500 slots between the two canisters until it is answered.
+    pub callee: Principal,
     pub reply: (u32, u32),
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,

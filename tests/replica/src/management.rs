@@ -117,7 +117,7 @@ impl State {
         });
         let mut refund = req.cycles;
         let caller = req.sender;
-        let injected = target.and_then(|t| self.faults.take_reject(t, &req.method));
+        let injected = target.and_then(|t| self.take_injected_reject(t, &req.method, &req.origin));
         let mut instructions = 0;
         let result = match injected {
             Some(reject) => Err(reject),

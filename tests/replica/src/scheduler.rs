@@ -19,6 +19,8 @@ use crate::{ExecutionRecord, ManagementCall, ReplicaConfig};
 
 /// Instruction limit of `canister_inspect_message` (facts §4).
 const INSPECT_INSTRUCTION_LIMIT: u64 = 200_000_000;
+/// The largest ingress message of an application subnet (`MAX_INGRESS_BYTES_PER_MESSAGE_APP_SUBNET`).
+pub const MAX_INGRESS_BYTES: usize = 2 * 1024 * 1024;
 
 /// The scheduler's limits (dfinity/ic `rs/config/src/subnet_config.rs`, `SchedulerConfig::application_subnet`).
 #[derive(Clone, Debug)]
@@ -381,6 +383,10 @@ impl State {
             version: c.version,
             controllers: c.controllers.clone(),
             env_vars: c.env_vars.clone(),
+            waiting_calls: c.callbacks.values().fold(BTreeMap::new(), |mut m, cb| {
+                *m.entry(cb.callee).or_default() += 1;
+                m
+            }),
             freezing_threshold: c.freezing_threshold_cycles(),
             callback_instruction_limit: self.config.update_instruction_limit,
             ..Default::default()
@@ -494,6 +500,7 @@ impl State {
                         callback,
                         Callback {
                             context: ctx_id,
+                            callee: call.callee,
                             reply: call.reply,
                             reject: call.reject,
                             cleanup: call.cleanup,
@@ -936,12 +943,31 @@ impl State {
     }
 
     fn deliver_request(&mut self, req: Request) -> u64 {
-        if let Some(reject) = self.faults.take_reject(req.receiver, &req.method) {
+        if let Some(reject) = self.take_injected_reject(req.receiver, &req.method, &req.origin) {
             self.respond(&req.origin, Err(reject), req.cycles);
             return 0;
         }
         let id = req.receiver;
         self.with_canister(id, |s, c| s.execute_request(c, req)).unwrap_or(0)
+    }
+
+    /// The reject injected with `reject_next_call` for this call, if any. SYS_UNKNOWN is for bounded-wait calls
+    /// only (ic-error-types: "best-effort calls only"): injecting it into ingress or an unbounded-wait call would
+    /// fake what the IC never does, so the replica refuses.
+    pub fn take_injected_reject(&mut self, target: Principal, method: &str, origin: &Origin) -> Option<Reject> {
+        let reject = self.faults.take_reject(target, method)?;
+        let bounded = matches!(origin, Origin::Canister { deadline, .. } if *deadline != 0);
+        assert!(
+            reject.code != RejectCode::SysUnknown || bounded,
+            "reject_next_call({target}, {method}, SysUnknown): the IC gives SYS_UNKNOWN only to bounded-wait calls, \
+             and this one is {}",
+            if matches!(origin, Origin::Ingress(_)) {
+                "an ingress message"
+            } else {
+                "an unbounded-wait call"
+            }
+        );
+        Some(reject)
     }
 
     /// Checks whether `c` accepts a call to `method` now; returns the entry kind to run.
@@ -1117,6 +1143,13 @@ impl State {
         method: &str,
         payload: Vec<u8>,
     ) -> Result<u64, Reject> {
+        let bytes = method.len() + payload.len();
+        if bytes > MAX_INGRESS_BYTES {
+            return Err(Reject::new(
+                RejectCode::SysFatal,
+                format!("Request is too large. Message byte size {bytes} is larger than the max allowed {MAX_INGRESS_BYTES}."),
+            ));
+        }
         let composite = self
             .canisters
             .get(&receiver)

@@ -89,6 +89,9 @@ pub const IC0_IMPORTS: &[&str] = &[
     "trap",
 ];
 
+/// Calls a canister may have waiting for responses from one other canister (`DEFAULT_QUEUE_CAPACITY`,
+/// dfinity/ic `rs/config/src/execution_environment.rs`): each reserves a response slot in a queue of 500.
+pub const QUEUE_CAPACITY: usize = 500;
 /// Spec: 10 MiB same-subnet request limit (method name + payload), 2 MiB reply limit (facts §4).
 pub const MAX_REQUEST_SIZE: usize = 10 * 1024 * 1024;
 pub const MAX_REPLY_SIZE: usize = 2 * 1024 * 1024;
@@ -255,6 +258,8 @@ pub struct MsgCtx {
     pub controllers: BTreeSet<Principal>,
     /// The canister's environment variables.
     pub env_vars: Arc<BTreeMap<String, String>>,
+    /// Calls waiting for a response, per callee, when the message started.
+    pub waiting_calls: BTreeMap<Principal, usize>,
     /// The call context can still be answered (not answered before, and the entry point can answer).
     pub can_respond: bool,
     pub reply_buf: Vec<u8>,
@@ -293,6 +298,7 @@ impl Default for MsgCtx {
             version: 0,
             controllers: BTreeSet::new(),
             env_vars: Arc::default(),
+            waiting_calls: BTreeMap::new(),
             can_respond: false,
             reply_buf: Vec::new(),
             response: None,
@@ -802,9 +808,9 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         env.msg.pending_call.as_mut().expect("checked").cycles += amount;
         Ok(())
     });
-    // call_perform withdraws the call's fees and prepayments above the freezing threshold; if it cannot, the call
-    // is not made, its attached cycles come back, and it returns 2 (SYS_TRANSIENT, system_api.rs
-    // `push_output_request`).
+    // call_perform needs a free slot in the queue to the callee and withdraws the call's fees and prepayments
+    // above the freezing threshold; if either fails, the call is not made, its attached cycles come back, and it
+    // returns 2 (SYS_TRANSIENT, system_api.rs `push_output_request`).
     def!("call_perform", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "call_perform", CALL)?;
         let mut call =
@@ -812,6 +818,11 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                 violation("ic0.call_perform: no call is under construction (call ic0.call_new first)")
             })?;
         let env = c.data_mut();
+        let made_now = env.msg.outgoing.iter().filter(|o| o.callee == call.callee).count();
+        if env.msg.waiting_calls.get(&call.callee).copied().unwrap_or(0) + made_now >= QUEUE_CAPACITY {
+            env.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
+        }
         let fee = cycles::call_fee(call.method.len() + call.payload.len());
         call.transmission_prepay = cycles::response_transmission_prepay();
         call.execution_prepay = cycles::execution_cost(env.msg.callback_instruction_limit);

@@ -96,6 +96,26 @@
     (call $self_copy (i32.const 1200) (i32.const 0) (call $self_size))
     (call $call_new (i32.const 1200) (call $self_size) (local.get $name) (local.get $len)
       (local.get $cb) (i32.const 0) (local.get $cb) (i32.const 0)))
+;; "fan_out": argument = n:u32 callee_len:u8 callee; calls `inc` on the callee n times (responses ignored) and
+  ;; replies how many call_perform calls returned 0 (u32) and the first other result (u32, 0 if none).
+  (func (export "canister_update fan_out")
+    (local $i i32) (local $r i32)
+    (drop (call $load_arg))
+    (i64.store (i32.const 2100) (i64.const 0))
+    (local.set $i (i32.load (i32.const 1024)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $i)))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (call $call_new (i32.const 1029) (i32.load8_u (i32.const 1028)) (i32.const 625) (i32.const 3)
+          (i32.const 4) (i32.const 0) (i32.const 4) (i32.const 0))
+        (local.set $r (call $call_perform))
+        (if (i32.eqz (local.get $r))
+          (then (i32.store (i32.const 2100) (i32.add (i32.load (i32.const 2100)) (i32.const 1))))
+          (else (if (i32.eqz (i32.load (i32.const 2104))) (then (i32.store (i32.const 2104) (local.get $r))))))
+        (br $l)))
+    (call $append (i32.const 2100) (i32.const 8))
+    (call $reply))
   ;; "chain" n: calls chain(n - 1) on itself and, once answered, replies 1u64; chain(0) replies 0u64.
   (func (export "canister_update chain")
     (drop (call $load_arg))
