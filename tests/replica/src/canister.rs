@@ -239,7 +239,7 @@ impl Canister {
         MemoryMetrics {
             wasm_memory: self.live.as_ref().map_or(0, |l| l.heap_size()),
             stable_memory: self.sys.stable.size() * crate::stable_memory::PAGE_SIZE,
-            globals: self.live.as_ref().map_or(0, |l| l.globals.len() as u64 * 8),
+            globals: self.live.as_ref().map_or(0, |l| l.global_count() as u64 * 8),
             wasm_binary: self.module_bytes_len,
             custom_sections: self.module().map_or(0, |m| {
                 m.metadata.iter().map(|(n, s)| (n.len() + s.content.len()) as u64).sum()

@@ -7,6 +7,7 @@ mod cycles;
 mod error;
 mod execution;
 mod faults;
+mod heap;
 mod management;
 mod scheduler;
 mod stable_memory;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 pub use candid;
 pub use canister::CanisterStatus;
 pub use error::{Reject, RejectCode};
+pub use execution::SLEEP_AFTER_IDLE_ROUNDS;
 pub use ic_management_canister_types as ic00;
 pub use scheduler::SchedulerConfig;
 pub use stable_memory::PAGE_SIZE as STABLE_PAGE_SIZE;
@@ -386,6 +388,17 @@ impl Replica {
     /// The canister's memory usage in bytes, as `canister_status` reports it and as storage is charged.
     pub fn memory_size(&self, id: Principal) -> u64 {
         self.with(id, |c| c.memory_usage())
+    }
+
+    /// Bytes of the canister's heap in RAM: zero pages and pages never written take none.
+    pub fn heap_resident_bytes(&self, id: Principal) -> u64 {
+        self.with(id, |c| c.live.as_ref().map_or(0, |l| l.heap_resident_bytes()))
+    }
+
+    /// Whether the canister's Wasm instance is in memory: it is dropped after a few rounds without an execution
+    /// and made again, on the same heap, when the canister next runs.
+    pub fn has_instance(&self, id: Principal) -> bool {
+        self.with(id, |c| c.live.as_ref().is_some_and(|l| l.is_awake()))
     }
 
     /// Call contexts not yet closed (a stopping canister stops when this reaches 0).

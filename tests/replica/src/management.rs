@@ -618,6 +618,9 @@ impl State {
             self.heartbeats.remove(&id);
         }
         self.sync_timer(c);
+        if let Some(live) = &c.live {
+            live.release_zero_pages();
+        }
         Ok(())
     }
 
@@ -635,7 +638,7 @@ impl State {
         budget: &mut u64,
     ) -> Result<(), Reject> {
         let id = c.id;
-        let snapshot = Snapshot::take(c.live.as_ref().expect("checked"), &mut c.sys);
+        let snapshot = Snapshot::take(&self.runtime, c.live.as_mut().expect("checked"), &mut c.sys);
         let old_version = c.version;
         let mut old_live = None;
         let outcome: Result<(), Trap> = 'upgrade: {
@@ -651,7 +654,7 @@ impl State {
             };
             if keep_heap {
                 let heap = c.live.as_ref().expect("checked").heap().to_vec();
-                if let Err(e) = live.set_heap_and_globals(&heap, &[]) {
+                if let Err(e) = live.set_heap_and_globals(&self.runtime, &heap, &[]) {
                     break 'upgrade Err(Trap::new(ErrorCode::CanisterOutOfMemory, e));
                 }
             }
@@ -673,7 +676,7 @@ impl State {
         };
         match outcome {
             Ok(()) => {
-                snapshot.commit(&mut c.sys);
+                snapshot.commit(old_live.as_ref().expect("replaced"), &mut c.sys);
                 Ok(())
             }
             Err(trap) => {
@@ -681,7 +684,7 @@ impl State {
                     c.live = old_live;
                 }
                 c.version = old_version;
-                snapshot.restore(&self.runtime, c.live.as_mut().expect("old instance"), &mut c.sys);
+                snapshot.restore(c.live.as_mut().expect("old instance"), &mut c.sys);
                 Err(error_from(id, &trap))
             }
         }
@@ -970,7 +973,7 @@ impl State {
                 .cloned()
                 .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
             let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
-            live.set_heap_and_globals(&snapshot.heap, &snapshot.globals)
+            live.set_heap_and_globals(&s.runtime, &snapshot.heap, &snapshot.globals)
                 .map_err(Reject::canister_error)?;
             c.live = Some(live);
             let cycles = c.sys.cycles;

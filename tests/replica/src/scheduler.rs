@@ -439,7 +439,7 @@ impl State {
                 msg,
             };
         };
-        let snapshot = (e.rollback != Rollback::Caller).then(|| Snapshot::take(live, &mut c.sys));
+        let snapshot = (e.rollback != Rollback::Caller).then(|| Snapshot::take(&self.runtime, live, &mut c.sys));
         let mut run = if self.faults.take_trap(c.id, &name) {
             RunResult {
                 result: Err(Trap::new(
@@ -450,13 +450,13 @@ impl State {
                 msg,
             }
         } else {
-            execution::run(live, &mut c.sys, msg, &e.entry, e.fuel, e.limit)
+            execution::run(&self.runtime, live, &mut c.sys, msg, &e.entry, e.fuel, e.limit)
         };
         if let Some(snapshot) = snapshot {
             if run.result.is_err() || e.rollback == Rollback::Always {
-                snapshot.restore(&self.runtime, live, &mut c.sys);
+                snapshot.restore(live, &mut c.sys);
             } else {
-                snapshot.commit(&mut c.sys);
+                snapshot.commit(live, &mut c.sys);
             }
         }
         c.logs.append(&mut run.msg.logs);
@@ -591,7 +591,8 @@ impl State {
 
     /// One IC round (scheduler.rs `execute_round`): bounded-wait and stop deadlines, the management canister's
     /// messages (and running installs), then the canisters' iterations; at the end, the install_code rate limit
-    /// pays down and time advances by `round_duration`.
+    /// pays down, instances idle for a few rounds are dropped (see `execution::Live`) and time advances by
+    /// `round_duration`.
     pub fn tick(&mut self) {
         let round = self.current_round();
         self.expire_deadlines();
@@ -601,6 +602,9 @@ impl State {
         let rate = self.config.scheduler.install_code_rate_limit;
         for c in self.canisters.values_mut() {
             c.install_code_debit = c.install_code_debit.saturating_sub(rate);
+            if let Some(live) = &mut c.live {
+                live.end_round();
+            }
         }
         self.round = round;
         self.time += self.config.round_duration.as_nanos() as u64;
