@@ -39,10 +39,13 @@ fn rss_kib() -> u64 {
 
 /// Submits one message per item, `BATCH` at a time, and waits for each.
 fn in_batches<T>(r: &Replica, items: &[T], submit: impl Fn(&T) -> replica::MessageId) {
-    for batch in items.chunks(BATCH) {
+    for (i, batch) in items.chunks(BATCH).enumerate() {
         let ids: Vec<_> = batch.iter().map(&submit).collect();
         for id in ids {
             r.await_call(id).expect("message");
+        }
+        if items.len() > BATCH {
+            eprintln!("  {} of {}", i * BATCH + batch.len(), items.len());
         }
     }
 }

@@ -537,20 +537,12 @@ fn payload_limits_are_enforced() {
 fn canisters_create_canisters_and_management_replies_take_a_round() {
     let r = Replica::new();
     let a = installed(&r);
-    let arg = candid::encode_one(ic00::CreateCanisterArgs {
+    let arg = ic00::CreateCanisterArgs {
         settings: None,
         sender_canister_version: None,
-    })
-    .unwrap();
+    };
     let before = r.round();
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(128, Principal::management_canister(), "create_canister", &arg),
-        )
-        .unwrap();
+    let reply = management_call(&r, a, 128, "create_canister", &arg);
     assert_eq!(reply[0], b'R');
     assert_eq!(r.round() - before, 3);
     let created: ic00::CanisterIdRecord = candid::decode_one(&reply[1..]).unwrap();
@@ -806,15 +798,8 @@ fn deposit_cycles_and_raw_rand() {
     let a = installed(&r);
     let b = installed(&r);
     let (ba, bb) = (r.cycle_balance(a), r.cycle_balance(b));
-    let arg = candid::encode_one(ic00::CanisterIdRecord { canister_id: b }).unwrap();
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(16, Principal::management_canister(), "deposit_cycles", &arg),
-        )
-        .unwrap();
+    let arg = ic00::CanisterIdRecord { canister_id: b };
+    let reply = management_call(&r, a, 16, "deposit_cycles", &arg);
     assert_eq!(reply[0], b'R');
     assert_eq!(r.cycle_balance(b), bb + 1000, "b gets the 1,000 and pays nothing");
     assert!(ba - r.cycle_balance(a) > 1000, "a gave 1,000 and paid fees");

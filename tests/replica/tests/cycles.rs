@@ -121,31 +121,16 @@ fn install_code_pays_for_compilation_and_execution() {
 fn create_canister_takes_its_fee_from_the_attached_cycles() {
     let r = Replica::new();
     let a = installed(&r);
-    let arg = candid::encode_one(ic00::CreateCanisterArgs {
+    let arg = ic00::CreateCanisterArgs {
         settings: None,
         sender_canister_version: None,
-    })
-    .unwrap();
+    };
     // 600B attached (flag 128): 500B fee, 100B become the new canister's balance.
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(128, Principal::management_canister(), "create_canister", &arg),
-        )
-        .unwrap();
+    let reply = management_call(&r, a, 128, "create_canister", &arg);
     let created: ic00::CanisterIdRecord = candid::decode_one(&reply[1..]).unwrap();
     assert_eq!(r.cycle_balance(created.canister_id), 100_000_000_000);
     // 1,000 attached (flag 16): refused, and the 1,000 come back.
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(16, Principal::management_canister(), "create_canister", &arg),
-        )
-        .unwrap();
+    let reply = management_call(&r, a, 16, "create_canister", &arg);
     assert_eq!(&reply[..2], &[b'J', RejectCode::CanisterReject as u8]);
     assert_eq!(
         String::from_utf8_lossy(&reply[2..]),
@@ -231,22 +216,14 @@ fn a_frozen_canister_cannot_be_installed() {
     let b = r.create_canister_with_settings(Some(user()), Some(controllers(vec![user(), a])));
     r.install_canister(b, nop_init(), vec![], Some(user()));
     r.drain_cycles(b);
-    let install = candid::encode_one(ic00::InstallCodeArgs {
+    let install = ic00::InstallCodeArgs {
         mode: ic00::CanisterInstallMode::Upgrade(None),
         canister_id: b,
         wasm_module: nop_init(),
         arg: vec![],
         sender_canister_version: None,
-    })
-    .unwrap();
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(0, Principal::management_canister(), "install_code", &install),
-        )
-        .unwrap();
+    };
+    let reply = management_call(&r, a, 0, "install_code", &install);
     assert_eq!(&reply[..2], &[b'J', RejectCode::SysTransient as u8]);
     assert_eq!(
         String::from_utf8_lossy(&reply[2..]),

@@ -2,20 +2,9 @@
 
 mod common;
 
-use candid::{CandidType, Nat, Principal};
+use candid::{Nat, Principal};
 use common::*;
 use replica::{ic00, RejectCode, Replica, ReplicaConfig};
-
-fn management_call(r: &Replica, from: Principal, flags: u8, method: &str, arg: &impl CandidType) -> Vec<u8> {
-    let payload = candid::encode_one(arg).unwrap();
-    r.update_call(
-        from,
-        user(),
-        "call",
-        call_arg(flags, Principal::management_canister(), method, &payload),
-    )
-    .unwrap()
-}
 
 fn settings(controllers: Vec<Principal>) -> ic00::CanisterSettings {
     ic00::CanisterSettings {

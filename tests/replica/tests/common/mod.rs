@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use candid::Principal;
+use candid::{CandidType, Principal};
 use replica::Replica;
 
 pub const UNIVERSAL: &str = include_str!("../universal.wat");
@@ -48,4 +48,17 @@ pub fn call_arg(flags: u8, callee: Principal, method: &str, payload: &[u8]) -> V
 
 pub fn module_with(body: &str) -> Vec<u8> {
     wat::parse_str(format!("(module {body})")).unwrap()
+}
+
+/// Has the universal canister `from` call the management canister's `method` with `arg` (flags: see universal.wat),
+/// and returns its `call` reply.
+pub fn management_call(r: &Replica, from: Principal, flags: u8, method: &str, arg: &impl CandidType) -> Vec<u8> {
+    let payload = candid::encode_one(arg).unwrap();
+    r.update_call(
+        from,
+        user(),
+        "call",
+        call_arg(flags, Principal::management_canister(), method, &payload),
+    )
+    .unwrap()
 }
