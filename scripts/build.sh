@@ -3,7 +3,8 @@
 #
 #   scripts/build.sh             wasm/child.wasm.gz and wasm/parent.wasm.gz (the parent embeds that child)
 #   scripts/build.sh --next      wasm/next/...: the "next" release, the child built with cargo feature `next`
-#   scripts/build.sh --fixtures  wasm/fixtures/...: test-only canisters (tests/fixtures), never shipped
+#   scripts/build.sh --fixtures  wasm/fixtures/...: test-only canisters (tests/fixtures) and test-only releases, never
+#                                shipped: corrupt/ (a child whose upgrade corrupts a member), big/ (a child over 2 MiB)
 #
 # Each output is printed with its size and SHA-256, the value the IC reports as module_hash.
 # CARGO_TARGET_DIR (default ./target) is honoured.
@@ -35,24 +36,24 @@ build() { # <out dir> <package> [cargo args...]: builds for wasm32 and writes <o
   "$finish" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$crate.wasm" "${did[@]}" --out "$out/$crate.wasm.gz"
 }
 
-release() { # <out dir> [child cargo args...]
-  local out=$1 version
-  shift
+release() { # <out dir> <version suffix, as child/build.rs gives it> [child cargo args...]
+  local out=$1 suffix=$2 version
+  shift 2
   build "$out" child "$@"
-  version=$(cargo pkgid --quiet -p child | sed 's/.*[#@]//')
-  [ $# -eq 0 ] || version="$version-next"
+  version=$(cargo pkgid --quiet -p child | sed 's/.*[#@]//')$suffix
   printf '%s\n' "$version" >"$out/child.version"
   # The parent embeds exactly these bytes and that version; parent/build.rs hashes the bytes at compile time.
   CHILD_WASM_GZ=$root/$out/child.wasm.gz build "$out" parent
 }
 
 case "${1:-}" in
-  "") CARGO_TARGET_DIR=$target_dir release wasm ;;
+  "") CARGO_TARGET_DIR=$target_dir release wasm "" ;;
   # A target dir of its own, so that switching the feature on and off does not rebuild the child every time.
-  --next) CARGO_TARGET_DIR=$target_dir/next release wasm/next --features next ;;
+  --next) CARGO_TARGET_DIR=$target_dir/next release wasm/next -next --features next ;;
   --fixtures)
-    export CARGO_TARGET_DIR=$target_dir
-    build wasm/fixtures seed-bug
-    build wasm/fixtures heap-baseline ;;
+    CARGO_TARGET_DIR=$target_dir build wasm/fixtures seed-bug
+    CARGO_TARGET_DIR=$target_dir build wasm/fixtures heap-baseline
+    CARGO_TARGET_DIR=$target_dir/fixtures release wasm/fixtures/corrupt -corrupt --features corrupt
+    CARGO_TARGET_DIR=$target_dir/fixtures release wasm/fixtures/big -big --features ballast ;;
   *) echo "usage: scripts/build.sh [--next | --fixtures]" >&2; exit 2 ;;
 esac

@@ -16,6 +16,7 @@ cargo fmt --all --check
 step "Clippy, warnings are errors (clippy.toml bans stable memory writes outside the MemoryManager)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked -p child -p parent --target wasm32-unknown-unknown -- -D warnings
+scripts/check-clippy-bans.sh
 
 step "Tests"
 cargo test --locked --workspace
@@ -26,3 +27,10 @@ scripts/check-reproducible.sh
 
 step "icp-cli reads icp.yaml and builds the same modules"
 scripts/check-icp-build.sh
+
+step "@dfinity/pic runs against the PocketIC-compatible server (tests/pocket-ic-server)"
+scripts/check-pic-js.sh
+
+step "icp-cli against the local network: deploy, create, upgrade, verify; the fleet scripts; another root key"
+# The network binary the tests above built (a build of its own would compile its dependencies once more).
+NETWORK_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/network scripts/check-network.sh

@@ -11,6 +11,8 @@
 //! storage, so the Candid interface (`child.did`) is identical with and without the feature.
 
 mod admin;
+mod checksum;
+mod layout;
 mod lifecycle;
 mod members;
 mod memory;
@@ -28,20 +30,19 @@ use shared::principal::PrincipalArg;
 use crate::lifecycle::{Lifecycle, HEARTBEAT_INTERVAL};
 use crate::state::{mutate_state, read_state, CallContext, State};
 
-/// The child's version: its Cargo package version, with `-next` appended in the `next` build.
-#[cfg(not(feature = "next"))]
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The child's version: its Cargo package version, with `-next` appended in the `next` build.
-#[cfg(feature = "next")]
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-next");
+/// The child's version: its Cargo package version, with a suffix naming the build (`-next`, and the fixtures'
+/// `-corrupt` and `-big`; see `build.rs`).
+pub const VERSION: &str = env!("CHILD_VERSION");
 
 #[init]
 fn init(arg: ChildInitArg) {
     start(Lifecycle::Install(arg));
 }
 
+/// Traps (the upgrade fails, the canister keeps its module and data) on a stable memory it does not know.
 #[post_upgrade]
 fn post_upgrade(arg: Option<ChildUpgradeArg>) {
+    layout::check(&DefaultMemoryImpl::default()).unwrap_or_else(|e| ic_cdk::trap(e));
     start(Lifecycle::Upgrade(arg));
 }
 
@@ -92,7 +93,7 @@ fn request_count() -> u64 {
 
 #[query]
 fn data_checksum() -> DataChecksum {
-    read_state(members::checksum)
+    read_state(checksum::data_checksum)
 }
 
 // `PrincipalArg` is Candid's `principal`; it decodes without principal text code (see `shared::principal`).

@@ -1,12 +1,14 @@
-//! Member storage: validation, reads, writes and the data checksum.
+//! Member storage: validation, reads and writes.
+//!
+//! Who may do what: anyone may read members; only the parent and the child's controllers may write them (a fleet
+//! child is written by its operator or its parent, never by anonymous or arbitrary callers).
 
 use std::ops::Bound::{Excluded, Unbounded};
 
 use ic_stable_structures::Memory;
-use sha2::{Digest, Sha256};
 use shared::child::{
-    AuditKind, ChildError, DataChecksum, FillArg, ListMembersArg, Member, MemberInput, MemberPage, FILL_ID_DIGITS,
-    MAX_FILL_COUNT, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PAGE_SIZE, MAX_VALUE_BYTES,
+    AuditKind, ChildError, FillArg, ListMembersArg, Member, MemberInput, MemberPage, FILL_ID_DIGITS, MAX_FILL_COUNT,
+    MAX_ID_BYTES, MAX_NAME_BYTES, MAX_PAGE_SIZE, MAX_VALUE_BYTES,
 };
 
 use crate::admin::require_admin;
@@ -19,6 +21,7 @@ pub fn add<M: Memory + Clone>(
     id: String,
     input: MemberInput,
 ) -> Result<Member, ChildError> {
+    require_admin(state, call)?;
     validate_id(&id)?;
     validate_input(&input)?;
     if state.members.contains_key(&id) {
@@ -36,6 +39,7 @@ pub fn update<M: Memory + Clone>(
     id: String,
     input: MemberInput,
 ) -> Result<Member, ChildError> {
+    require_admin(state, call)?;
     validate_id(&id)?;
     validate_input(&input)?;
     let record = find(state, &id)?.updated(input, call.time);
@@ -45,6 +49,7 @@ pub fn update<M: Memory + Clone>(
 }
 
 pub fn remove<M: Memory + Clone>(state: &mut State<M>, call: &CallContext, id: String) -> Result<Member, ChildError> {
+    require_admin(state, call)?;
     validate_id(&id)?;
     let Some(record) = state.members.remove(&id) else {
         return Err(ChildError::NotFound { id });
@@ -74,28 +79,6 @@ pub fn list<M: Memory + Clone>(state: &State<M>, arg: ListMembersArg) -> MemberP
 
 pub fn count<M: Memory + Clone>(state: &State<M>) -> u64 {
     state.members.len()
-}
-
-/// Computes the digest documented on `DataChecksum`.
-pub fn checksum<M: Memory + Clone>(state: &State<M>) -> DataChecksum {
-    let mut hasher = Sha256::new();
-    for member in state.members.iter().map(|entry| member_from(entry.into_pair())) {
-        hash_bytes(&mut hasher, member.id.as_bytes());
-        hash_bytes(&mut hasher, member.name.as_bytes());
-        hash_bytes(&mut hasher, &member.value);
-        hasher.update(member.created_at.to_be_bytes());
-        match member.updated_at {
-            None => hasher.update([0]),
-            Some(time) => {
-                hasher.update([1]);
-                hasher.update(time.to_be_bytes());
-            }
-        }
-    }
-    DataChecksum {
-        members: state.members.len(),
-        sha256: hasher.finalize().to_vec(),
-    }
 }
 
 /// Writes the synthetic members described on `FillArg`; returns the member count afterwards.
@@ -143,7 +126,7 @@ fn find<M: Memory + Clone>(state: &State<M>, id: &str) -> Result<MemberRecord, C
         .ok_or_else(|| ChildError::NotFound { id: id.to_string() })
 }
 
-fn member_from((id, record): (String, MemberRecord)) -> Member {
+pub(crate) fn member_from((id, record): (String, MemberRecord)) -> Member {
     record.into_member(id)
 }
 
@@ -170,11 +153,6 @@ fn check_length(field: &str, actual: usize, max: usize) -> Result<(), ChildError
         });
     }
     Ok(())
-}
-
-fn hash_bytes(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_be_bytes());
-    hasher.update(bytes);
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! read-only confirm, the confirm continues as a task of its own and the worker takes the next queued child at once
 //! (in the same callback), so the pipeline stays full without waiting for a batch or a tick. While the rollout has
 //! work, a repeating watchdog tick (every `LOCK_CHECK_INTERVAL`) backs the one-shot tick up, because a one-shot tick
-//! whose execution traps is gone for good (see `WATCHDOG`).
+//! whose execution traps is gone for good (see `ic.rs`).
 //!
 //! Every await follows prepare → await → commit: the lock and step are in stable memory before a call goes out, no
 //! state borrow is held across the await, and the result is committed with a fresh `mutate_state` that first checks
@@ -13,9 +13,11 @@
 
 use crate::ic::{CdkIc, Ic, InstallMode};
 use crate::model::Step;
-use crate::rollout::{self, Launch, Outcome};
+use crate::outcome::{hex, CallError};
+use crate::rollout::{self, Launch, Outcome, StoreTask};
 use crate::state::{mutate_state, read_state};
 use candid::Principal;
+use sha2::{Digest, Sha256};
 use shared::child::{ChildInitArg, ChildUpgradeArg};
 use std::cell::Cell;
 use std::future::Future;
@@ -38,14 +40,41 @@ async fn perform<I: Ic>(ic: &I, launch: &Launch) -> Outcome {
     let child = launch.child;
     match launch.step {
         Step::Stop => Outcome::Unit(ic.stop(child).await),
-        Step::Install => {
-            let mode = InstallMode::Upgrade {
-                skip_pre_upgrade: launch.upgrade.skip_pre_upgrade,
+        Step::Install | Step::InstallNew => {
+            let (mode, arg) = match launch.step {
+                Step::Install => (
+                    InstallMode::Upgrade {
+                        skip_pre_upgrade: launch.upgrade.skip_pre_upgrade,
+                    },
+                    upgrade_arg(),
+                ),
+                _ => (InstallMode::Install, init_arg(ic.self_id())),
             };
-            Outcome::Unit(ic.install(child, mode, upgrade_arg()).await)
+            // From the chunk store when it holds the whole release, else inline. The module (or its chunk hashes) is
+            // read in the message that sends it (nothing is kept across the await).
+            let release = launch.release;
+            if let Some(chunks) = read_state(|s| rollout::stored_chunks(s, &release)) {
+                return Outcome::Unit(ic.install_chunked(child, mode, chunks, release.to_vec(), arg).await);
+            }
+            match read_state(|s| s.module(&release)) {
+                Some(wasm) => Outcome::Unit(ic.install(child, mode, wasm, arg).await),
+                None => Outcome::Unit(Err(CallError::new(
+                    "install_code",
+                    0,
+                    format!("the module of release {} is no longer stored", hex(&release)),
+                ))),
+            }
         }
-        Step::InstallNew => Outcome::Unit(ic.install(child, InstallMode::Install, init_arg(ic.self_id())).await),
         Step::Start => Outcome::Unit(ic.start(child).await),
+        Step::Health => {
+            let method = read_state(|s| s.settings().gates.health_method.clone());
+            Outcome::Unit(ic.health(child, method).await)
+        }
+        Step::TakeSnapshot => Outcome::Snapshot(ic.take_snapshot(child, launch.snapshot.clone()).await),
+        Step::LoadSnapshot => {
+            let id = launch.snapshot.clone().expect("a restore carries its snapshot");
+            Outcome::Unit(ic.load_snapshot(child, id).await)
+        }
         Step::Confirm | Step::Recheck => Outcome::Status(ic.status(child).await),
     }
 }
@@ -65,7 +94,14 @@ pub async fn drive_op<I: Ic + Clone + 'static>(ic: &I, mut launch: Launch) {
                 return;
             }
             Some(next) => launch = next,
-            None => return,
+            None => {
+                // The operation ended (or waits for a backoff): if that was the last work, the watchdog goes now, so an
+                // idle parent has no timer armed (and can be upgraded without a stop).
+                if !read_state(rollout::needs_ticks) {
+                    ic.retire_watchdog();
+                }
+                return;
+            }
         }
     }
 }
@@ -97,63 +133,81 @@ pub async fn run_worker<I: Ic + Clone + 'static>(ic: I, mut launch: Launch) {
 
 /// One tick: commits the planner's progress and the new locks, re-arms itself if needed, and returns the operations
 /// to start.
-pub fn tick<I: Ic>(ic: &I) -> Vec<Launch> {
+pub fn tick<I: Ic + Clone + 'static>(ic: &I) -> Vec<Launch> {
     let now = ic.now();
     let plan = mutate_state(|s| rollout::tick(s, now));
     if let Some(delay) = plan.rearm {
         ic.schedule_tick(delay);
     }
+    if let Some(task) = read_state(rollout::store_task) {
+        if !STORE_BUSY.replace(true) {
+            ic.spawn(Box::pin(run_store(ic.clone(), task)));
+        }
+    }
     plan.launches
 }
 
 thread_local! {
-    /// The armed tick (timer id, due time). Heap only: timers do not survive an upgrade either.
-    static ARMED: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
-    /// The watchdog: a repeating tick every `LOCK_CHECK_INTERVAL` while the rollout may need ticks. ic-cdk-timers
-    /// drops a one-shot timer whose execution traps, and the trap also rolls back whatever that tick would have
-    /// re-armed, so without it one trapped tick would stall the rollout until an admin call. A repeating timer is
-    /// rescheduled even when its execution traps: a trapped tick costs at most one interval.
-    static WATCHDOG: Cell<Option<ic_cdk_timers::TimerId>> = const { Cell::new(None) };
+    /// A store worker is running (one at a time). Heap only: an upgrade ends it, and the next tick starts another.
+    static STORE_BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Arms the tick after `delay` unless one is already armed to fire by then, and the watchdog unless it runs. Allowed
-/// in init and post_upgrade (it only sets the global timer); the tick itself runs as its own timer execution.
-///
-/// A recorded tick whose time has passed is not trusted (its execution may have trapped, which also rolls back the
-/// reset of `ARMED`): a new one is armed. A duplicate tick is harmless: launches go through the same admission.
-pub fn schedule_tick(delay: Duration) {
-    if WATCHDOG.get().is_none() {
-        let id = ic_cdk_timers::set_timer_interval(rollout::LOCK_CHECK_INTERVAL, || async {
-            run_tick();
-        });
-        WATCHDOG.set(Some(id));
-    }
-    let now = ic_cdk::api::time();
-    let due = now.saturating_add(delay.as_nanos() as u64);
-    if let Some((id, at)) = ARMED.get() {
-        if at >= now && at <= due {
-            return;
+/// Fills (or clears) the parent's chunk store, one call at a time, until it holds the target's chunks; stops at a
+/// failure (the next tick tries again).
+async fn run_store<I: Ic>(ic: I, mut task: StoreTask) {
+    loop {
+        // Before the await: a clear forgets the chunks; an upload reads its chunk in this message.
+        mutate_state(|s| rollout::on_store_call(s, task));
+        let (expected, result) = match task {
+            StoreTask::Clear => (None, ic.clear_chunk_store().await.map(|()| Vec::new())),
+            StoreTask::Upload { index } => {
+                let target = read_state(|s| s.target());
+                match read_state(|s| s.module_chunk(&target, index)) {
+                    Some(chunk) => (
+                        Some(Sha256::digest(&chunk).into()),
+                        ic.upload_chunk(chunk.into_owned()).await,
+                    ),
+                    None => (
+                        None,
+                        Err(CallError::new(
+                            "upload_chunk",
+                            0,
+                            "the target's module is no longer stored",
+                        )),
+                    ),
+                }
+            }
+        };
+        // After the await: commit (checking the chunk's hash), then go on with what the store needs next.
+        let done = mutate_state(|s| rollout::on_store_result(s, task, expected, result));
+        match read_state(rollout::store_task) {
+            Some(next) if done => task = next,
+            _ => break,
         }
-        ic_cdk_timers::clear_timer(id);
     }
-    let id = ic_cdk_timers::set_timer(delay, async {
-        ARMED.set(None);
-        run_tick();
-    });
-    ARMED.set(Some((id, due)));
+    STORE_BUSY.set(false);
 }
 
-/// The body of the one-shot tick and of the watchdog: starts the tick's operations, and retires the watchdog once
-/// nothing needs ticks (no work, or paused); the next `schedule_tick` arms it again.
+/// The real effects, with this module's tick as what the rollout timer runs.
+pub fn cdk() -> CdkIc {
+    CdkIc::new(run_tick, rollout::LOCK_CHECK_INTERVAL)
+}
+
+/// Wakes the rollout: a tick now (a no-op if one is already due).
+pub fn wake() {
+    cdk().schedule_tick(Duration::ZERO)
+}
+
+/// The body of the rollout timer (one-shot tick and watchdog): starts the tick's operations, and retires the
+/// watchdog once nothing needs ticks (no work and no lock, or paused with no lock); the next `schedule_tick` arms it
+/// again.
 fn run_tick() {
-    for launch in tick(&CdkIc) {
-        ic_cdk::futures::spawn(run_worker(CdkIc, launch));
+    let ic = cdk();
+    for launch in tick(&ic) {
+        ic.spawn(run_worker(ic, launch));
     }
-    let idle = read_state(|s| !rollout::has_work(s) || s.settings().concurrency == 0);
-    if idle {
-        if let Some(id) = WATCHDOG.take() {
-            ic_cdk_timers::clear_timer(id);
-        }
+    if !read_state(rollout::needs_ticks) {
+        ic.retire_watchdog();
     }
 }
 

@@ -2,82 +2,18 @@
 //!
 //! `CdkIc` is the real thing. Native tests use a fake (`testing::FakeIc`) that simulates the children.
 
+use crate::outcome::{CallError, ChildStatus, RunStatus};
 use candid::{CandidType, Principal};
 use ic_cdk::call::Call;
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, InstallCodeArgs, UpgradeFlags,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, ChunkHash, InstallChunkedCodeArgs,
+    InstallCodeArgs, LoadCanisterSnapshotArgs, Snapshot, TakeCanisterSnapshotArgs, UpgradeFlags, UploadChunkArgs,
 };
 use serde::Deserialize;
-use shared::parent::ParentError;
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::future::Future;
 use std::time::Duration;
-
-/// IC reject code SYS_UNKNOWN: a bounded-wait call whose outcome is unknown (it may or may not have taken effect).
-pub const SYS_UNKNOWN: u32 = 6;
-
-/// A failed call. `code` is the IC reject code, or 0 if the call was never sent or its reply did not decode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallError {
-    pub method: String,
-    pub code: u32,
-    pub message: String,
-}
-
-impl CallError {
-    pub fn new(method: &str, code: u32, message: impl Into<String>) -> Self {
-        Self {
-            method: method.to_string(),
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The call may or may not have taken effect: re-check with `canister_status`.
-    pub fn is_unknown(&self) -> bool {
-        self.code == SYS_UNKNOWN
-    }
-
-    /// A reject because the parent is not a controller of the target.
-    pub fn is_not_controller(&self) -> bool {
-        (3..=5).contains(&self.code) && self.message.to_lowercase().contains("controller")
-    }
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} failed (reject code {}): {}",
-            self.method, self.code, self.message
-        )
-    }
-}
-
-impl From<CallError> for ParentError {
-    fn from(e: CallError) -> Self {
-        ParentError::CallFailed {
-            method: e.method,
-            code: e.code,
-            message: e.message,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunStatus {
-    Running,
-    Stopping,
-    Stopped,
-}
-
-/// What the parent needs from `canister_status`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChildStatus {
-    pub status: RunStatus,
-    pub module_hash: Option<Vec<u8>>,
-    /// `None` if the reply carried no settings.
-    pub controllers: Option<Vec<Principal>>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstallMode {
@@ -95,17 +31,46 @@ pub trait Ic {
     fn self_id(&self) -> Principal;
     /// Whether the parent itself is running (not stopping): no new child operation starts otherwise.
     fn self_running(&self) -> bool;
-    /// Arms the rollout tick after `delay` (deduplicated; see `driver::schedule_tick`).
+    /// Arms the rollout tick after `delay` (deduplicated), with a watchdog that repeats it until retired.
     fn schedule_tick(&self, delay: Duration);
+    /// Nothing needs ticks any more: stops the watchdog (the next `schedule_tick` arms it again).
+    fn retire_watchdog(&self);
     /// Runs `task` concurrently, within the current call context (it must only await calls made through `self`).
     fn spawn(&self, task: impl Future<Output = ()> + 'static);
     /// `create_canister` with these controllers and `cycles` on top of the creation fee.
     fn create(&self, controllers: Vec<Principal>, cycles: u128) -> impl Future<Output = Result<Principal, CallError>>;
     fn stop(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
-    /// `install_code` of the embedded release with `arg`.
-    fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>)
-        -> impl Future<Output = Result<(), CallError>>;
+    /// `install_code` of `wasm` with `arg`.
+    fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<(), CallError>>;
     fn start(&self, child: Principal) -> impl Future<Output = Result<(), CallError>>;
+    /// `take_canister_snapshot`, replacing `replace` if given; returns the new snapshot's id.
+    fn take_snapshot(
+        &self,
+        child: Principal,
+        replace: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<Vec<u8>, CallError>>;
+    fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> impl Future<Output = Result<(), CallError>>;
+    /// `upload_chunk` into the parent's own chunk store; returns the chunk's hash.
+    fn upload_chunk(&self, chunk: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, CallError>>;
+    /// `clear_chunk_store` of the parent's own chunk store.
+    fn clear_chunk_store(&self) -> impl Future<Output = Result<(), CallError>>;
+    /// `install_chunked_code` of the module made of `chunks` (in the parent's own store), whose hash is `module_hash`.
+    fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> impl Future<Output = Result<(), CallError>>;
+    /// Calls `method` on the child with Candid `()`, bounded-wait; a reply that decodes as `variant { Err }` is an error.
+    fn health(&self, child: Principal, method: String) -> impl Future<Output = Result<(), CallError>>;
     fn status(&self, child: Principal) -> impl Future<Output = Result<ChildStatus, CallError>>;
 }
 
@@ -115,8 +80,60 @@ pub trait Ic {
 /// contexts always close and the parent can be stopped for its own upgrade; a timeout comes back as SYS_UNKNOWN and
 /// the rollout re-checks the child. `create_canister` alone is unbounded-wait: an unknown outcome there could leak a
 /// canister (and its cycles) that the parent never learns about.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CdkIc;
+///
+/// Timers: `schedule_tick` arms a one-shot timer that runs `on_tick`, plus a repeating watchdog that runs it every
+/// `watchdog` while the rollout may need ticks (see `WATCHDOG`).
+#[derive(Clone, Copy, Debug)]
+pub struct CdkIc {
+    on_tick: fn(),
+    watchdog: Duration,
+}
+
+impl CdkIc {
+    pub fn new(on_tick: fn(), watchdog: Duration) -> Self {
+        Self { on_tick, watchdog }
+    }
+}
+
+thread_local! {
+    /// The armed tick (timer id, due time). Heap only: timers do not survive an upgrade either.
+    static ARMED: Cell<Option<(ic_cdk_timers::TimerId, u64)>> = const { Cell::new(None) };
+    /// The watchdog: a repeating tick while the rollout may need ticks. ic-cdk-timers drops a one-shot timer whose
+    /// execution traps, and the trap also rolls back whatever that tick would have re-armed, so without it one
+    /// trapped tick would stall the rollout until an admin call. A repeating timer is rescheduled even when its
+    /// execution traps: a trapped tick costs at most one interval.
+    static WATCHDOG: Cell<Option<ic_cdk_timers::TimerId>> = const { Cell::new(None) };
+    /// Calls made through `CdkIc` and not answered yet. Heap only: an upgrade would deliver their callbacks to the
+    /// new module, which cannot run them, so `pre_upgrade` refuses while any is out (see `lifecycle`).
+    static CALLS_OUT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Calls made through `CdkIc` and not answered yet.
+pub fn calls_out() -> u64 {
+    CALLS_OUT.get()
+}
+
+/// The rollout timers are armed: a timer's own self-call (ic-cdk-timers runs each timer as a call to itself) may be
+/// out at any time.
+pub fn timers_armed() -> bool {
+    WATCHDOG.get().is_some()
+}
+
+/// Counts a call as out from creation to drop, i.e. until its future completes (or is dropped with the heap).
+struct CallOut;
+
+impl CallOut {
+    fn new() -> Self {
+        CALLS_OUT.set(CALLS_OUT.get() + 1);
+        Self
+    }
+}
+
+impl Drop for CallOut {
+    fn drop(&mut self) {
+        CALLS_OUT.set(CALLS_OUT.get().saturating_sub(1));
+    }
+}
 
 /// The part of `canister_status`'s reply the parent reads. Candid ignores the other fields, so this keeps decoding
 /// across replica versions that add fields (facts §0.3).
@@ -132,6 +149,18 @@ struct ControllersOnly {
     controllers: Vec<Principal>,
 }
 
+fn install_mode(mode: InstallMode) -> CanisterInstallMode {
+    match mode {
+        InstallMode::Install => CanisterInstallMode::Install,
+        InstallMode::Upgrade { skip_pre_upgrade } => {
+            CanisterInstallMode::Upgrade(skip_pre_upgrade.then_some(UpgradeFlags {
+                skip_pre_upgrade: Some(true),
+                wasm_memory_persistence: None,
+            }))
+        }
+    }
+}
+
 fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
     match e.into() {
         ic_cdk::call::Error::CallRejected(r) => CallError::new(method, r.raw_reject_code(), r.reject_message()),
@@ -140,6 +169,7 @@ fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
 }
 
 async fn bounded_unit_call(method: &str, child: Principal) -> Result<(), CallError> {
+    let _out = CallOut::new();
     Call::bounded_wait(Principal::management_canister(), method)
         .with_arg(CanisterIdRecord { canister_id: child })
         .await
@@ -160,8 +190,37 @@ impl Ic for CdkIc {
         matches!(ic_cdk::api::canister_status(), ic_cdk::api::CanisterStatusCode::Running)
     }
 
+    /// Arms the tick after `delay` unless one is already armed to fire by then, and the watchdog unless it runs.
+    /// Allowed in init and post_upgrade (it only sets the global timer); the tick runs as its own timer execution.
+    ///
+    /// A recorded tick whose time has passed is not trusted (its execution may have trapped, which also rolls back
+    /// the reset of `ARMED`): a new one is armed. A duplicate tick is harmless: launches go through the same
+    /// admission.
     fn schedule_tick(&self, delay: Duration) {
-        crate::driver::schedule_tick(delay)
+        let on_tick = self.on_tick;
+        if WATCHDOG.get().is_none() {
+            let id = ic_cdk_timers::set_timer_interval(self.watchdog, move || async move { on_tick() });
+            WATCHDOG.set(Some(id));
+        }
+        let now = ic_cdk::api::time();
+        let due = now.saturating_add(delay.as_nanos() as u64);
+        if let Some((id, at)) = ARMED.get() {
+            if at >= now && at <= due {
+                return;
+            }
+            ic_cdk_timers::clear_timer(id);
+        }
+        let id = ic_cdk_timers::set_timer(delay, async move {
+            ARMED.set(None);
+            on_tick();
+        });
+        ARMED.set(Some((id, due)));
+    }
+
+    fn retire_watchdog(&self) {
+        if let Some(id) = WATCHDOG.take() {
+            ic_cdk_timers::clear_timer(id);
+        }
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
@@ -170,6 +229,7 @@ impl Ic for CdkIc {
     }
 
     async fn create(&self, controllers: Vec<Principal>, cycles: u128) -> Result<Principal, CallError> {
+        let _out = CallOut::new();
         let arg = ic_cdk_management_canister::CreateCanisterArgs {
             settings: Some(CanisterSettings {
                 controllers: Some(controllers),
@@ -186,22 +246,21 @@ impl Ic for CdkIc {
         bounded_unit_call("stop_canister", child).await
     }
 
-    async fn install(&self, child: Principal, mode: InstallMode, arg: Vec<u8>) -> Result<(), CallError> {
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
         let args = InstallCodeArgs {
-            mode: match mode {
-                InstallMode::Install => CanisterInstallMode::Install,
-                InstallMode::Upgrade { skip_pre_upgrade } => {
-                    CanisterInstallMode::Upgrade(skip_pre_upgrade.then_some(UpgradeFlags {
-                        skip_pre_upgrade: Some(true),
-                        wasm_memory_persistence: None,
-                    }))
-                }
-            },
+            mode: install_mode(mode),
             canister_id: child,
-            wasm_module: crate::release::CHILD_WASM_GZ.to_vec(),
+            wasm_module: wasm.into_owned(),
             arg,
             sender_canister_version: None,
         };
+        let _out = CallOut::new();
         Call::bounded_wait(Principal::management_canister(), "install_code")
             .with_arg(&args)
             .await
@@ -213,8 +272,98 @@ impl Ic for CdkIc {
         bounded_unit_call("start_canister", child).await
     }
 
+    async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
+        const METHOD: &str = "take_canister_snapshot";
+        let _out = CallOut::new();
+        let args = TakeCanisterSnapshotArgs {
+            canister_id: child,
+            replace_snapshot: replace,
+            uninstall_code: None,
+            sender_canister_version: None,
+        };
+        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map_err(|e| call_error(METHOD, e))?;
+        let snapshot: Snapshot = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        Ok(snapshot.id)
+    }
+
+    async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
+        const METHOD: &str = "load_canister_snapshot";
+        let _out = CallOut::new();
+        let args = LoadCanisterSnapshotArgs {
+            canister_id: child,
+            snapshot_id: id,
+            sender_canister_version: None,
+        };
+        Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(METHOD, e))
+    }
+
+    async fn upload_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        const METHOD: &str = "upload_chunk";
+        let _out = CallOut::new();
+        let args = UploadChunkArgs {
+            canister_id: ic_cdk::api::canister_self(),
+            chunk,
+        };
+        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map_err(|e| call_error(METHOD, e))?;
+        let hash: ChunkHash = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        Ok(hash.hash)
+    }
+
+    async fn clear_chunk_store(&self) -> Result<(), CallError> {
+        bounded_unit_call("clear_chunk_store", ic_cdk::api::canister_self()).await
+    }
+
+    async fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        const METHOD: &str = "install_chunked_code";
+        let _out = CallOut::new();
+        let args = InstallChunkedCodeArgs {
+            mode: install_mode(mode),
+            target_canister: child,
+            store_canister: Some(ic_cdk::api::canister_self()),
+            chunk_hashes_list: chunks.into_iter().map(|hash| ChunkHash { hash }).collect(),
+            wasm_module_hash: module_hash,
+            arg,
+            sender_canister_version: None,
+        };
+        Call::bounded_wait(Principal::management_canister(), METHOD)
+            .with_arg(&args)
+            .await
+            .map(|_| ())
+            .map_err(|e| call_error(METHOD, e))
+    }
+
+    async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
+        let _out = CallOut::new();
+        let reply = Call::bounded_wait(child, &method)
+            .change_timeout(crate::gates::HEALTH_TIMEOUT_SECS)
+            .await
+            .map_err(|e| call_error(&method, e))?;
+        match reply.candid::<Result<candid::Reserved, candid::Reserved>>() {
+            Ok(Err(_)) => Err(CallError::new(&method, 0, "the child replied Err")),
+            _ => Ok(()),
+        }
+    }
+
     async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {
         const METHOD: &str = "canister_status";
+        let _out = CallOut::new();
         let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
             .with_arg(CanisterIdRecord { canister_id: child })
             .await
@@ -288,17 +437,5 @@ mod tests {
         .unwrap();
         let r: StatusReply = candid::decode_one(&bytes).unwrap();
         assert!(r.settings.is_none() && r.module_hash.is_none());
-    }
-
-    #[test]
-    fn not_controller_rejects_are_recognised() {
-        let e = CallError::new(
-            "canister_status",
-            5,
-            "Only controllers of canister aaaaa-aa can call ic00 method canister_status",
-        );
-        assert!(e.is_not_controller());
-        assert!(!CallError::new("canister_status", 3, "Canister xyz not found").is_not_controller());
-        assert!(!CallError::new("canister_status", 2, "controller queue full").is_not_controller());
     }
 }

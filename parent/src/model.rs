@@ -14,6 +14,24 @@ use candid::Principal;
 use ic_stable_structures::{storable::Bound, Storable};
 use serde::{Deserialize, Serialize};
 
+/// K unless configured otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+/// Releases whose modules the release store keeps (besides any a child runs), unless configured otherwise.
+pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+/// Modules larger than this are installed from the parent's chunk store, unless configured otherwise (the IC takes
+/// at most 2 MiB in one `install_code` across subnets).
+pub const DEFAULT_CHUNKED_INSTALL_ABOVE: u64 = 1_536 * 1024;
+
+fn default_chunked_install_above() -> u64 {
+    DEFAULT_CHUNKED_INSTALL_ABOVE
+}
+
+fn default_keep_releases() -> u32 {
+    DEFAULT_KEEP_RELEASES
+}
+/// Cycles given to a new child on top of the creation fee, unless configured otherwise.
+pub const DEFAULT_CYCLES_PER_CHILD: u128 = 1_000_000_000_000;
+
 /// What admins set (memory `SETTINGS`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -25,15 +43,69 @@ pub struct Settings {
     pub cycles_per_child: u128,
     /// Controllers every new child gets besides the parent.
     pub extra_controllers: Vec<Principal>,
+    /// R: the release store keeps the modules of the R most recent releases, and of any release a child runs.
+    #[serde(default = "default_keep_releases")]
+    pub keep_releases: u32,
+    #[serde(default)]
+    pub snapshot_before_upgrade: SnapshotPolicy,
+    #[serde(default)]
+    pub gates: Gates,
+    /// Modules larger than this (in bytes, as installed) go through the chunk store.
+    #[serde(default = "default_chunked_install_above")]
+    pub chunked_install_above: u64,
+}
+
+/// How a rollout is gated (`set_rollout_gates`): a canary wave with a health check, and an automatic halt.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Gates {
+    /// Upgrade this many children first (at most `gates::MAX_CANARIES`), then wait `bake_secs`, health-check them,
+    /// and only then the rest. `None`: no canary wave.
+    #[serde(default)]
+    pub canary: Option<Share>,
+    #[serde(default)]
+    pub bake_secs: u64,
+    /// The child method the health check calls (Candid `()`); a reply that is not `variant { Err }` is healthy.
+    #[serde(default = "default_health_method")]
+    pub health_method: String,
+    /// Halt once this many children failed in the rollout (or this per mille of the children attempted, once at least
+    /// `gates::MIN_ATTEMPTS_FOR_RATE` were). `None`: never.
+    #[serde(default)]
+    pub halt_after: Option<Share>,
+}
+
+fn default_health_method() -> String {
+    "health".to_string()
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Self {
+            canary: None,
+            bake_secs: 0,
+            health_method: default_health_method(),
+            halt_after: None,
+        }
+    }
+}
+
+/// A number of children, or a per mille of some total.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    Count(u32),
+    PerMille(u32),
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             admins: Vec::new(),
-            concurrency: crate::rollout::DEFAULT_CONCURRENCY,
-            cycles_per_child: crate::admin::DEFAULT_CYCLES_PER_CHILD,
+            concurrency: DEFAULT_CONCURRENCY,
+            cycles_per_child: DEFAULT_CYCLES_PER_CHILD,
             extra_controllers: Vec::new(),
+            keep_releases: DEFAULT_KEEP_RELEASES,
+            snapshot_before_upgrade: SnapshotPolicy::Off,
+            gates: Gates::default(),
+            chunked_install_above: DEFAULT_CHUNKED_INSTALL_ABOVE,
         }
     }
 }
@@ -48,6 +120,41 @@ pub struct Meta {
     pub epoch: u64,
     /// The id of the next child operation (a lock token: a result for an older id is ignored).
     pub next_op_id: u64,
+    /// How far the `RUNNING` index (children per module hash) has been built. Parents before it existed left it
+    /// `NotStarted`; the tick counts the registry in batches, and until `Done` the counts are incomplete.
+    #[serde(default)]
+    pub running_index: IndexProgress,
+    /// What the parent's own IC chunk store holds, for `install_chunked_code`.
+    #[serde(default)]
+    pub chunk_store: ChunkStore,
+}
+
+/// The chunks of one release uploaded to the parent's own chunk store (modules over
+/// `Settings::chunked_install_above` are installed from there). Chunks are uploaded in order; a parent upgrade in the
+/// middle goes on from the next one (uploading a chunk again is a no-op on the IC).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStore {
+    /// The release (empty: the store is clear).
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The hashes of the chunks uploaded so far, in order.
+    pub chunks: Vec<serde_bytes::ByteBuf>,
+    /// The last upload or clear that failed (it is tried again at the next tick).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The store may hold chunks nobody counts (a clear was sent and has not succeeded yet): clear it first.
+    #[serde(default)]
+    pub dirty: bool,
+}
+
+/// Progress of building an index over the whole registry in batches.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum IndexProgress {
+    #[default]
+    NotStarted,
+    /// Entries up to and including this principal are counted (`None`: none yet).
+    After(Option<Principal>),
+    Done,
 }
 shared::storable_as_cbor!(Meta);
 
@@ -82,15 +189,123 @@ pub struct Rollout {
     /// Children an operation found running the release and left alone (a re-check was all it took).
     #[serde(default)]
     pub verified: u64,
+    /// A restoring rollout (`restore_snapshots`): only restores are launched; children queued for an upgrade are
+    /// dropped back to idle.
+    #[serde(default)]
+    pub restore: bool,
+    /// Restoring the snapshots rollout `restore_from` took: the planner queues those children for a restore.
+    #[serde(default)]
+    pub restore_from: Option<u64>,
+    /// Children this rollout restored from their snapshot.
+    #[serde(default)]
+    pub restored: u64,
+    /// Snapshots this rollout took before upgrading a child.
+    #[serde(default)]
+    pub snapshots: u64,
+    /// Where a gated rollout stands (see `gates.rs`).
+    #[serde(default)]
+    pub stage: Stage,
+    /// The canaries, chosen by the planner: the first children it queued, in principal order.
+    #[serde(default)]
+    pub canaries: Vec<Principal>,
+    /// How many canaries the planner is to choose.
+    #[serde(default)]
+    pub wanted_canaries: u32,
+    /// Nothing new starts while set; `resume_rollout` lifts it.
+    #[serde(default)]
+    pub halted: Option<Halt>,
+    /// `pause_rollout`: nothing new starts until `resume_rollout`.
+    #[serde(default)]
+    pub paused: bool,
+    /// `abort_rollout`: queued children go back to idle, nothing new starts.
+    #[serde(default)]
+    pub aborted_at: Option<u64>,
+    /// Operations this rollout launched on queued children, and those that ended failed.
+    #[serde(default)]
+    pub attempted: u64,
+    #[serde(default)]
+    pub failures: u64,
+    /// Who started it (the installer, for a rollout started by a parent upgrade).
+    #[serde(default)]
+    pub started_by: Option<Principal>,
+    /// The target before this rollout.
+    #[serde(default, with = "serde_bytes")]
+    pub from: Vec<u8>,
+    /// Times at which its last operations ended (at most `gates::RATE_WINDOW`), for the rate and the ETA.
+    #[serde(default)]
+    pub recent: Vec<u64>,
+    /// Halts it went through.
+    #[serde(default)]
+    pub halts: u32,
 }
+
+/// A gated rollout's stage: canaries first, then a bake, the health checks, and the rest.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    Canary,
+    Baking {
+        until: u64,
+    },
+    Checking {
+        launched: bool,
+    },
+    /// Every queued child may go (the only stage of a rollout without canaries).
+    #[default]
+    Wave,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    pub reason: String,
+    pub at: u64,
+}
+
+/// A finished (or replaced) rollout, as the history keeps it (memory `HISTORY`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRecord {
+    #[serde(with = "serde_bytes")]
+    pub from: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub to: Vec<u8>,
+    pub started_by: Option<Principal>,
+    pub started_at: u64,
+    /// `None`: replaced by the next rollout before it ended.
+    pub finished_at: Option<u64>,
+    pub upgraded: u64,
+    pub skipped: u64,
+    pub verified: u64,
+    pub restored: u64,
+    pub snapshots: u64,
+    pub failures: u64,
+    pub halts: u32,
+    pub aborted_at: Option<u64>,
+}
+shared::storable_as_cbor!(RolloutRecord);
+
+/// One operation on a child as its event log keeps it (memory `EVENTS`, the last `gates::EVENTS_PER_CHILD`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildEvent {
+    pub rollout: u64,
+    pub started_at: u64,
+    pub ended_at: u64,
+    /// The steps it performed, in order, and whether each call worked.
+    pub steps: Vec<(Step, bool)>,
+    /// `None`: it ended with the child where it should be; otherwise the error it failed with.
+    pub error: Option<String>,
+}
+shared::storable_as_cbor!(ChildEvent);
 shared::storable_as_cbor!(Rollout);
 
-/// A release the parent has carried (memory `RELEASES`, keyed by its hash).
+/// A release the parent has carried (memory `RELEASES`, keyed by its hash). Entries are never removed: they say
+/// what the parent shipped. The module itself is in `MODULES` while `stored` (see `State::prune_releases`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseEntry {
     pub size: u64,
     pub version: String,
     pub first_seen: u64,
+    /// The module's bytes are in the release store. False for releases recorded before the store existed.
+    #[serde(default)]
+    pub stored: bool,
 }
 shared::storable_as_cbor!(ReleaseEntry);
 
@@ -103,6 +318,12 @@ pub enum Step {
     Start,
     Confirm,
     Recheck,
+    /// `take_canister_snapshot` of the stopped child, before its install.
+    TakeSnapshot,
+    /// `load_canister_snapshot` into the stopped child (a restore).
+    LoadSnapshot,
+    /// A call to the child's health method (a canary's health check).
+    Health,
 }
 
 impl Step {
@@ -122,6 +343,9 @@ impl From<Step> for shared::parent::RolloutStep {
             Step::Start => R::Starting,
             Step::Confirm => R::Confirming,
             Step::Recheck => R::Rechecking,
+            Step::TakeSnapshot => R::TakingSnapshot,
+            Step::LoadSnapshot => R::LoadingSnapshot,
+            Step::Health => R::CheckingHealth,
         }
     }
 }
@@ -133,6 +357,42 @@ pub struct UpgradeOptions {
     /// `install_code` runs with `skip_pre_upgrade = opt true`: the old module's `pre_upgrade` is not run.
     #[serde(default)]
     pub skip_pre_upgrade: bool,
+    /// The operation restores the child's rollout snapshot (`ChildEntry::snapshot`) instead of upgrading it.
+    #[serde(default)]
+    pub restore: bool,
+}
+
+/// Whether the rollout wants a snapshot of a child before it is upgraded (`Settings::snapshot_before_upgrade`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotPolicy {
+    #[default]
+    Off,
+    All,
+}
+
+/// Where an operation stands with its snapshot.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotStage {
+    /// No snapshot for this operation.
+    #[default]
+    None,
+    /// One is to be taken before the install.
+    Wanted,
+    /// Taken: the install may go ahead.
+    Taken,
+}
+
+/// The snapshot a rollout took of a child before upgrading it: one slot per child, replaced by the next.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    #[serde(with = "serde_bytes")]
+    pub id: Vec<u8>,
+    /// The module hash the child ran when the snapshot was taken: what a restore puts back.
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    /// The rollout that took it.
+    pub rollout: u64,
+    pub taken_at: u64,
 }
 
 /// A child operation under way: the per-child lock.
@@ -151,6 +411,31 @@ pub struct Op {
     /// How this operation upgrades the child (taken from the queued entry).
     #[serde(default)]
     pub upgrade: UpgradeOptions,
+    /// Turns of the loops that never give up (restarting a child found stopped, re-checking a child whose state is
+    /// unknown); each turn after the first waits `rollout::backoff(retries)`.
+    #[serde(default)]
+    pub retries: u32,
+    /// Set while the operation waits for its backoff: `step` is launched by the first tick after this time.
+    #[serde(default)]
+    pub wait_until: Option<u64>,
+    /// The module hash this operation installs and confirms: the fleet's target when it started. Empty in locks
+    /// written before the target could differ from the embedded release, which is what those installed.
+    #[serde(default, with = "serde_bytes")]
+    pub release: Vec<u8>,
+    #[serde(default)]
+    pub snapshot: SnapshotStage,
+    /// A restore: the snapshot it loads (its `release` is the operation's `release`).
+    #[serde(default)]
+    pub restore: Option<SnapshotRecord>,
+    /// A canary's health check (`Health`, then `Confirm`) instead of an upgrade.
+    #[serde(default)]
+    pub check: bool,
+    /// When the operation started, and the steps it performed so far with whether each call worked (the last
+    /// `gates::STEPS_LOGGED`); written to the child's event log when it ends.
+    #[serde(default)]
+    pub started_at: u64,
+    #[serde(default)]
+    pub steps: Vec<(Step, bool)>,
 }
 
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
@@ -181,6 +466,13 @@ pub struct ChildEntry {
     /// the operation starts.
     #[serde(default)]
     pub upgrade: UpgradeOptions,
+    /// Set with `Failed` when the parent can no longer control the child (not a controller, or the canister is gone);
+    /// otherwise a failed child was last seen running.
+    #[serde(default)]
+    pub lost_control: bool,
+    /// The snapshot the last rollout with snapshots took before upgrading this child.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRecord>,
 }
 shared::storable_as_cbor!(ChildEntry);
 
@@ -194,6 +486,8 @@ impl ChildEntry {
             created_at: now,
             updated_at: now,
             upgrade: UpgradeOptions::default(),
+            lost_control: false,
+            snapshot: None,
         }
     }
 
@@ -205,23 +499,47 @@ impl ChildEntry {
     }
 }
 
-/// Value of the IN_FLIGHT index: enough to tell a live lock from an orphaned or stale one, and whether it takes a
-/// concurrency slot, without decoding the entry.
+/// Value of the IN_FLIGHT index: enough to tell a live lock from an orphaned, stale or due one, and whether it takes
+/// a concurrency slot, without decoding the entry.
+///
+/// Layout (17 bytes, fixed): `epoch` u64 BE, `at` u64 BE, `kind` u8. Releases before `Waiting` existed wrote kinds 0
+/// and 1 only, with the same meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockMark {
     pub epoch: u64,
-    pub since: u64,
-    /// The operation may change the child (every step but the read-only `Confirm`): it counts against K.
-    pub slot: bool,
+    /// When the current step was launched; for `Waiting`, when it is due.
+    pub at: u64,
+    pub kind: LockKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockKind {
+    /// The read-only `Confirm`: holds the lock but not a concurrency slot.
+    Confirm = 0,
+    /// A step that may change the child: counts against K.
+    Slot = 1,
+    /// Waiting for a backoff (`Op::wait_until`) with no call out; counts against K.
+    Waiting = 2,
 }
 
 impl LockMark {
     pub fn of(op: &Op) -> Self {
+        let (at, kind) = match op.wait_until {
+            Some(due) => (due, LockKind::Waiting),
+            // Read-only steps: they hold the lock, not a slot.
+            None if matches!(op.step, Step::Confirm | Step::Health) => (op.since, LockKind::Confirm),
+            None => (op.since, LockKind::Slot),
+        };
         Self {
             epoch: op.epoch,
-            since: op.since,
-            slot: op.step != Step::Confirm,
+            at,
+            kind,
         }
+    }
+
+    /// Counts against K (every kind but the read-only confirm).
+    pub fn takes_slot(&self) -> bool {
+        self.kind != LockKind::Confirm
     }
 }
 
@@ -238,8 +556,8 @@ impl Storable for LockMark {
     fn into_bytes(self) -> Vec<u8> {
         let mut v = Vec::with_capacity(17);
         v.extend_from_slice(&self.epoch.to_be_bytes());
-        v.extend_from_slice(&self.since.to_be_bytes());
-        v.push(self.slot as u8);
+        v.extend_from_slice(&self.at.to_be_bytes());
+        v.push(self.kind as u8);
         v
     }
 
@@ -248,8 +566,13 @@ impl Storable for LockMark {
         assert_eq!(b.len(), 17, "corrupt LockMark in stable memory");
         Self {
             epoch: u64::from_be_bytes(b[..8].try_into().unwrap()),
-            since: u64::from_be_bytes(b[8..16].try_into().unwrap()),
-            slot: b[16] != 0,
+            at: u64::from_be_bytes(b[8..16].try_into().unwrap()),
+            kind: match b[16] {
+                0 => LockKind::Confirm,
+                1 => LockKind::Slot,
+                2 => LockKind::Waiting,
+                k => panic!("corrupt LockMark kind {k} in stable memory"),
+            },
         }
     }
 }
@@ -288,13 +611,34 @@ mod tests {
                 step: Step::Install,
                 since: 9,
                 error: Some("x".into()),
-                upgrade: UpgradeOptions { skip_pre_upgrade: true },
+                upgrade: UpgradeOptions {
+                    skip_pre_upgrade: true,
+                    restore: false,
+                },
+                retries: 4,
+                wait_until: Some(11),
+                release: vec![3; 32],
+                snapshot: SnapshotStage::Taken,
+                restore: None,
+                check: true,
+                started_at: 6,
+                steps: vec![(Step::Stop, true), (Step::Install, false)],
             }),
             last_error: Some("boom".into()),
             attempts: 2,
             created_at: 1,
             updated_at: 5,
-            upgrade: UpgradeOptions { skip_pre_upgrade: true },
+            upgrade: UpgradeOptions {
+                skip_pre_upgrade: true,
+                restore: false,
+            },
+            lost_control: true,
+            snapshot: Some(SnapshotRecord {
+                id: vec![1],
+                release: vec![2; 32],
+                rollout: 4,
+                taken_at: 5,
+            }),
         };
         assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
     }
@@ -317,6 +661,8 @@ mod tests {
                 created_at: 1,
                 updated_at: 2,
                 upgrade: UpgradeOptions::default(),
+                lost_control: false,
+                snapshot: None,
             }
         );
     }
@@ -375,11 +721,22 @@ mod tests {
 
     #[test]
     fn lock_mark_round_trips() {
-        let m = LockMark {
-            epoch: u64::MAX - 1,
-            since: 42,
-            slot: true,
-        };
-        assert_eq!(LockMark::from_bytes(m.to_bytes()), m);
+        for kind in [LockKind::Confirm, LockKind::Slot, LockKind::Waiting] {
+            let m = LockMark {
+                epoch: u64::MAX - 1,
+                at: 42,
+                kind,
+            };
+            assert_eq!(LockMark::from_bytes(m.to_bytes()), m);
+        }
+    }
+
+    #[test]
+    fn lock_marks_of_earlier_releases_keep_their_meaning() {
+        // Bytes the shipped release wrote: epoch 3, since 9, slot false / true.
+        let old = |slot: u8| [&3u64.to_be_bytes()[..], &9u64.to_be_bytes()[..], &[slot]].concat();
+        assert_eq!(LockMark::from_bytes(Cow::Owned(old(0))).kind, LockKind::Confirm);
+        let m = LockMark::from_bytes(Cow::Owned(old(1)));
+        assert_eq!((m.epoch, m.at, m.kind), (3, 9, LockKind::Slot));
     }
 }

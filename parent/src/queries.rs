@@ -1,10 +1,13 @@
 //! Read-only views. Each reads a bounded number of entries, whatever the fleet size.
 
-use crate::model::{ChildEntry, Phase};
+use crate::gates::{eta_secs, rate_per_hour};
+use crate::model::{ChildEntry, Phase, Stage};
+use crate::rollout;
 use crate::state::State;
 use candid::Principal;
 use shared::parent::{
-    ChildFailure, ChildInfo, ChildState, InFlightChild, ListChildrenArg, ReleaseRecord, RolloutStatus,
+    ChildEvent, ChildFailure, ChildInfo, ChildState, ChunkStoreStatus, FailureKind, Halted, HistoryArg, InFlightChild,
+    ListChildrenArg, ReleaseRecord, RolloutRecord, RolloutStage, RolloutStatus, SnapshotInfo, StepResult,
 };
 use std::ops::Bound;
 
@@ -12,12 +15,12 @@ use std::ops::Bound;
 pub const MAX_PAGE: usize = 500;
 /// Failures listed by `rollout_status` (the count is exact; the list is the first ones in principal order).
 pub const MAX_LISTED_FAILURES: usize = 100;
-/// In-flight children listed by `rollout_status` (locked children ≤ 2K ≤ 200, so normally all of them).
+/// In-flight children listed by `rollout_status` (rollout locks ≤ 2K ≤ 200, so normally all of them).
 pub const MAX_LISTED_IN_FLIGHT: usize = 200;
 
 pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
     match &entry.phase {
-        Phase::Idle if s.release.is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
+        Phase::Idle if s.target_is(entry.installed_hash.as_deref()) => ChildState::UpToDate,
         Phase::Idle => ChildState::Outdated,
         Phase::Pending => ChildState::Pending,
         Phase::InFlight(op) => ChildState::Upgrading {
@@ -25,6 +28,14 @@ pub fn child_state(s: &State, entry: &ChildEntry) -> ChildState {
             since: op.since,
         },
         Phase::Failed => ChildState::Failed,
+    }
+}
+
+fn failure_kind(entry: &ChildEntry) -> FailureKind {
+    if entry.lost_control {
+        FailureKind::LostControl
+    } else {
+        FailureKind::Running
     }
 }
 
@@ -37,6 +48,13 @@ pub fn child_info(s: &State, id: Principal, entry: &ChildEntry) -> ChildInfo {
         attempts: entry.attempts,
         created_at: entry.created_at,
         updated_at: entry.updated_at,
+        failure: (entry.phase == Phase::Failed).then(|| failure_kind(entry)),
+        snapshot: entry.snapshot.as_ref().map(|snap| SnapshotInfo {
+            id: snap.id.clone(),
+            release: snap.release.clone(),
+            rollout: snap.rollout,
+            taken_at: snap.taken_at,
+        }),
     }
 }
 
@@ -49,7 +67,10 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
         Some(p) => Bound::Excluded(p),
         None => Bound::Unbounded,
     };
-    let limit = (arg.limit as usize).min(MAX_PAGE);
+    let limit = match arg.limit as usize {
+        0 => MAX_PAGE,
+        n => n.min(MAX_PAGE),
+    };
     s.children()
         .range((lower, Bound::Unbounded))
         .take(limit)
@@ -60,7 +81,29 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
         .collect()
 }
 
+fn chunk_store_status(s: &State) -> Option<ChunkStoreStatus> {
+    let store = &s.meta().chunk_store;
+    let target = s.target();
+    let filling = rollout::chunked(s, &target) && (store.release.is_empty() || store.release == target);
+    if !filling && store.release.is_empty() && !store.dirty {
+        return None;
+    }
+    let release = if filling {
+        target.to_vec()
+    } else {
+        store.release.clone()
+    };
+    let release_hash: Option<[u8; 32]> = release.as_slice().try_into().ok();
+    Some(ChunkStoreStatus {
+        chunks: release_hash.map_or(0, |h| rollout::chunk_count(s, &h)),
+        uploaded: store.chunks.len() as u32,
+        release,
+        error: store.error.clone(),
+    })
+}
+
 pub fn rollout_status(s: &State) -> RolloutStatus {
+    let rate = rate_per_hour(&s.rollout().recent);
     let r = s.rollout();
     let settings = s.settings();
     let total = s.child_count();
@@ -77,6 +120,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 step: op.step.into(),
                 since: op.since,
                 attempts: e.attempts,
+                retry_at: op.wait_until,
             })
         })
         .collect();
@@ -91,23 +135,21 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
                 error: e.last_error.clone().unwrap_or_default(),
                 attempts: e.attempts,
                 updated_at: e.updated_at,
+                kind: failure_kind(&e),
             })
         })
         .collect();
     RolloutStatus {
-        release: s.release.info(),
+        release: s.release_info(&s.target()).expect("the target is a recorded release"),
         rollout_id: r.id,
         started_at: r.started_at,
         finished_at: r.finished_at,
         planning: r.plan.is_some(),
-        paused: settings.concurrency == 0,
+        paused: settings.concurrency == 0 || r.paused,
         concurrency: settings.concurrency,
         total_children: total,
-        // Once the planner is done, every child that is not queued, locked or failed is on the release.
-        up_to_date: r
-            .plan
-            .is_none()
-            .then(|| total.saturating_sub(pending + in_flight + failed)),
+        // The registry's count of children on the target, once the planner is done and the count complete.
+        up_to_date: r.plan.is_none().then(|| s.running_on(&s.target())).flatten(),
         pending,
         in_flight,
         failed,
@@ -115,11 +157,35 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         skipped: r.skipped,
         verify: r.verify,
         verified: r.verified,
+        snapshots: r.snapshots,
+        restore: r.restore,
+        restore_from: r.restore_from,
+        stage: match r.stage {
+            Stage::Canary => RolloutStage::Canary,
+            Stage::Baking { until } => RolloutStage::Baking { until },
+            Stage::Checking { .. } => RolloutStage::Checking,
+            Stage::Wave => RolloutStage::Wave,
+        },
+        canaries: r.canaries.clone(),
+        halted: r.halted.as_ref().map(|h| Halted {
+            reason: h.reason.clone(),
+            at: h.at,
+        }),
+        aborted_at: r.aborted_at,
+        attempted: r.attempted,
+        failures_in_rollout: r.failures,
+        started_by: r.started_by,
+        rate_per_hour: rate,
+        eta_secs: r.plan.is_none().then(|| eta_secs(pending + in_flight, rate)).flatten(),
+        restored: r.restored,
+        chunk_store: chunk_store_status(s),
         in_flight_children,
         failures,
     }
 }
 
+/// Every release the parent has carried, oldest first, with whether its module is stored and how many children run
+/// it (`None` while that index is being built). O(releases).
 pub fn releases(s: &State) -> Vec<ReleaseRecord> {
     let mut out: Vec<ReleaseRecord> = s
         .releases()
@@ -131,9 +197,65 @@ pub fn releases(s: &State) -> Vec<ReleaseRecord> {
                 size: r.size,
                 version: r.version,
                 first_seen: r.first_seen,
+                stored: r.stored,
+                children: s.running_on(&hash),
             }
         })
         .collect();
     out.sort_by_key(|r| r.first_seen);
     out
+}
+
+/// Largest `rollout_history` page.
+pub const MAX_HISTORY_PAGE: usize = 100;
+
+/// Ended (or replaced) rollouts, newest first, before `arg.before`. O(page).
+pub fn rollout_history(s: &State, arg: HistoryArg) -> Vec<RolloutRecord> {
+    let limit = match arg.limit as usize {
+        0 => MAX_HISTORY_PAGE,
+        n => n.min(MAX_HISTORY_PAGE),
+    };
+    let upper = arg.before.map_or(Bound::Unbounded, Bound::Excluded);
+    s.history()
+        .range((Bound::Unbounded, upper))
+        .rev()
+        .take(limit)
+        .map(|e| {
+            let (id, r) = e.into_pair();
+            RolloutRecord {
+                rollout_id: id,
+                from: r.from,
+                to: r.to,
+                started_by: r.started_by,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                upgraded: r.upgraded,
+                skipped: r.skipped,
+                verified: r.verified,
+                restored: r.restored,
+                snapshots: r.snapshots,
+                failures: r.failures,
+                halts: r.halts,
+                aborted_at: r.aborted_at,
+            }
+        })
+        .collect()
+}
+
+/// A child's last operations, oldest first (empty for a child the parent does not know).
+pub fn child_events(s: &State, id: Principal) -> Vec<ChildEvent> {
+    s.events_of(id)
+        .into_iter()
+        .map(|(_, e)| ChildEvent {
+            rollout_id: e.rollout,
+            started_at: e.started_at,
+            ended_at: e.ended_at,
+            steps: e
+                .steps
+                .into_iter()
+                .map(|(step, ok)| StepResult { step: step.into(), ok })
+                .collect(),
+            error: e.error,
+        })
+        .collect()
 }

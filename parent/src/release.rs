@@ -15,6 +15,8 @@ pub struct Release {
     pub hash: [u8; 32],
     pub size: u64,
     pub version: String,
+    /// The module, as installed.
+    pub bytes: &'static [u8],
 }
 
 impl Release {
@@ -24,6 +26,7 @@ impl Release {
             hash: generated::CHILD_WASM_SHA256,
             size: CHILD_WASM_GZ.len() as u64,
             version: generated::CHILD_VERSION.to_string(),
+            bytes: CHILD_WASM_GZ,
         }
     }
 

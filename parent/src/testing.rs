@@ -1,8 +1,11 @@
 //! Native test support: `FakeIc` simulates the management canister and the children, records every call, and can
 //! inject faults. Its futures complete at once, so `block_on` drives them without an executor.
 
-use crate::ic::{CallError, ChildStatus, Ic, InstallMode, RunStatus, SYS_UNKNOWN};
+use crate::ic::{Ic, InstallMode};
+use crate::outcome::{CallError, ChildStatus, RunStatus, SYS_UNKNOWN};
 use candid::Principal;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +33,11 @@ pub enum Method {
     InstallNew,
     Start,
     Status,
+    TakeSnapshot,
+    LoadSnapshot,
+    Health,
+    UploadChunk,
+    ClearChunkStore,
 }
 
 /// An injected fault for the next matching call.
@@ -52,14 +60,19 @@ pub struct SimCanister {
     pub controllers: Vec<Principal>,
     /// The module's `pre_upgrade` traps: every upgrade that runs it fails (and changes nothing).
     pub pre_upgrade_traps: bool,
+    /// Snapshots (id, module hash they hold), at most `MAX_SNAPSHOTS` as on the IC.
+    pub snapshots: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Its health method replies `Err`.
+    pub unhealthy: bool,
 }
+
+/// Snapshots per canister on the IC.
+pub const MAX_SNAPSHOTS: usize = 10;
 
 pub struct Sim {
     pub now: u64,
     pub self_id: Principal,
     pub running: bool,
-    /// The hash an install produces (the release the parent carries).
-    pub release: Vec<u8>,
     pub canisters: BTreeMap<Principal, SimCanister>,
     pub faults: Vec<(Method, Principal, Fault)>,
     pub calls: Vec<(Method, Principal)>,
@@ -73,6 +86,9 @@ pub struct Sim {
     pub max_slots: u64,
     /// Tasks handed to `spawn`, run by `run_spawned`.
     pub spawned: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>>,
+    /// The parent's own chunk store (hash -> chunk), and how many installs came from it.
+    pub store: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub chunked_installs: u64,
 }
 
 fn canister_id(n: u64) -> Principal {
@@ -85,12 +101,11 @@ fn canister_id(n: u64) -> Principal {
 pub struct FakeIc(pub Rc<RefCell<Sim>>);
 
 impl FakeIc {
-    pub fn new(release: &[u8]) -> Self {
+    pub fn new() -> Self {
         Self(Rc::new(RefCell::new(Sim {
             now: 1_000,
             self_id: Principal::from_slice(&[0xEE; 10]),
             running: true,
-            release: release.to_vec(),
             canisters: BTreeMap::new(),
             faults: Vec::new(),
             calls: Vec::new(),
@@ -100,6 +115,8 @@ impl FakeIc {
             max_in_flight: 0,
             max_slots: 0,
             spawned: Vec::new(),
+            store: BTreeMap::new(),
+            chunked_installs: 0,
         })))
     }
 
@@ -114,6 +131,8 @@ impl FakeIc {
                 module_hash: hash.map(|h| h.to_vec()),
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
+                unhealthy: false,
             },
         );
     }
@@ -158,6 +177,15 @@ impl FakeIc {
 
     pub fn canister(&self, id: Principal) -> SimCanister {
         self.0.borrow().canisters[&id].clone()
+    }
+
+    /// A call on the parent's own chunk store: records it, and answers an injected rejection.
+    fn store_fault(&self, method: Method, name: &str) -> Result<(), CallError> {
+        match self.enter(method, self.self_id()) {
+            None => Ok(()),
+            Some(Fault::Reject(code, msg)) => Err(CallError::new(name, code, msg)),
+            Some(other) => unimplemented!("{other:?} on {name}"),
+        }
     }
 
     /// Records the call and takes the first fault injected for it, if any.
@@ -226,6 +254,8 @@ impl Ic for FakeIc {
         self.0.borrow_mut().ticks.push(delay);
     }
 
+    fn retire_watchdog(&self) {}
+
     /// Queued, not run: the caller goes on first, as on the IC.
     fn spawn(&self, task: impl Future<Output = ()> + 'static) {
         self.0.borrow_mut().spawned.push(Box::pin(task));
@@ -246,6 +276,8 @@ impl Ic for FakeIc {
                 module_hash: None,
                 controllers,
                 pre_upgrade_traps: false,
+                snapshots: Vec::new(),
+                unhealthy: false,
             },
         );
         Ok(id)
@@ -264,7 +296,15 @@ impl Ic for FakeIc {
         )
     }
 
-    async fn install(&self, child: Principal, mode: InstallMode, _arg: Vec<u8>) -> Result<(), CallError> {
+    async fn install(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        wasm: Cow<'static, [u8]>,
+        _arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        // As on the IC, the module hash is the SHA-256 of the bytes as sent.
+        let hash: [u8; 32] = Sha256::digest(&wasm).into();
         let method = match mode {
             InstallMode::Install => Method::InstallNew,
             InstallMode::Upgrade { .. } => Method::Install,
@@ -275,7 +315,7 @@ impl Ic for FakeIc {
             "install_code",
             child,
             |sim, c| {
-                let release = sim.release.clone();
+                let release = hash.to_vec();
                 let can = sim.canisters.get_mut(&c).unwrap();
                 match (mode, &can.module_hash) {
                     (InstallMode::Upgrade { .. }, None) => {
@@ -319,6 +359,106 @@ impl Ic for FakeIc {
             |sim, c| {
                 sim.canisters.get_mut(&c).unwrap().status = RunStatus::Running;
                 Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
+        const NAME: &str = "take_canister_snapshot";
+        self.exec(
+            Method::TakeSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                sim.next_id += 1;
+                let id = sim.next_id.to_be_bytes().to_vec();
+                let can = sim.canisters.get_mut(&c).unwrap();
+                if let Some(old) = &replace {
+                    let i = can.snapshots.iter().position(|(s, _)| s == old);
+                    let i = i.ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot to replace"))?;
+                    can.snapshots.remove(i);
+                }
+                if can.snapshots.len() >= MAX_SNAPSHOTS {
+                    return Err(CallError::new(
+                        NAME,
+                        5,
+                        "reached the maximum number of snapshots allowed: 10",
+                    ));
+                }
+                can.snapshots.push((id.clone(), can.module_hash.clone()));
+                Ok(id)
+            },
+            Vec::new,
+        )
+    }
+
+    async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
+        const NAME: &str = "load_canister_snapshot";
+        self.exec(
+            Method::LoadSnapshot,
+            NAME,
+            child,
+            |sim, c| {
+                let can = sim.canisters.get_mut(&c).unwrap();
+                let (_, module) = can
+                    .snapshots
+                    .iter()
+                    .find(|(s, _)| *s == id)
+                    .cloned()
+                    .ok_or_else(|| CallError::new(NAME, 5, "could not find the snapshot"))?;
+                can.module_hash = module;
+                Ok(())
+            },
+            || (),
+        )
+    }
+
+    async fn upload_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.store_fault(Method::UploadChunk, "upload_chunk")?;
+        let hash: Vec<u8> = Sha256::digest(&chunk).to_vec();
+        self.0.borrow_mut().store.insert(hash.clone(), chunk);
+        Ok(hash)
+    }
+
+    async fn clear_chunk_store(&self) -> Result<(), CallError> {
+        self.store_fault(Method::ClearChunkStore, "clear_chunk_store")?;
+        self.0.borrow_mut().store.clear();
+        Ok(())
+    }
+
+    async fn install_chunked(
+        &self,
+        child: Principal,
+        mode: InstallMode,
+        chunks: Vec<Vec<u8>>,
+        module_hash: Vec<u8>,
+        arg: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let module: Option<Vec<u8>> = {
+            let sim = self.0.borrow();
+            chunks
+                .iter()
+                .map(|h| sim.store.get(h).cloned())
+                .collect::<Option<Vec<_>>>()
+                .map(|c| c.concat())
+        };
+        let module = module.ok_or_else(|| CallError::new("install_chunked_code", 5, "a chunk is not in the store"))?;
+        if Sha256::digest(&module).to_vec() != module_hash {
+            return Err(CallError::new("install_chunked_code", 5, "wasm module hash mismatch"));
+        }
+        self.0.borrow_mut().chunked_installs += 1;
+        self.install(child, mode, Cow::Owned(module), arg).await
+    }
+
+    async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
+        self.exec(
+            Method::Health,
+            &method.clone(),
+            child,
+            |sim, c| match sim.canisters[&c].unhealthy {
+                true => Err(CallError::new(&method, 0, "the child replied Err")),
+                false => Ok(()),
             },
             || (),
         )

@@ -92,16 +92,30 @@ pub struct FillArg {
     pub prefix: String,
 }
 
-/// Deterministic digest of all members, used to prove that no data was lost across upgrades.
+/// Deterministic digest of everything written through the child's interface, in every stable structure: members,
+/// the parent in the config, the total-writes counter, and the audit log. It proves that no data was lost across an
+/// upgrade, so it leaves out only what an upgrade changes by design: the config's schema version and the audit
+/// entries of installs and upgrades.
 ///
-/// `sha256` is SHA-256 over the concatenation, for every member in ascending id order, of
-/// `bytes(id) ‖ bytes(name) ‖ bytes(value) ‖ u64(created_at) ‖ opt(updated_at)`, where `u64(n)` is `n` as 8
-/// big-endian bytes, `bytes(b)` is `u64(len(b)) ‖ b`, and `opt(None)` is `0x00`, `opt(Some(n))` is `0x01 ‖ u64(n)`.
-/// No members gives SHA-256 of the empty string.
+/// `sha256` is SHA-256 over
+/// - for every member in ascending id order, `bytes(id) ‖ bytes(name) ‖ bytes(value) ‖ u64(created_at) ‖
+///   opt(updated_at)`;
+/// - then `bytes("config") ‖ opt(parent)` with the parent as `bytes(principal)`;
+/// - then `bytes("writes") ‖ u64(total_writes)`;
+/// - then `bytes("audit")` and, for every audit entry in log order other than `Install` and `Upgrade`,
+///   `u64(time) ‖ bytes(caller) ‖ opt(id) ‖ kind`, where `kind` is `bytes(<variant name>)` followed by its fields in
+///   declaration order (`bytes` for text and principals, `u64` for numbers);
+///
+/// where `u64(n)` is `n` as 8 big-endian bytes, `bytes(b)` is `u64(len(b)) ‖ b`, `opt(None)` is `0x00` and
+/// `opt(Some(x))` is `0x01 ‖ x` (`x` as `u64` for numbers, as `bytes` otherwise).
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct DataChecksum {
     /// Number of members hashed.
     pub members: u64,
+    /// Number of audit entries hashed (every entry but installs and upgrades).
+    pub audit_entries: u64,
+    /// The total-writes counter.
+    pub total_writes: u64,
     /// The digest, 32 bytes.
     #[serde(with = "serde_bytes")]
     pub sha256: Vec<u8>,

@@ -90,7 +90,7 @@ pub fn state_with_members() -> TestState {
     for id in ["alice", "bob"] {
         crate::members::add(
             &mut state,
-            &call_from(stranger()),
+            &call_from(parent()),
             id.to_string(),
             input(id, id.as_bytes()),
         )

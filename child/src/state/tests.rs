@@ -27,7 +27,7 @@ fn should_keep_every_structure_across_reopen() {
     state.count_request();
     state.record_tick(NOW);
     let before = snapshot(&state);
-    let checksum = members::checksum(&state);
+    let checksum = crate::checksum::data_checksum(&state);
     drop(state);
 
     let mut reopened = State::open(memory.clone());
@@ -37,7 +37,7 @@ fn should_keep_every_structure_across_reopen() {
         ..before
     };
     assert_eq!(snapshot(&reopened), expected);
-    assert_eq!(members::checksum(&reopened), checksum);
+    assert_eq!(crate::checksum::data_checksum(&reopened), checksum);
 
     initialise(&mut reopened, &call, Lifecycle::Upgrade(None));
     let after_upgrade = snapshot(&reopened);

@@ -1,14 +1,16 @@
 use super::*;
-use crate::ic::RunStatus;
-use crate::model::{ChildEntry, Op, Step};
+use crate::model::{ChildEntry, Op, Step, DEFAULT_CYCLES_PER_CHILD};
+use crate::outcome::RunStatus;
 use crate::rollout;
 use crate::state::test_support::{fresh_state, install_global, principal, OLD};
 use crate::testing::{block_on, FakeIc, Fault, Method};
-use shared::parent::{ChildState, RolloutStep};
+use shared::parent::{ChildState, RegisterOptions, RolloutStep};
 
+/// The global state of a parent that has shipped `OLD` before its current release.
 fn global() -> (FakeIc, [u8; 32]) {
-    let s = fresh_state();
-    let ic = FakeIc::new(&s.release.hash);
+    let mut s = fresh_state();
+    s.ship(OLD);
+    let ic = FakeIc::new();
     let hash = install_global(s);
     (ic, hash)
 }
@@ -23,18 +25,30 @@ fn invalid_arg(r: Result<impl std::fmt::Debug, ParentError>) {
 // --- access -------------------------------------------------------------------------------------------------------
 
 #[test]
+fn only_controllers_change_who_controls_the_fleet_or_what_it_spends() {
+    let mut s = fresh_state();
+    let admin = principal(1);
+    set_admins(&mut s, vec![admin]).unwrap();
+    assert_eq!(authorize(&s, Role::Controller, admin, true), Ok(()));
+    assert_eq!(
+        authorize(&s, Role::Controller, admin, false),
+        Err(ParentError::NotAuthorized { caller: admin })
+    );
+}
+
+#[test]
 fn only_controllers_and_admins_are_authorized() {
     let mut s = fresh_state();
     let (admin, stranger) = (principal(1), principal(2));
     set_admins(&mut s, vec![admin]).unwrap();
-    assert_eq!(authorize(&s, stranger, true), Ok(()));
-    assert_eq!(authorize(&s, admin, false), Ok(()));
+    assert_eq!(authorize(&s, Role::Operator, stranger, true), Ok(()));
+    assert_eq!(authorize(&s, Role::Operator, admin, false), Ok(()));
     assert_eq!(
-        authorize(&s, stranger, false),
+        authorize(&s, Role::Operator, stranger, false),
         Err(ParentError::NotAuthorized { caller: stranger })
     );
     assert_eq!(
-        authorize(&s, Principal::anonymous(), false),
+        authorize(&s, Role::Operator, Principal::anonymous(), false),
         Err(ParentError::NotAuthorized {
             caller: Principal::anonymous()
         })
@@ -192,7 +206,7 @@ fn register_child_records_the_module_hash_and_queues_outdated_children() {
     ic.add_child(old, RunStatus::Running, Some(&OLD));
     ic.add_child(current, RunStatus::Running, Some(&hash));
 
-    let info = block_on(register_child(&ic, old)).unwrap();
+    let info = block_on(register_child(&ic, old, RegisterOptions::default())).unwrap();
     assert_eq!(info.state, ChildState::Pending);
     assert_eq!(info.installed_hash.as_deref(), Some(&OLD[..]));
     assert_eq!(
@@ -201,7 +215,7 @@ fn register_child_records_the_module_hash_and_queues_outdated_children() {
         "the rollout is woken up"
     );
 
-    let info = block_on(register_child(&ic, current)).unwrap();
+    let info = block_on(register_child(&ic, current, RegisterOptions::default())).unwrap();
     assert_eq!(info.state, ChildState::UpToDate);
     assert_eq!(ic.0.borrow().ticks.len(), 1);
     read_state(|s| s.check_invariants());
@@ -212,20 +226,24 @@ fn register_child_rejects_bad_input_and_changes_nothing() {
     let (ic, _) = global();
     let known = principal(1);
     ic.add_child(known, RunStatus::Running, Some(&OLD));
-    block_on(register_child(&ic, known)).unwrap();
+    block_on(register_child(&ic, known, RegisterOptions::default())).unwrap();
     let calls = ic.calls().len();
 
     assert_eq!(
-        block_on(register_child(&ic, known)),
+        block_on(register_child(&ic, known, RegisterOptions::default())),
         Err(ParentError::AlreadyRegistered { canister_id: known })
     );
-    invalid_arg(block_on(register_child(&ic, ic.self_id())));
-    invalid_arg(block_on(register_child(&ic, Principal::management_canister())));
+    invalid_arg(block_on(register_child(&ic, ic.self_id(), RegisterOptions::default())));
+    invalid_arg(block_on(register_child(
+        &ic,
+        Principal::management_canister(),
+        RegisterOptions::default(),
+    )));
     assert_eq!(ic.calls().len(), calls, "rejected before any call");
 
     // A canister that does not exist.
     let ghost = principal(2);
-    let r = block_on(register_child(&ic, ghost));
+    let r = block_on(register_child(&ic, ghost, RegisterOptions::default()));
     assert!(matches!(r, Err(ParentError::CallFailed { code: 3, .. })), "{r:?}");
     read_state(|s| assert_eq!(s.child_count(), 1));
 }
@@ -237,17 +255,44 @@ fn register_child_needs_the_parent_to_be_a_controller() {
     ic.add_child(foreign, RunStatus::Running, Some(&OLD));
     ic.0.borrow_mut().canisters.get_mut(&foreign).unwrap().controllers = vec![principal(4)];
     assert_eq!(
-        block_on(register_child(&ic, foreign)),
+        block_on(register_child(&ic, foreign, RegisterOptions::default())),
         Err(ParentError::NotController { canister_id: foreign })
     );
 
     // Status made public: the call succeeds, but the controller list does not name the parent.
     ic.fault(Method::Status, foreign, Fault::Noop);
     assert_eq!(
-        block_on(register_child(&ic, foreign)),
+        block_on(register_child(&ic, foreign, RegisterOptions::default())),
         Err(ParentError::NotController { canister_id: foreign })
     );
     read_state(|s| assert_eq!(s.child_count(), 0));
+}
+
+#[test]
+fn register_child_adopts_only_a_shipped_release_or_an_empty_canister_unless_forced() {
+    let (ic, _) = global();
+    let (foreign, empty) = (principal(1), principal(2));
+    ic.add_child(foreign, RunStatus::Running, Some(&[0x77; 32]));
+    ic.add_child(empty, RunStatus::Running, None);
+
+    assert_eq!(
+        block_on(register_child(&ic, foreign, RegisterOptions::default())),
+        Err(ParentError::UnknownModule {
+            canister_id: foreign,
+            module_hash: vec![0x77; 32]
+        })
+    );
+    read_state(|s| assert_eq!(s.child_count(), 0, "a refusal records nothing"));
+
+    let forced = RegisterOptions { force: Some(true) };
+    let info = block_on(register_child(&ic, foreign, forced)).unwrap();
+    assert_eq!(
+        (info.state, info.installed_hash),
+        (ChildState::Pending, Some(vec![0x77; 32]))
+    );
+    let info = block_on(register_child(&ic, empty, RegisterOptions::default())).unwrap();
+    assert_eq!((info.state, info.installed_hash), (ChildState::Pending, None));
+    read_state(|s| s.check_invariants());
 }
 
 // --- remove_child ---------------------------------------------------------------------------------------------
@@ -264,26 +309,34 @@ fn remove_child_refuses_unknown_and_locked_children() {
         since: 0,
         error: None,
         upgrade: Default::default(),
+        retries: 0,
+        wait_until: None,
+        release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
+        check: false,
+        started_at: 0,
+        steps: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
 
     assert_eq!(
-        remove_child(&mut s, principal(9)),
+        remove_child(&mut s, principal(9), 0),
         Err(ParentError::UnknownChild {
             canister_id: principal(9)
         })
     );
     assert_eq!(
-        remove_child(&mut s, locked),
+        remove_child(&mut s, locked, 0),
         Err(ParentError::ChildBusy {
             canister_id: locked,
             step: RolloutStep::Installing
         })
     );
     assert_eq!(s.child_count(), 3);
-    remove_child(&mut s, idle).unwrap();
-    remove_child(&mut s, failed).unwrap();
+    remove_child(&mut s, idle, 0).unwrap();
+    remove_child(&mut s, failed, 0).unwrap();
     assert_eq!(
         (
             s.child_count(),
@@ -299,14 +352,14 @@ fn remove_child_refuses_unknown_and_locked_children() {
 #[test]
 fn retry_failed_and_start_rollout_replan() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     s.put_child(principal(1), ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
     assert_eq!(retry_failed(&mut s, 2), 1);
     assert_eq!(retry_failed(&mut s, 2), 0);
     assert_eq!(s.pending().len(), 1);
     let id = s.rollout().id;
-    assert_eq!(start_rollout(&mut s, 3), id + 1);
+    assert_eq!(start_rollout(&mut s, Principal::anonymous(), 3), id + 1);
     assert!(s.rollout().plan.is_some());
     s.check_invariants();
 }
@@ -322,7 +375,7 @@ fn skip() -> RetryOptions {
 #[test]
 fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     let release = s.release.hash.to_vec();
     let (locked, current) = (principal(2), principal(3));
@@ -333,6 +386,14 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
         since: 0,
         error: None,
         upgrade: Default::default(),
+        retries: 0,
+        wait_until: None,
+        release: Vec::new(),
+        snapshot: Default::default(),
+        restore: None,
+        check: false,
+        started_at: 0,
+        steps: Vec::new(),
     };
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
@@ -363,7 +424,7 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
 #[test]
 fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
     let mut s = fresh_state();
-    rollout::on_install(&mut s, 1);
+    rollout::on_install(&mut s, Principal::anonymous(), 1);
     rollout::tick(&mut s, 1);
     assert!(s.rollout().finished_at.is_some());
     let (failed, outdated, queued) = (principal(1), principal(2), principal(3));
@@ -401,4 +462,28 @@ fn retry_child_queues_a_failed_or_outdated_child_with_its_options() {
     assert!(!s.child(&queued).unwrap().upgrade.skip_pre_upgrade);
     assert_eq!((s.pending().len(), s.failed().len()), (3, 0));
     s.check_invariants();
+}
+
+// --- rollout_release ------------------------------------------------------------------------------------------
+
+#[test]
+fn rollout_release_refuses_what_it_cannot_install_and_changes_nothing() {
+    let mut s = fresh_state();
+    rollout::on_install(&mut s, Principal::anonymous(), 1_000);
+    let before = s.rollout().clone();
+    let err = |r: Result<u64, ParentError>| r.unwrap_err();
+    assert!(matches!(
+        err(rollout_release(&mut s, vec![1; 31], Principal::anonymous(), 1_000)),
+        ParentError::InvalidArgument { .. }
+    ));
+    assert_eq!(
+        err(rollout_release(&mut s, vec![9; 32], Principal::anonymous(), 1_000)),
+        ParentError::UnknownRelease { hash: vec![9; 32] }
+    );
+    s.ship([8; 32]); // recorded by an older parent, its module never stored
+    assert_eq!(
+        err(rollout_release(&mut s, vec![8; 32], Principal::anonymous(), 1_000)),
+        ParentError::ReleaseNotStored { hash: vec![8; 32] }
+    );
+    assert_eq!(s.rollout(), &before);
 }

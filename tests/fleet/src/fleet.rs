@@ -70,6 +70,9 @@ pub enum ParentUpgrade {
     Direct,
     /// The careful operator: `dfx canister stop parent`, the upgrade, `dfx canister start parent`.
     StopFirst,
+    /// An operator forcing past the parent's refusal: `install_code` in upgrade mode with `skip_pre_upgrade = opt
+    /// true` on the running parent (a direct management call), so outstanding callbacks reach the new module.
+    SkippingPreUpgrade,
 }
 
 /// The result of driving rounds until the rollout ends (or `max_rounds` ran).
@@ -193,13 +196,21 @@ impl Fleet {
             concurrency: Some(config.concurrency),
             cycles_per_child: config.cycles_per_child.map(Nat::from),
             extra_controllers: Some(extra),
+            keep_releases: None,
+            snapshot_before_upgrade: None,
+            gates: None,
+            chunked_install_above: None,
         };
-        replica.install_canister(
-            parent,
-            release.parent_wasm.clone(),
-            Encode!(&Some(arg)).unwrap(),
+        let install = replica::ic00::CanisterInstallMode::Install;
+        install_module(
+            &replica,
             Some(controller),
-        );
+            install,
+            parent,
+            &release.parent_wasm,
+            Encode!(&Some(arg)).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("installing the parent from {}: {e}", release.path.display()));
         Self {
             replica,
             parent,
@@ -230,8 +241,14 @@ impl Fleet {
     /// Creates `n` children through the parent's `create_children` (in batches of the parent's per-call cap), as the
     /// controller; tops the parent up with cycles first. Panics if any creation or install fails. Returns the new ids.
     pub fn create_children(&mut self, n: u32) -> Vec<Principal> {
-        let per_child = u128::try_from(self.parent().settings().cycles_per_child.0).expect("cycles fit u128");
-        // The child's cycles, the 500B creation fee ic-cdk attaches on top, and the parent's call fees.
+        // Only this field: parents of every release answer it (older ones lack later settings).
+        #[derive(candid::CandidType, serde::Deserialize)]
+        struct CyclesPerChild {
+            cycles_per_child: Nat,
+        }
+        let settings: CyclesPerChild = self.parent().query("settings", ());
+        let per_child = u128::try_from(settings.cycles_per_child.0).expect("cycles fit u128");
+        // Creation fee (ic-cdk attaches it; this replica charges nothing and passes it on) plus the child's cycles.
         self.replica
             .add_cycles(self.parent, u128::from(n) * (per_child + 2_000_000_000_000));
         let mut new = Vec::new();
@@ -343,14 +360,30 @@ impl Fleet {
     /// [`Fleet::upgrade_parent`] with any module and argument bytes. `StopFirst` stops the parent (running rounds
     /// until its open calls finish), upgrades, and starts it again (also when the upgrade fails).
     pub fn upgrade_parent_with_arg(&self, wasm: &[u8], arg: Vec<u8>, how: ParentUpgrade) -> Result<(), Reject> {
+        use replica::ic00::{CanisterInstallMode, UpgradeFlags};
         let me = Some(self.controller);
+        let upgrade = CanisterInstallMode::Upgrade(None);
         match how {
-            ParentUpgrade::Direct => self.replica.upgrade_canister(self.parent, wasm.to_vec(), arg, me),
+            ParentUpgrade::Direct => install_module(&self.replica, me, upgrade, self.parent, wasm, arg),
             ParentUpgrade::StopFirst => {
                 self.replica.stop_canister(self.parent, me)?;
-                let result = self.replica.upgrade_canister(self.parent, wasm.to_vec(), arg, me);
+                let result = install_module(&self.replica, me, upgrade, self.parent, wasm, arg);
                 self.replica.start_canister(self.parent, me)?;
                 result
+            }
+            ParentUpgrade::SkippingPreUpgrade => {
+                let flags = UpgradeFlags {
+                    skip_pre_upgrade: Some(true),
+                    wasm_memory_persistence: None,
+                };
+                install_module(
+                    &self.replica,
+                    me,
+                    CanisterInstallMode::Upgrade(Some(flags)),
+                    self.parent,
+                    wasm,
+                    arg,
+                )
             }
         }
     }
@@ -424,4 +457,51 @@ impl Fleet {
                 .map(|c| self.replica.cycle_balance(*c))
                 .sum::<u128>()
     }
+}
+
+/// Largest module `install_code` takes in one ingress message (the IC's ingress limit, with room for the rest of the
+/// message); bigger modules go through the chunk store, as dfx and icp-cli do.
+pub const MAX_INLINE_MODULE: usize = 2 * 1024 * 1024 - 64 * 1024;
+/// The IC's chunk size (`upload_chunk`).
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// `install_code` as a client installs a module: inline up to `MAX_INLINE_MODULE`, else `upload_chunk` into the
+/// target's own chunk store and `install_chunked_code` (clearing the store before and after).
+pub fn install_module(
+    replica: &Replica,
+    sender: Option<Principal>,
+    mode: replica::ic00::CanisterInstallMode,
+    canister_id: Principal,
+    wasm: &[u8],
+    arg: Vec<u8>,
+) -> Result<(), Reject> {
+    use replica::ic00;
+    if wasm.len() <= MAX_INLINE_MODULE {
+        return replica.install_code(sender, mode, canister_id, wasm.to_vec(), arg);
+    }
+    let sender_or_anonymous = sender.unwrap_or_else(Principal::anonymous);
+    let mgmt = Principal::management_canister();
+    let clear = ic00::ClearChunkStoreArgs { canister_id };
+    replica.update::<_, ()>(mgmt, sender_or_anonymous, "clear_chunk_store", &clear)?;
+    let mut hashes = Vec::new();
+    for chunk in wasm.chunks(CHUNK_BYTES) {
+        let upload = ic00::UploadChunkArgs {
+            canister_id,
+            chunk: chunk.to_vec(),
+        };
+        let hash: ic00::ChunkHash = replica.update(mgmt, sender_or_anonymous, "upload_chunk", &upload)?;
+        hashes.push(hash);
+    }
+    let install = ic00::InstallChunkedCodeArgs {
+        mode,
+        target_canister: canister_id,
+        store_canister: None,
+        chunk_hashes_list: hashes,
+        wasm_module_hash: crate::wasms::sha256(wasm).to_vec(),
+        arg,
+        sender_canister_version: None,
+    };
+    let installed = replica.update::<_, ()>(mgmt, sender_or_anonymous, "install_chunked_code", &install);
+    replica.update::<_, ()>(mgmt, sender_or_anonymous, "clear_chunk_store", &clear)?;
+    installed
 }

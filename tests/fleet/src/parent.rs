@@ -9,8 +9,8 @@ use replica::Replica;
 
 use crate::call::Target;
 use shared::parent::{
-    ChildInfo, ChildSpec, CreateChildrenResult, ListChildrenArg, ParentError, ReleaseRecord, RetryOptions,
-    RolloutStatus, Settings,
+    ChildEvent, ChildInfo, ChildSpec, CreateChildrenResult, HistoryArg, ListChildrenArg, ParentError, RegisterOptions,
+    ReleaseRecord, RestoreTarget, RetryOptions, RolloutGates, RolloutRecord, RolloutStatus, Settings, SnapshotPolicy,
 };
 use shared::release::ReleaseInfo;
 
@@ -52,8 +52,18 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "create_children", (n, spec))
     }
 
+    /// `register_child` without options (the argument is left out, as a client written before it existed sends).
     pub fn register_child(&self, sender: Principal, canister_id: Principal) -> Result<ChildInfo, ParentError> {
         self.update(sender, "register_child", (canister_id,))
+    }
+
+    pub fn register_child_with(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+        options: RegisterOptions,
+    ) -> Result<ChildInfo, ParentError> {
+        self.update(sender, "register_child", (canister_id, Some(options)))
     }
 
     pub fn remove_child(&self, sender: Principal, canister_id: Principal) -> Result<(), ParentError> {
@@ -81,6 +91,42 @@ impl<'a> ParentApi<'a> {
         self.update(sender, "verify_fleet", ())
     }
 
+    pub fn rollout_release(&self, sender: Principal, hash: Vec<u8>) -> Result<u64, ParentError> {
+        self.update(sender, "rollout_release", (hash,))
+    }
+
+    pub fn set_snapshot_policy(&self, sender: Principal, policy: SnapshotPolicy) -> Result<(), ParentError> {
+        self.update(sender, "set_snapshot_policy", (policy,))
+    }
+
+    pub fn restore_snapshots(&self, sender: Principal, target: RestoreTarget) -> Result<u64, ParentError> {
+        self.update(sender, "restore_snapshots", (target,))
+    }
+
+    pub fn set_rollout_gates(&self, sender: Principal, gates: RolloutGates) -> Result<(), ParentError> {
+        self.update(sender, "set_rollout_gates", (gates,))
+    }
+
+    pub fn pause_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "pause_rollout", ())
+    }
+
+    pub fn resume_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "resume_rollout", ())
+    }
+
+    pub fn abort_rollout(&self, sender: Principal) -> Result<(), ParentError> {
+        self.update(sender, "abort_rollout", ())
+    }
+
+    pub fn set_chunked_install_above(&self, sender: Principal, bytes: u64) -> Result<(), ParentError> {
+        self.update(sender, "set_chunked_install_above", (bytes,))
+    }
+
+    pub fn set_keep_releases(&self, sender: Principal, keep: u32) -> Result<(), ParentError> {
+        self.update(sender, "set_keep_releases", (keep,))
+    }
+
     pub fn set_admins(&self, sender: Principal, admins: Vec<Principal>) -> Result<(), ParentError> {
         self.update(sender, "set_admins", (admins,))
     }
@@ -98,6 +144,14 @@ impl<'a> ParentApi<'a> {
     }
 
     // ---- queries ----
+
+    pub fn rollout_history(&self, arg: HistoryArg) -> Vec<RolloutRecord> {
+        self.query("rollout_history", (arg,))
+    }
+
+    pub fn child_events(&self, canister_id: Principal) -> Vec<ChildEvent> {
+        self.query("child_events", (canister_id,))
+    }
 
     pub fn rollout_status(&self) -> RolloutStatus {
         self.query("rollout_status", ())

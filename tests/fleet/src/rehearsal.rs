@@ -47,8 +47,19 @@ pub struct RehearsalConfig {
     pub reject_install: u32,
     /// Percent of children drained of cycles before the upgrade (frozen: the install is refused).
     pub drain_cycles: u32,
+    /// Percent of children whose first `start_canister` after the upgrade is rejected (a transient error): the parent
+    /// must start them again, so they end upgraded and running like the rest.
+    pub reject_start: u32,
     /// Chooses the faulty children.
     pub seed: u64,
+    /// After the rollout, write on the new release, roll the fleet back to the old one (`rollout_release`) and
+    /// check that every child kept every byte.
+    pub rollback: bool,
+    /// Snapshot every child before upgrading it; then roll out `bad` (a release that corrupts data), restore the
+    /// snapshots it took, and check that the data is back as it was before it.
+    pub snapshots: bool,
+    /// The bad release for `snapshots`.
+    pub bad: PathBuf,
     pub parent_upgrade: ParentUpgrade,
     /// Give up after this many rounds.
     pub max_rounds: u64,
@@ -66,7 +77,11 @@ impl Default for RehearsalConfig {
             fail_post_upgrade: 0,
             reject_install: 0,
             drain_cycles: 0,
+            reject_start: 0,
             seed: 1,
+            rollback: false,
+            snapshots: false,
+            bad: PathBuf::from("wasm/fixtures/corrupt/parent.wasm.gz"),
             parent_upgrade: ParentUpgrade::Direct,
             max_rounds: 100_000,
         }
@@ -79,6 +94,7 @@ pub enum Fault {
     PostUpgradeTrap,
     InstallRejected,
     CyclesDrained,
+    StartRejected,
 }
 
 impl fmt::Display for Fault {
@@ -87,6 +103,7 @@ impl fmt::Display for Fault {
             Fault::PostUpgradeTrap => "post_upgrade trap",
             Fault::InstallRejected => "install_code rejected",
             Fault::CyclesDrained => "out of cycles",
+            Fault::StartRejected => "start_canister rejected",
         })
     }
 }
@@ -137,6 +154,8 @@ pub struct Report {
     /// install_code calls by the parent per child, at most.
     pub max_installs_per_child: usize,
     pub install_calls: usize,
+    /// Children the parent had to start more than once (a start that failed, then one that worked).
+    pub started_again: usize,
     /// Children running the new child release.
     pub upgraded: usize,
     pub injected: BTreeMap<Principal, Fault>,
@@ -149,6 +168,8 @@ pub struct Report {
     /// Children whose data could not be read (a stopped child answers no queries).
     pub data_unreadable: usize,
     pub problems: Vec<Problem>,
+    /// What `--rollback` and `--snapshot all` played after the rollout, one line each.
+    pub epilogue: Vec<String>,
 }
 
 impl Report {
@@ -165,14 +186,15 @@ impl Report {
             (l, 0) => format!("DATA LOST on {l} children"),
             (l, u) => format!("DATA LOST on {l} children, data of {u} more unreadable"),
         };
-        let failed = if self.injected.is_empty() {
+        // A rejected start is retried, so only the other faults are meant to leave a child on the old release.
+        let meant_to_fail = self.injected.values().filter(|f| **f != Fault::StartRejected).count();
+        let failed = if meant_to_fail == 0 {
             format!("{} failed", self.failed_count)
         } else {
             format!(
-                "{} failed ({}/{} injected faults ended on the old release {} with their data)",
+                "{} failed ({}/{meant_to_fail} injected faults ended on the old release {} with their data)",
                 self.failed_count,
                 self.failed_as_injected,
-                self.injected.len(),
                 hash8(&self.old_child_hash)
             )
         };
@@ -234,13 +256,14 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  concurrency    at most {} children stopping/upgrading/starting (K = {}), {} locked (2K = {}); {} install_code calls, at most {} per child",
+            "  concurrency    at most {} children stopping/upgrading/starting (K = {}), {} locked (2K = {}); {} install_code calls, at most {} per child; {} children started again after a failed start",
             self.max_slots,
             c.concurrency,
             self.max_locks,
             2 * c.concurrency,
             self.install_calls,
-            self.max_installs_per_child
+            self.max_installs_per_child,
+            self.started_again
         )?;
         let s = &self.child_install;
         writeln!(
@@ -292,6 +315,9 @@ impl fmt::Display for Report {
         }
         if (self.failures.len() as u64) < self.failed_count {
             writeln!(f, "    ... and {} more", self.failed_count - self.failures.len() as u64)?;
+        }
+        for line in &self.epilogue {
+            writeln!(f, "  {line}")?;
         }
         for p in self.problems.iter().take(20) {
             writeln!(f, "  PROBLEM {}: {}", p.child, p.what)?;
@@ -358,6 +384,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             (Fault::PostUpgradeTrap, config.fail_post_upgrade),
             (Fault::InstallRejected, config.reject_install),
             (Fault::CyclesDrained, config.drain_cycles),
+            (Fault::StartRejected, config.reject_start),
         ],
         config.seed,
     );
@@ -371,6 +398,12 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
                 "injected: install_code rejected",
             ),
             Fault::CyclesDrained => fleet.replica.drain_cycles(c),
+            Fault::StartRejected => fleet.replica.reject_next_call(
+                c,
+                "start_canister",
+                RejectCode::SysTransient,
+                "injected: start_canister rejected",
+            ),
         }
     }
     let wall_setup = setup_started.elapsed();
@@ -381,6 +414,13 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     let time_before = fleet.replica.time_nanos();
     let rollout_started = Instant::now();
 
+    if config.snapshots {
+        let all = shared::parent::SnapshotPolicy::All;
+        fleet
+            .parent()
+            .set_snapshot_policy(fleet.controller, all)
+            .expect("set_snapshot_policy");
+    }
     progress.phase(&format!("upgrading the parent to {}", config.to.display()));
     fleet
         .upgrade_parent(&to, config.parent_upgrade)
@@ -445,7 +485,8 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             upgraded += 1;
         }
         match injected.get(&f.id) {
-            None => {
+            // A rejected start is retried: such a child must end exactly like the others.
+            None | Some(Fault::StartRejected) => {
                 if !f.on(&new_hash) {
                     bad(format!(
                         "not upgraded: runs {:?}; last error: {:?}",
@@ -476,6 +517,11 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
             }
         }
     }
+    let epilogue = if problems.is_empty() && (config.rollback || config.snapshots) {
+        epilogue(config, &mut fleet, progress, &mut problems)
+    } else {
+        Vec::new()
+    };
     let max_installs_per_child = installs.values().copied().max().unwrap_or(0);
     if max_installs_per_child > 1 {
         let (c, n) = installs.iter().find(|(_, n)| **n > 1).expect("some child");
@@ -513,6 +559,10 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         max_locks: occupancy.max_locks(),
         max_installs_per_child,
         install_calls: installs.values().sum(),
+        started_again: records::count_per_target(&calls, "start_canister")
+            .values()
+            .filter(|n| **n > 1)
+            .count(),
         upgraded,
         injected,
         failed_as_injected,
@@ -521,7 +571,102 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         data_lost,
         data_unreadable,
         problems,
+        epilogue,
     }
+}
+
+/// Plays `--rollback` and `--snapshot all` after the rollout (see `RehearsalConfig`); records what it saw, and any
+/// child that did not end where it should, in `problems`.
+fn epilogue(
+    config: &RehearsalConfig,
+    fleet: &mut Fleet,
+    progress: &mut dyn Progress,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let controller = fleet.controller;
+    if config.rollback {
+        progress.phase("writing on the new release, then rolling back");
+        for c in fleet.children.clone() {
+            let input = shared::child::MemberInput {
+                name: "written before the rollback".into(),
+                value: vec![7; 16],
+            };
+            let _ = fleet.child(c).add_member(controller, "rehearsal-rollback", input);
+        }
+        fleet.record_checksums();
+        let old = fleet
+            .parent()
+            .releases()
+            .first()
+            .map(|r| r.hash.clone())
+            .expect("the old release is recorded");
+        fleet
+            .parent()
+            .rollout_release(controller, old.clone())
+            .expect("rollout_release");
+        let (line, _) = drive_and_check(config, fleet, progress, problems, &old, "rollback");
+        lines.push(line);
+    }
+    if config.snapshots {
+        let before = fleet.parent().rollout_status().release.hash;
+        let bad = Release::from_parent_file(&config.bad);
+        progress.phase(&format!("rolling out the bad release {}", config.bad.display()));
+        fleet.record_checksums();
+        fleet
+            .upgrade_parent(&bad, ParentUpgrade::StopFirst)
+            .expect("upgrading to the bad release");
+        let bad_run = fleet.run_rollout_with(config.max_rounds, |round, status| progress.rollout(round, status));
+        let damaged = fleet.verify().iter().filter(|f| !f.data_intact()).count();
+        lines.push(format!(
+            "bad release    {}: {} snapshots taken, {damaged}/{} children's data changed by it",
+            hash8(&bad_run.status.release.hash),
+            bad_run.status.snapshots,
+            fleet.children.len()
+        ));
+        progress.phase("restoring the snapshots the bad rollout took");
+        let target = shared::parent::RestoreTarget::Rollout(bad_run.status.rollout_id);
+        fleet
+            .parent()
+            .restore_snapshots(controller, target)
+            .expect("restore_snapshots");
+        let (line, status) = drive_and_check(config, fleet, progress, problems, &before, "restore");
+        lines.push(format!("{line}; {} restored from their snapshots", status.restored));
+    }
+    lines
+}
+
+/// Drives the rollout to its end and checks every child: running on `hash`, data as recorded, registry in
+/// agreement. Returns the report line and the final status.
+fn drive_and_check(
+    config: &RehearsalConfig,
+    fleet: &Fleet,
+    progress: &mut dyn Progress,
+    problems: &mut Vec<Problem>,
+    hash: &[u8],
+    what: &str,
+) -> (String, RolloutStatus) {
+    let run = fleet.run_rollout_with(config.max_rounds, |round, status| progress.rollout(round, status));
+    let expected: [u8; 32] = hash.try_into().expect("32 bytes");
+    let mut ok = 0;
+    for f in fleet.verify() {
+        if f.running() && f.on(&expected) && f.data_intact() && f.registry_agrees() {
+            ok += 1;
+        } else {
+            problems.push(Problem {
+                child: f.id,
+                what: format!("after the {what}: {f:?}"),
+            });
+        }
+    }
+    let line = format!(
+        "{what:<14} {ok}/{} children on {} with every byte, {} rounds{}",
+        fleet.children.len(),
+        hash8(hash),
+        run.rounds,
+        if run.finished { "" } else { ", DID NOT FINISH" }
+    );
+    (line, run.status)
 }
 
 /// An injected child ends running the old release, marked failed with an error, data intact.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The hint every missing-file panic carries.
-pub const BUILD_HINT: &str = "run scripts/build.sh (and scripts/build.sh --next)";
+pub const BUILD_HINT: &str = "run scripts/build.sh (and scripts/build.sh --next, scripts/build.sh --fixtures)";
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {

@@ -16,8 +16,9 @@
 //! Methods without parameters: ic-cdk does not read their argument at all (its `#[query]`/`#[update]` macros skip
 //! decoding when the parameter list is empty), so a query without parameters answers whatever bytes it is sent.
 //! That is harmless for queries (they change nothing, which this test still checks), but not for updates: the
-//! parent's parameterless updates (`start_rollout`, `retry_failed`) therefore decode their argument strictly
-//! (`decode_with`), and this test requires every update method, with or without parameters, to reject.
+//! parent's three parameterless updates (`start_rollout`, `verify_fleet`, `retry_failed`) therefore check their
+//! argument in a guard (`candid_args` in `parent/src/lib.rs`: Candid or nothing), and this test requires every update
+//! method, with or without parameters, to reject.
 //!
 //! Deterministic: a fixed-seed xorshift generates every payload.
 

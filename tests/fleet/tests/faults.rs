@@ -13,11 +13,11 @@ use std::time::Duration;
 use candid::{Encode, Principal};
 use fleet::records::calls_since;
 use fleet::replica::ic00::CanisterSettings;
-use fleet::{outsider, ChildFacts, Fleet, FleetConfig, ParentUpgrade, Release};
+use fleet::{outsider, records, CanisterStatus, ChildFacts, Fleet, FleetConfig, ParentUpgrade, RejectCode, Release};
 use replica::ExecutionRecord;
 use replica::ReplicaConfig;
 use shared::child::ChildUpgradeArg;
-use shared::parent::{ChildState, ParentError, RetryOptions, RolloutStatus};
+use shared::parent::{ChildState, FailureKind, ParentError, RegisterOptions, RetryOptions, RolloutStatus};
 
 /// The ic-cdk-timers executor: every timer (the parent's rollout tick) runs as a self-call to this update.
 const TIMER_EXECUTOR: &str = "canister_update <ic-cdk internal> timer_executor";
@@ -175,7 +175,7 @@ fn a_child_whose_post_upgrade_traps_stays_on_its_release_and_running() {
         &[
             "install_code failed (reject code 5)",
             "canister_post_upgrade",
-            "confirm: child is Running",
+            "confirm: the child is running with module",
         ],
     );
     assert_eq!(
@@ -221,7 +221,7 @@ fn a_child_whose_pre_upgrade_traps_is_upgraded_by_a_retry_that_skips_it() {
         &[
             "install_code failed (reject code 5)",
             "unreachable",
-            "confirm: child is Running",
+            "confirm: the child is running with module",
         ],
     );
     assert_eq!(f.replica.module_hash(bad), legacy_hash);
@@ -315,7 +315,7 @@ fn a_child_that_does_not_stop_in_time_is_started_again() {
         slow,
         &[
             "stop_canister failed (reject code 2): Stop canister request timed out",
-            "confirm: child is Running",
+            "confirm: the child is running with module",
         ],
     );
     assert_eq!(f.replica.module_hash(slow), Some(a_hash()));
@@ -346,6 +346,11 @@ fn a_child_deleted_out_of_band_fails_and_the_others_are_upgraded() {
     f.replica.delete_canister(gone, Some(f.controller)).unwrap();
     let st = drive(&f);
     assert_failure(&st, gone, &["stop_canister failed (reject code 3)", "not found"]);
+    assert_eq!(
+        st.failures[0].kind,
+        FailureKind::LostControl,
+        "the parent cannot control a deleted canister"
+    );
     // "No child stopped" and "data intact" are about the two children that still exist.
     f.children.retain(|c| *c != gone);
     verify(&f, &st, &[gone], &[]);
@@ -377,6 +382,8 @@ fn a_child_that_no_longer_has_the_parent_as_controller_is_left_alone() {
     // Still checked (running, data intact), but the parent cannot see its module any more.
     verify(&f, &st, &[taken], &[taken]);
     assert_failure(&st, taken, &["Only controllers of canister"]);
+    let kind = st.failures.iter().find(|x| x.canister_id == taken).map(|x| x.kind);
+    assert_eq!(kind, Some(FailureKind::LostControl));
     assert_eq!(f.replica.module_hash(taken), Some(a_hash()));
     let calls = parent_calls(&f, since, taken);
     assert!(!calls.contains(&"install_code".to_string()), "{calls:?}");
@@ -393,10 +400,9 @@ fn a_child_that_no_longer_has_the_parent_as_controller_is_left_alone() {
 }
 
 /// Upgrades the parent to a new build of release B (same child) while the rollout to B is under way.
-fn upgrade_mid_rollout(how: ParentUpgrade) {
+fn upgrade_mid_rollout(how: ParentUpgrade) -> Fleet {
     let f = fleet(4, 1);
     let since = mark(&f);
-    let _logs = f.replica.print_logs_on_panic();
     upgrade_to_b(&f);
     tick_until_call(&f, since, f.children[1], "stop_canister");
     let st = f.parent().rollout_status();
@@ -413,19 +419,259 @@ fn upgrade_mid_rollout(how: ParentUpgrade) {
             parent_calls(&f, since, *c)
         );
     }
+    f
 }
 
 #[test]
 fn a_parent_upgraded_mid_rollout_after_a_stop_resumes_and_upgrades_each_child_once() {
-    upgrade_mid_rollout(ParentUpgrade::StopFirst);
+    let _f = upgrade_mid_rollout(ParentUpgrade::StopFirst);
 }
 
 #[test]
-fn a_parent_upgraded_mid_rollout_while_running_resumes_and_upgrades_each_child_once() {
-    // `dfx canister install --mode upgrade` does not stop the parent: the replies to its outstanding calls reach
-    // the new instance, which cannot resume the old futures; the new epoch turns those operations into orphans,
-    // which are re-checked.
-    upgrade_mid_rollout(ParentUpgrade::Direct);
+fn a_running_parent_refuses_an_upgrade_while_it_awaits_calls() {
+    // `dfx canister install --mode upgrade` does not stop the parent: the replies to its outstanding calls would reach
+    // the new module, which cannot resume the old futures. Its pre_upgrade refuses, so the upgrade changes nothing.
+    let f = fleet(4, 1);
+    let since = mark(&f);
+    upgrade_to_b(&f);
+    tick_until_call(&f, since, f.children[1], "stop_canister");
+    let before = (f.replica.module_hash(f.parent), f.parent().rollout_status().rollout_id);
+    let hotfix = Release::next().rebuilt_parent("hotfix");
+    let refused = f.upgrade_parent(&hotfix, ParentUpgrade::Direct).unwrap_err();
+    assert!(
+        refused.message.contains("work in flight") && refused.message.contains("Stop it first"),
+        "{refused}"
+    );
+    assert_eq!(
+        (f.replica.module_hash(f.parent), f.parent().rollout_status().rollout_id),
+        before
+    );
+    // Stopped first, the same upgrade goes through, and the rollout ends with every child upgraded once.
+    f.upgrade_parent(&hotfix, ParentUpgrade::StopFirst).unwrap();
+    let st = drive(&f);
+    verify(&f, &st, &[], &[]);
+    for c in &f.children {
+        assert_eq!(upgrades_of(&f, since, *c), 1, "child {c}");
+    }
+}
+
+#[test]
+fn a_parent_forced_past_its_refusal_mid_rollout_re_checks_the_orphans_and_upgrades_each_child_once() {
+    // skip_pre_upgrade bypasses the refusal: the old callbacks reach the new module and trap there; the new epoch
+    // turns those operations into orphans, which are re-checked, never redone.
+    let _f = upgrade_mid_rollout(ParentUpgrade::SkippingPreUpgrade);
+}
+
+#[test]
+fn a_paused_parent_upgraded_mid_operation_still_restarts_the_child() {
+    let f = fleet(3, 1);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    upgrade_to_b(&f);
+    // The first child is stopped and its install is under way when the admin pauses the rollout...
+    let first = f.children[0];
+    tick_until_call(&f, since, first, "install_code");
+    f.parent().set_concurrency(f.controller, 0).unwrap();
+    // ...and the parent is forced through an upgrade: that operation is orphaned with its child possibly stopped.
+    f.upgrade_parent(
+        &Release::next().rebuilt_parent("hotfix"),
+        ParentUpgrade::SkippingPreUpgrade,
+    )
+    .unwrap();
+    f.replica.tick_n(150);
+    let st = f.parent().rollout_status();
+    assert!(
+        st.paused && st.in_flight == 0,
+        "the orphan was taken over while paused: {st:#?}"
+    );
+    assert_eq!(f.replica.status(first), CanisterStatus::Running);
+    assert_eq!(
+        f.replica.module_hash(first),
+        Some(b_hash()),
+        "its install had gone through"
+    );
+    for c in &f.children[1..] {
+        assert!(
+            parent_calls(&f, since, *c).is_empty(),
+            "paused: nothing new started on {c}"
+        );
+        assert_eq!(f.replica.status(*c), CanisterStatus::Running);
+    }
+    assert_eq!(
+        f.parent().get_child(first).map(|c| c.state),
+        Some(ChildState::UpToDate),
+        "no longer busy"
+    );
+    // Resumed, the rollout ends with every child upgraded.
+    f.parent().set_concurrency(f.controller, 1).unwrap();
+    let st = drive(&f);
+    verify(&f, &st, &[], &[]);
+}
+
+#[test]
+fn a_child_whose_start_is_rejected_once_is_started_again_at_once() {
+    let f = fleet(3, 2);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    let child = f.children[1];
+    f.replica.reject_next_call(
+        child,
+        "start_canister",
+        RejectCode::SysTransient,
+        "injected: queue full",
+    );
+    upgrade_to_b(&f);
+    let st = drive(&f);
+    verify(&f, &st, &[], &[]);
+    assert_eq!(
+        parent_calls(&f, since, child),
+        [
+            "stop_canister",
+            "install_code",
+            "start_canister",
+            "canister_status",
+            "start_canister",
+            "canister_status"
+        ]
+    );
+}
+
+#[test]
+fn a_child_whose_start_keeps_failing_is_started_again_with_backoff_until_it_runs() {
+    let f = fleet(3, 2);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    let child = f.children[0];
+    for _ in 0..4 {
+        f.replica.reject_next_call(
+            child,
+            "start_canister",
+            RejectCode::SysTransient,
+            "injected: queue full",
+        );
+    }
+    upgrade_to_b(&f);
+    // While it waits for its backoff, the child is listed with the time of its next try, and the rollout goes on.
+    let mut waiting = None;
+    for _ in 0..400 {
+        f.replica.tick();
+        let st = f.parent().rollout_status();
+        if let Some(c) = st
+            .in_flight_children
+            .iter()
+            .find(|c| c.canister_id == child && c.retry_at.is_some())
+        {
+            waiting = Some((c.clone(), st));
+            break;
+        }
+    }
+    let (listed, st) = waiting.expect("the child waits for a retry");
+    assert_eq!(listed.step, shared::parent::RolloutStep::Starting);
+    assert!(st.finished_at.is_none() && st.failed == 0, "{st:#?}");
+    let st = drive(&f);
+    verify(&f, &st, &[], &[]);
+    let starts: Vec<u64> = records::calls_since(&f.replica, f.parent, since)
+        .into_iter()
+        .filter(|c| c.target == Some(child) && c.method == "start_canister")
+        .map(|c| c.round)
+        .collect();
+    assert_eq!(starts.len(), 5, "four rejected starts, then one that works");
+    // Rounds are 1 s: the second try goes at once, the later ones at least 1, 2, 4 min after the one before.
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] < 10, "{gaps:?}");
+    for (gap, min) in gaps[1..].iter().zip([60, 120, 240]) {
+        assert!(*gap >= min, "{gaps:?}");
+    }
+}
+
+#[test]
+fn a_child_the_parent_lost_control_of_mid_operation_is_failed_as_lost_control() {
+    let f = fleet(3, 1);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    let taken = f.children[0];
+    upgrade_to_b(&f);
+    tick_until_call(&f, since, taken, "stop_canister");
+    // Between the stop and the install, another controller takes the parent off the child's controllers.
+    let only_me = CanisterSettings {
+        controllers: Some(vec![f.controller]),
+        ..Default::default()
+    };
+    f.replica.update_settings(taken, Some(f.controller), only_me).unwrap();
+    let st = drive(&f);
+    let failure = st.failures.iter().find(|x| x.canister_id == taken).expect("listed");
+    assert_eq!(failure.kind, FailureKind::LostControl, "{failure:?}");
+    assert!(failure.error.contains("lost control"), "{}", failure.error);
+    let info = f.parent().get_child(taken).unwrap();
+    assert_eq!(info.failure, Some(FailureKind::LostControl));
+    // The others were upgraded; the new controller is the one who can start it again.
+    for c in &f.children[1..] {
+        assert_eq!(f.replica.module_hash(*c), Some(b_hash()));
+    }
+}
+
+#[test]
+fn a_foreign_canister_is_not_adopted_and_forced_it_keeps_its_module_and_data() {
+    let f = fleet(1, 1);
+    let _logs = f.replica.print_logs_on_panic();
+    let (r, me) = (&f.replica, Some(f.controller));
+    // A canister of another kind (all data on its heap, saved with stable_save), controlled by the parent too.
+    let settings = CanisterSettings {
+        controllers: Some(vec![f.controller, f.parent]),
+        ..Default::default()
+    };
+    let foreign = r.create_canister_with_settings(me, Some(settings));
+    r.install_canister(
+        foreign,
+        fleet::wasms::read("wasm/fixtures/heap_baseline.wasm.gz"),
+        Encode!().unwrap(),
+        me,
+    );
+    let reply = r
+        .update_call(foreign, f.controller, "fill", Encode!(&50u32, &100u32).unwrap())
+        .unwrap();
+    let stored: u64 = candid::decode_one(&reply).unwrap();
+    assert_eq!(stored, 5_000);
+    // Round-trip the data through stable memory once, as its upgrades do.
+    r.upgrade_canister(
+        foreign,
+        fleet::wasms::read("wasm/fixtures/heap_baseline.wasm.gz"),
+        Encode!().unwrap(),
+        me,
+    )
+    .unwrap();
+    let module = r.module_hash(foreign);
+    let image = r.stable_memory(foreign);
+
+    let p = f.parent();
+    let refused = p.register_child(f.controller, foreign).unwrap_err();
+    assert!(
+        matches!(refused, ParentError::UnknownModule { canister_id, .. } if canister_id == foreign),
+        "{refused:?}"
+    );
+    assert!(p.get_child(foreign).is_none());
+
+    let info = p
+        .register_child_with(f.controller, foreign, RegisterOptions { force: Some(true) })
+        .unwrap();
+    assert_eq!(info.state, ChildState::Pending);
+    let st = drive(&f);
+    let failure = st.failures.iter().find(|x| x.canister_id == foreign).expect("listed");
+    assert_eq!(failure.kind, FailureKind::Running);
+    assert!(
+        failure.error.contains("not a MemoryManager layout"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(r.status(foreign), CanisterStatus::Running);
+    assert_eq!(r.module_hash(foreign), module, "it runs its own module still");
+    assert_eq!(
+        r.stable_memory(foreign),
+        image,
+        "not a byte of its stable memory changed"
+    );
+    let after: u64 = r.query(foreign, f.controller, "stored_bytes", &()).unwrap();
+    assert_eq!(after, stored, "its data is all there");
 }
 
 #[test]

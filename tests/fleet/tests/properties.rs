@@ -2,7 +2,7 @@
 //! stopped, and the parent's registry agrees with what each child runs.
 //!
 //! Each case is a random sequence of steps on a fresh fleet (release A, 3 children holding data):
-//! - member writes (`add_member` / `update_member` / `remove_member` on a random child, from a user). An `Ok` reply
+//! - member writes (`add_member` / `update_member` / `remove_member` on a random child, from its controller). An `Ok` reply
 //!   is an acknowledged write and goes into the test's model; an `Err` must agree with the model (e.g.
 //!   `AlreadyExists` only if the model has the member) and changes nothing; a reject (the child is being upgraded)
 //!   changes nothing either;
@@ -30,11 +30,11 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use candid::{Encode, Principal};
-use fleet::{outsider, CanisterStatus, Fleet, FleetConfig, ParentUpgrade, Release};
+use fleet::{CanisterStatus, Fleet, FleetConfig, ParentUpgrade, Release};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use shared::child::{ChildError, ChildUpgradeArg, ListMembersArg, MemberInput};
-use shared::parent::{ChildState, RetryOptions};
+use shared::parent::{ChildState, RegisterOptions, RetryOptions};
 
 const CHILDREN: usize = 3;
 const MAX_STEPS: usize = 8;
@@ -119,6 +119,7 @@ struct Stats {
     refused_writes: u64,
     rejected_writes: u64,
     parent_upgrades: u64,
+    refused_upgrades: u64,
     legacy_installs: u64,
     retries: u64,
     retries_skipping_pre_upgrade: u64,
@@ -134,7 +135,8 @@ fn stat(f: impl FnOnce(&mut Stats)) {
 
 struct World {
     f: Fleet,
-    user: Principal,
+    /// Writes members: the fleet's controller (only the parent and controllers may write a child).
+    writer: Principal,
     /// The acknowledged members of each child.
     model: Vec<Members>,
     /// The release the parent carries now (false: A, true: B).
@@ -165,7 +167,7 @@ impl World {
         let model = f.children.iter().map(|c| all_members(&f, *c)).collect();
         Self {
             f,
-            user: outsider(7),
+            writer: fleet::controller(),
             model,
             on_b: false,
             legacy: vec![false; CHILDREN],
@@ -189,14 +191,26 @@ impl World {
                 value,
             } => self.write(child, write, key, value)?,
             Step::UpgradeParent { stop_first, rounds } => {
-                self.on_b = !self.on_b;
                 let how = if stop_first {
                     ParentUpgrade::StopFirst
                 } else {
                     ParentUpgrade::Direct
                 };
-                self.f.upgrade_parent(self.release(), how).expect("upgrade the parent");
-                stat(|s| s.parent_upgrades += 1);
+                let other = if self.on_b { &releases().a } else { &releases().b };
+                match self.f.upgrade_parent(other, how) {
+                    Ok(()) => {
+                        self.on_b = !self.on_b;
+                        stat(|s| s.parent_upgrades += 1);
+                    }
+                    // A running parent with work in flight refuses a plain upgrade, and nothing changes.
+                    Err(e) => {
+                        prop_assert!(
+                            how == ParentUpgrade::Direct && e.message.contains("Stop it first"),
+                            "{e}"
+                        );
+                        stat(|s| s.refused_upgrades += 1);
+                    }
+                }
                 self.f.replica.tick_n(u64::from(rounds));
             }
             Step::TrapPostUpgrade { child } => self
@@ -217,9 +231,9 @@ impl World {
         };
         let c = self.f.child(self.f.children[child]);
         let reply = match write {
-            Write::Add => c.try_update(self.user, "add_member", (&id, input.clone())),
-            Write::Update => c.try_update(self.user, "update_member", (&id, input.clone())),
-            Write::Remove => c.try_update(self.user, "remove_member", (&id,)),
+            Write::Add => c.try_update(self.writer, "add_member", (&id, input.clone())),
+            Write::Update => c.try_update(self.writer, "update_member", (&id, input.clone())),
+            Write::Remove => c.try_update(self.writer, "remove_member", (&id,)),
         };
         let model = &mut self.model[child];
         let known = model.contains_key(&id);
@@ -279,7 +293,11 @@ impl World {
             stat(|s| s.legacy_installs += 1);
             let p = self.f.parent();
             p.remove_child(self.f.controller, id).expect("remove_child");
-            let info = p.register_child(self.f.controller, id).expect("register_child");
+            // A legacy module is no release the parent shipped: the operator forces the adoption.
+            let forced = RegisterOptions { force: Some(true) };
+            let info = p
+                .register_child_with(self.f.controller, id, forced)
+                .expect("register_child");
             prop_assert_eq!(info.state, ChildState::Pending);
         }
         Ok(())

@@ -629,6 +629,25 @@ impl Replica {
     pub fn delay_responses(&self, canister: Principal, rounds: u64) {
         self.state.borrow_mut().faults.set_response_delay(canister, rounds);
     }
+
+    // ---- For hosts that run rounds on their own, only while there is work (the local network) ----
+
+    /// Whether a message (ingress, call or response) waits for a coming round.
+    pub fn has_queued_messages(&self) -> bool {
+        self.state.borrow().has_pending_messages()
+    }
+
+    /// The earliest replica time (ns since the epoch) at which a round has work even if no message arrives: the
+    /// global timer of a running canister with cycles, a bounded-wait call deadline, or a stop_canister timeout.
+    /// `None`: only a new message can give a round work (heartbeats aside, see [`Self::has_heartbeats`]).
+    pub fn next_due_time(&self) -> Option<u64> {
+        self.state.borrow().next_due_time()
+    }
+
+    /// Whether a running canister exports `canister_heartbeat`, which runs in every round.
+    pub fn has_heartbeats(&self) -> bool {
+        self.state.borrow().has_heartbeats()
+    }
 }
 
 /// Prints all canister logs when dropped during a panic (see [`Replica::print_logs_on_panic`]).

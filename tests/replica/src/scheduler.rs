@@ -1273,3 +1273,31 @@ impl State {
         })
     }
 }
+
+// ---- What a host that runs rounds on its own needs to know (see `Replica::next_due_time`) ----
+impl State {
+    /// The earliest time at which a round has work without a new message: the global timer of a running canister
+    /// with cycles, a bounded-wait call deadline, or a stop_canister timeout.
+    pub fn next_due_time(&self) -> Option<u64> {
+        let timer = self.timers.iter().find_map(|(at, id)| {
+            let c = self.canisters.get(id)?;
+            (c.status == CanisterStatus::Running && !Self::is_frozen(c)).then_some(*at)
+        });
+        let deadline = self.deadlines.first().map(|(at, ..)| *at);
+        // A stop that completed leaves its deadline behind (it is dropped once due): only pending stops count.
+        let stop = self.stop_deadlines.iter().find_map(|(at, id)| {
+            let c = self.canisters.get(id)?;
+            c.pending_stops.iter().any(|p| p.deadline == *at).then_some(*at)
+        });
+        [timer, deadline, stop].into_iter().flatten().min()
+    }
+
+    /// Whether a running canister with cycles exports `canister_heartbeat` (heartbeats run in every round).
+    pub fn has_heartbeats(&self) -> bool {
+        self.heartbeats.iter().any(|id| {
+            self.canisters.get(id).is_some_and(|c| {
+                c.status == CanisterStatus::Running && !Self::is_frozen(c) && c.exports("canister_heartbeat")
+            })
+        })
+    }
+}

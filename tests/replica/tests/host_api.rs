@@ -167,3 +167,68 @@ fn a_configured_root_key_is_what_canisters_read_and_names_the_subnet() {
     assert_ne!(default.root_key(), key);
     assert_ne!(default.subnet_id(), r.subnet_id());
 }
+
+#[test]
+fn pending_work_tells_a_host_when_the_next_round_has_something_to_do() {
+    let r = Replica::new();
+    let id = install(&r, wat::parse_str(UNIVERSAL).unwrap()).unwrap();
+    assert!(!r.has_queued_messages());
+    assert_eq!(
+        r.next_due_time(),
+        None,
+        "idle: only a new message can give a round work"
+    );
+
+    let due = r.time_nanos() + 5_000_000_000;
+    let message = r
+        .submit_call(id, user(), "set_timer", due.to_le_bytes().to_vec())
+        .unwrap();
+    assert!(r.has_queued_messages());
+    r.await_call(message).unwrap();
+    assert!(!r.has_queued_messages());
+    assert_eq!(r.next_due_time(), Some(due), "the global timer is due then");
+
+    r.stop_canister(id, Some(user())).unwrap();
+    assert_eq!(
+        r.next_due_time(),
+        None,
+        "a stopped canister's timer does not fire, so it is not due"
+    );
+    r.start_canister(id, Some(user())).unwrap();
+    assert_eq!(r.next_due_time(), Some(due));
+    r.advance_time(Duration::from_secs(5));
+    r.tick();
+    assert_eq!(r.next_due_time(), None, "the timer fired and is inactive");
+    assert!(!r.has_heartbeats(), "the universal canister exports no heartbeat");
+
+    // A stop that waits for an open call context is due when it times out; a completed stop is not due.
+    let callee = install(&r, wat::parse_str(UNIVERSAL).unwrap()).unwrap();
+    r.delay_responses(id, 1_000);
+    let mut call = vec![0, callee.as_slice().len() as u8];
+    call.extend_from_slice(callee.as_slice());
+    call.extend_from_slice(b"\x04echo");
+    let waiting = r.submit_call(id, user(), "call", call).unwrap();
+    r.tick_n(3);
+    let stop = candid::encode_one(ic00::CanisterIdRecord { canister_id: id }).unwrap();
+    r.submit_call(Principal::management_canister(), user(), "stop_canister", stop)
+        .unwrap();
+    r.tick();
+    let timeout = r.config().stop_canister_timeout.as_nanos() as u64;
+    assert_eq!(
+        r.next_due_time(),
+        Some(r.time_nanos() - r.config().round_duration.as_nanos() as u64 + timeout)
+    );
+    r.delay_responses(id, 0);
+    assert!(r.await_call(waiting).is_ok());
+    r.tick_n(2);
+    assert_eq!(r.next_due_time(), None, "the stop completed");
+
+    let beating = install(
+        &r,
+        wat::parse_str(r#"(module (func (export "canister_heartbeat")) (memory 1))"#).unwrap(),
+    )
+    .unwrap();
+    assert!(r.has_heartbeats());
+    r.stop_canister(beating, Some(user())).unwrap();
+    assert!(!r.has_heartbeats(), "a stopped canister runs no heartbeat");
+}

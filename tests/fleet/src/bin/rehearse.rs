@@ -45,6 +45,21 @@ struct Args {
     /// Percent of children drained of cycles before the upgrade (frozen: their install is refused).
     #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
     drain_cycles: u32,
+    /// Percent of children whose first start_canister after the upgrade is rejected (they must be started again and
+    /// end upgraded like the rest).
+    #[arg(long, default_value_t = 0, value_name = "P", value_parser = clap::value_parser!(u32).range(0..=100))]
+    reject_start: u32,
+    /// After the rollout, write on the new release, roll the fleet back to the old one with `rollout_release`, and
+    /// check that every child kept every byte.
+    #[arg(long)]
+    rollback: bool,
+    /// `all`: snapshot every child before upgrading it; then roll out a bad release (`--bad`, one whose upgrade
+    /// corrupts a member), restore the snapshots it took, and check the data is back as it was before it.
+    #[arg(long, value_name = "POLICY", value_parser = ["off", "all"], default_value = "off")]
+    snapshot: String,
+    /// The bad release for `--snapshot all` [default: wasm/fixtures/corrupt/parent.wasm.gz]
+    #[arg(long, value_name = "PARENT.WASM.GZ")]
+    bad: Option<PathBuf>,
     /// Seed that chooses the children of the injected faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -151,7 +166,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let from = resolve(args.from, "wasm/parent.wasm.gz");
     let to = resolve(args.to, "wasm/next/parent.wasm.gz");
-    for path in [&from, &to] {
+    let bad = resolve(args.bad, "wasm/fixtures/corrupt/parent.wasm.gz");
+    let snapshots = args.snapshot == "all";
+    for path in [&from, &to].into_iter().chain(snapshots.then_some(&bad)) {
         if !Path::new(path).is_file() {
             eprintln!("rehearse: {} not found; {}", path.display(), fleet::wasms::BUILD_HINT);
             return ExitCode::from(2);
@@ -166,6 +183,7 @@ fn main() -> ExitCode {
         concurrency: args.concurrency,
         fail_post_upgrade: args.fail_post_upgrade,
         reject_install: args.reject_install,
+        reject_start: args.reject_start,
         drain_cycles: args.drain_cycles,
         seed: args.seed,
         parent_upgrade: if args.stop_parent_first {
@@ -174,6 +192,9 @@ fn main() -> ExitCode {
             ParentUpgrade::Direct
         },
         max_rounds: args.max_rounds,
+        rollback: args.rollback,
+        snapshots,
+        bad,
     };
     let started = Instant::now();
     let mut reporter = Reporter::new(config.children);

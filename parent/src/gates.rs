@@ -1,0 +1,95 @@
+//! The rules of a gated rollout: how many canaries, when failures halt it, its rate and ETA, and how much of the
+//! past the parent keeps. Pure functions; `rollout.rs` applies them.
+
+use crate::model::Share;
+
+/// Canaries in one rollout at most (their states are read every tick while they run).
+pub const MAX_CANARIES: u32 = 100;
+/// A per-mille halt threshold applies once this many children were attempted (below, one failure is too noisy a
+/// rate). A count threshold applies at once.
+pub const MIN_ATTEMPTS_FOR_RATE: u64 = 10;
+/// Completions the rate is taken over.
+pub const RATE_WINDOW: usize = 64;
+/// Ended rollouts the history keeps (the oldest is dropped).
+pub const HISTORY_KEPT: u64 = 1_000;
+/// Operations each child's event log keeps.
+pub const EVENTS_PER_CHILD: usize = 10;
+/// Steps one event records (the last ones; retries that never give up can take many).
+pub const STEPS_LOGGED: usize = 32;
+/// The health check's bounded-wait timeout.
+pub const HEALTH_TIMEOUT_SECS: u32 = 30;
+
+impl Share {
+    /// The number this share names out of `total` (a per mille rounds up, so any non-zero share is at least one).
+    pub fn of(self, total: u64) -> u64 {
+        match self {
+            Share::Count(n) => u64::from(n),
+            Share::PerMille(p) => (u64::from(p) * total).div_ceil(1000),
+        }
+    }
+}
+
+/// Canaries wanted for a fleet of `fleet` children.
+pub fn canaries_wanted(canary: Option<Share>, fleet: u64) -> u32 {
+    canary.map_or(0, |share| share.of(fleet).min(u64::from(MAX_CANARIES)) as u32)
+}
+
+/// Whether `failures` out of `attempted` reach the halt threshold.
+pub fn halt_reached(halt_after: Option<Share>, failures: u64, attempted: u64) -> bool {
+    match halt_after {
+        None => false,
+        Some(Share::Count(n)) => failures >= u64::from(n.max(1)),
+        Some(Share::PerMille(p)) => {
+            attempted >= MIN_ATTEMPTS_FOR_RATE && failures > 0 && failures * 1000 >= u64::from(p) * attempted
+        }
+    }
+}
+
+/// Children per hour over the recent completions (nanosecond times, oldest first); `None` with fewer than two or no
+/// time between them.
+pub fn rate_per_hour(recent: &[u64]) -> Option<f64> {
+    let (first, last) = (*recent.first()?, *recent.last()?);
+    (last > first).then(|| (recent.len() - 1) as f64 * 3_600e9 / (last - first) as f64)
+}
+
+/// Seconds to do `remaining` more at `rate` children per hour.
+pub fn eta_secs(remaining: u64, rate: Option<f64>) -> Option<u64> {
+    rate.filter(|r| *r > 0.0)
+        .map(|r| (remaining as f64 * 3_600.0 / r).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_name_a_number_of_children() {
+        assert_eq!(Share::Count(3).of(1_000), 3);
+        assert_eq!(Share::PerMille(10).of(1_000), 10);
+        assert_eq!(Share::PerMille(10).of(50), 1, "any non-zero share is at least one");
+        assert_eq!(Share::PerMille(0).of(50), 0);
+        assert_eq!(canaries_wanted(Some(Share::PerMille(500)), 1_000), MAX_CANARIES);
+        assert_eq!(canaries_wanted(None, 1_000), 0);
+    }
+
+    #[test]
+    fn a_count_halts_at_once_a_rate_once_enough_were_attempted() {
+        assert!(!halt_reached(None, 100, 100));
+        assert!(halt_reached(Some(Share::Count(2)), 2, 2));
+        assert!(!halt_reached(Some(Share::Count(2)), 1, 50));
+        let tenth = Some(Share::PerMille(100));
+        assert!(!halt_reached(tenth, 1, 1), "one of one is no rate yet");
+        assert!(halt_reached(tenth, 1, 10));
+        assert!(!halt_reached(tenth, 1, 11));
+        assert!(halt_reached(tenth, 5, 40));
+    }
+
+    #[test]
+    fn rate_and_eta_come_from_the_recent_completions() {
+        let hour = 3_600_000_000_000u64;
+        assert_eq!(rate_per_hour(&[5]), None);
+        assert_eq!(rate_per_hour(&[0, hour / 2, hour]), Some(2.0));
+        assert_eq!(eta_secs(10, Some(2.0)), Some(18_000));
+        assert_eq!(eta_secs(10, None), None);
+    }
+}
