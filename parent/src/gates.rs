@@ -39,6 +39,8 @@ pub enum Funding {
 
 /// The child needs its freezing limit, the install's reservation and the margin. The parent tops it up while this
 /// operation's deposits stay within `max_top_up_per_child` and its own balance stays at or above `parent_reserve`.
+/// A child short by at most half the margin has enough: what it burns between the top-up and the next check must
+/// not cause another top-up.
 pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128) -> Funding {
     let needed = funds
         .freezing_limit
@@ -48,7 +50,7 @@ pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128) -> Funding {
     let within_cap = topped_up.saturating_add(missing) <= policy.max_top_up_per_child;
     let affordable = funds.parent_balance >= missing.saturating_add(policy.parent_reserve);
     match missing {
-        0 => Funding::Enough,
+        m if m <= policy.margin / 2 => Funding::Enough,
         _ if within_cap && affordable => Funding::TopUp(missing),
         _ => Funding::Short {
             needed,
@@ -122,8 +124,18 @@ mod tests {
     fn a_child_needs_its_freezing_limit_the_install_reservation_and_the_margin() {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
         assert_eq!(funding(funds(needed, 0), policy(), 0), Funding::Enough);
-        assert_eq!(funding(funds(needed - 1, 10 * T), policy(), 0), Funding::TopUp(1));
         assert_eq!(funding(funds(0, 10 * T), policy(), 0), Funding::TopUp(needed));
+    }
+
+    #[test]
+    fn a_child_short_by_at_most_half_the_margin_is_not_topped_up_again() {
+        let needed = T / 2 + INSTALL_RESERVE + T / 10;
+        let half = T / 20;
+        assert_eq!(funding(funds(needed - half, 10 * T), policy(), 0), Funding::Enough);
+        assert_eq!(
+            funding(funds(needed - half - 1, 10 * T), policy(), 0),
+            Funding::TopUp(half + 1)
+        );
     }
 
     #[test]

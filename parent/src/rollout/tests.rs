@@ -1106,7 +1106,9 @@ fn a_parent_that_embeds_another_child_makes_it_the_target_even_one_the_fleet_ran
     });
     assert_eq!(read_state(|s| (s.target(), s.rollout().id)), (a.hash, on_b + 1));
     run_rollout(&ic);
-    assert!(ids.iter().all(|id| ic.canister(*id).module_hash == Some(a.hash.to_vec())));
+    assert!(ids
+        .iter()
+        .all(|id| ic.canister(*id).module_hash == Some(a.hash.to_vec())));
 }
 
 // --- the chunk store -------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use candid::{Encode, Principal};
+use fleet::cycles::{Balances, CyclesReport};
 use fleet::records::{self, Occupancy, Stats};
 use fleet::replica::ic00::CanisterSettings;
 use fleet::replica::{ExecutionRecord, ManagementCall};
@@ -145,6 +146,8 @@ pub struct RolloutPoint {
     pub wall_setup: Duration,
     /// Wall time of the upgrade and the rounds of the rollout.
     pub wall_rollout: Duration,
+    /// Cycles the rollout cost the parent and the children (from the parent's upgrade to the end).
+    pub cycles: CyclesReport,
 }
 
 impl RolloutPoint {
@@ -188,6 +191,7 @@ pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32) -> (RolloutPoin
     let executions_from = fleet.replica.executions().len();
     let round0 = fleet.replica.round();
     let time0 = fleet.replica.time_nanos();
+    let balances = Balances::of(&fleet);
 
     let started = Instant::now();
     fleet
@@ -224,6 +228,7 @@ pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32) -> (RolloutPoin
         verified,
         wall_setup,
         wall_rollout,
+        cycles: CyclesReport::between(&balances, &Balances::of(&fleet), run.last_round - round0),
     };
     (point, fleet)
 }
@@ -290,7 +295,10 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
                 .create_canister_with_settings(Some(fleet.controller), Some(settings.clone()))
         })
         .collect();
-    for (i, batch) in ids.chunks(1_000).enumerate() {
+    // Each register_child makes one canister_status call; at most 500 may wait between the parent and the
+    // management canister (the IC's queue capacity), so at most 500 registrations run at once.
+    const BATCH: usize = 500;
+    for (i, batch) in ids.chunks(BATCH).enumerate() {
         let messages: Vec<_> = batch
             .iter()
             .map(|id| {
@@ -307,7 +315,7 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
             let info = info.unwrap_or_else(|e| panic!("register_child: {e:?}"));
             assert_eq!(info.state, ChildState::Pending, "an empty canister is queued");
         }
-        eprintln!("  registered {} of {n}", i * 1_000 + batch.len());
+        eprintln!("  registered {} of {n}", i * BATCH + batch.len());
     }
     let registered = fleet.parent().rollout_status().total_children;
     assert_eq!(registered, u64::from(n), "every canister is registered");

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use fleet::cycles::{format_cycles, MAINNET_ROUNDS_PER_SECOND};
 use plotters::prelude::*;
 
 use crate::plot::{log_log_chart, register_font, short_count, FONT, SERIES_COLORS, SIZE};
@@ -72,7 +73,7 @@ fn rollout_table(results: &RolloutResults) -> String {
     }
     let mut out = String::from(
         "| N | K | Rounds | Floor | Rounds / floor | Timer executions: max / median | All parent executions: max / median \
-         (count) | Largest parent execution | Parent post_upgrade | Child upgrade (max) | Max in slot-taking steps | \
+         (count) | Largest parent execution | Parent post_upgrade | Child upgrade: max / median | Max in slot-taking steps | \
          Verified | Wall: setup / rollout |\n|---:|---:|---:|---:|---:|---:|---:|:---|---:|---:|---:|---:|---:|\n",
     );
     for p in &results.rollouts {
@@ -93,7 +94,7 @@ fn rollout_table(results: &RolloutResults) -> String {
             group_digits(p.parent.all.count as u64),
             largest(&p.parent),
             group_digits(p.post_upgrade),
-            group_digits(p.child_install.max),
+            stats_max_median(&p.child_install),
             p.max_slots,
             group_digits(p.verified as u64),
             group_digits(p.children.into()),
@@ -119,6 +120,32 @@ fn rollout_table(results: &RolloutResults) -> String {
          the last child's confirm.\n"
     )
     .unwrap();
+    write!(
+        out,
+        "\nCycles the rollout cost (13-node application subnet fees, from the parent's upgrade to the end; the \
+         children's part is their installs, their own timers and their storage), and what the rounds would take on mainnet at \
+         {MAINNET_ROUNDS_PER_SECOND} round per second, an estimate:\n\n| N | K | Parent | Children | Per child: \
+         min / median / max | Total | Mainnet estimate |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+    )
+    .unwrap();
+    for p in &results.rollouts {
+        let c = &p.cycles;
+        let (min, median, max) = c.children_spread();
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} / {} | {} | {:.0} s |",
+            group_digits(p.children.into()),
+            p.concurrency,
+            format_cycles(c.parent),
+            format_cycles(c.children_total()),
+            format_cycles(min),
+            format_cycles(median),
+            format_cycles(max),
+            format_cycles(c.total()),
+            c.mainnet_seconds()
+        )
+        .unwrap();
+    }
     let traps: usize = results.rollouts.iter().map(|p| p.parent.traps).sum();
     if traps > 0 {
         writeln!(out, "\n{traps} parent executions trapped during the rollouts.").unwrap();

@@ -254,7 +254,7 @@ impl Fleet {
         }
         let settings: CyclesPerChild = self.parent().query("settings", ());
         let per_child = u128::try_from(settings.cycles_per_child.0).expect("cycles fit u128");
-        // Creation fee (ic-cdk attaches it; this replica charges nothing and passes it on) plus the child's cycles.
+        // The creation fee (ic-cdk attaches it) plus the child's cycles, with room to spare.
         self.replica
             .add_cycles(self.parent, u128::from(n) * (per_child + 2_000_000_000_000));
         let mut new = Vec::new();
@@ -372,7 +372,7 @@ impl Fleet {
         for (i, c) in self.children.clone().into_iter().enumerate() {
             let sum = self.child(c).data_checksum();
             self.checksums.insert(c, sum);
-            if (i as u64 + 1) % 100 == 0 || i as u64 + 1 == n {
+            if (i as u64 + 1).is_multiple_of(100) || i as u64 + 1 == n {
                 progress(i as u64 + 1, n);
             }
         }

@@ -7,10 +7,12 @@
 //!   drive the rollout round by round, and [`Fleet::verify`] every child;
 //! - [`records`]: what the replica's records say about a rollout (management calls per child, concurrency over
 //!   time, instruction statistics);
-//! - [`rehearsal`]: the whole release rehearsal behind the `rehearse` command.
+//! - [`rehearsal`]: the whole release rehearsal behind the `rehearse` command, and [`cycles`]: what a rollout
+//!   cost in cycles.
 
 mod call;
 pub mod child;
+pub mod cycles;
 pub mod fleet;
 pub mod parent;
 pub mod records;

@@ -152,8 +152,9 @@ impl Stats {
     }
 }
 
-/// Entry names that run inside `install_code` (they share its instruction budget).
-pub const INSTALL_ENTRIES: [&str; 4] = [
+/// Entry names that run inside `install_code` (they share its instruction budget), compilation included.
+pub const INSTALL_ENTRIES: [&str; 5] = [
+    "(compilation)",
     "canister_pre_upgrade",
     "(start)",
     "canister_post_upgrade",
@@ -164,8 +165,8 @@ pub fn is_timer_entry(entry: &str) -> bool {
     entry == "canister_global_timer" || entry.contains("timer_executor")
 }
 
-/// Instructions of each upgrade of each of `children` (pre_upgrade + start + post_upgrade of one install_code,
-/// grouped by canister and round) in `executions`; successful and trapped alike.
+/// Instructions of each upgrade of each of `children` (compilation + pre_upgrade + start + post_upgrade of one
+/// install_code, grouped by canister and round) in `executions`; successful and trapped alike.
 pub fn child_install_instructions(executions: &[ExecutionRecord], children: &[Principal]) -> Vec<u64> {
     let children: std::collections::BTreeSet<_> = children.iter().collect();
     let mut per: BTreeMap<(Principal, u64), u64> = BTreeMap::new();
@@ -177,12 +178,13 @@ pub fn child_install_instructions(executions: &[ExecutionRecord], children: &[Pr
     per.into_values().collect()
 }
 
-/// Instructions of `canister`'s replicated executions in `executions` (queries left out), split into timer
-/// executions and all (timers, updates, callbacks).
+/// Instructions of `canister`'s replicated executions in `executions` (queries and install_code left out), split
+/// into timer executions and all (timers, updates, callbacks).
 pub fn canister_instructions(executions: &[ExecutionRecord], canister: Principal) -> (Vec<u64>, Vec<u64>) {
     let mine: Vec<&ExecutionRecord> = executions
         .iter()
         .filter(|e| e.canister == canister && !e.entry.starts_with("canister_query"))
+        .filter(|e| !INSTALL_ENTRIES.contains(&e.entry.as_str()))
         .collect();
     let timer = mine
         .iter()

@@ -18,6 +18,7 @@ use candid::Principal;
 use replica::RejectCode;
 use shared::parent::{ChildFailure, ChildState, RolloutStatus};
 
+use crate::cycles::{format_cycles, Balances, CyclesReport};
 use crate::fleet::{ChildFacts, Fleet, FleetConfig, ParentUpgrade};
 use crate::hash8;
 use crate::records::{self, Occupancy, Stats};
@@ -157,14 +158,14 @@ pub struct Report {
     pub simulated: Duration,
     pub wall_setup: Duration,
     pub wall_rollout: Duration,
-    /// Instructions per child `install_code` (pre_upgrade + start + post_upgrade).
+    /// Instructions per child `install_code` (compilation + pre_upgrade + start + post_upgrade).
     pub child_install: Stats,
     /// Instructions per parent timer execution (`canister_global_timer`, the timer self-call).
     pub parent_timer: Stats,
     /// Instructions per replicated parent execution (timers, updates, callbacks; queries left out).
     pub parent_all: Stats,
-    pub cycles_before: u128,
-    pub cycles_after: u128,
+    /// Cycles the rollout cost the parent and the children.
+    pub cycles: CyclesReport,
     /// Children the parent topped up before their install, and the cycles it deposited.
     pub top_ups: u64,
     pub cycles_spent: u128,
@@ -329,11 +330,12 @@ impl fmt::Display for Report {
             instr(a.median),
             instr(a.total)
         )?;
-        let used = self.cycles_before as i128 - self.cycles_after as i128;
+        writeln!(f, "{}", self.cycles)?;
         writeln!(
             f,
-            "  cycles         {} used by the parent and children (before {}, after {}; this replica charges no fees); {} children topped up with {} cycles",
-            used, self.cycles_before, self.cycles_after, self.top_ups, self.cycles_spent
+            "  top-ups        {} children topped up with {} cycles",
+            self.top_ups,
+            format_cycles(self.cycles_spent as i128)
         )?;
         if c.canary.is_some() || c.halt_after.is_some() {
             writeln!(
@@ -466,7 +468,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
 
     let calls_from = fleet.replica.management_calls().len();
     let executions_from = fleet.replica.executions().len();
-    let cycles_before = fleet.total_cycles();
+    let balances_before = Balances::of(&fleet);
     let time_before = fleet.replica.time_nanos();
     let rollout_started = Instant::now();
 
@@ -505,7 +507,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
     progress.rollout_done(&run.status);
     let wall_rollout = rollout_started.elapsed();
     let simulated = Duration::from_nanos(fleet.replica.time_nanos() - time_before);
-    let cycles_after = fleet.total_cycles();
+    let cycles = CyclesReport::between(&balances_before, &Balances::of(&fleet), run.rounds);
 
     // Records.
     let calls = records::calls_since(&fleet.replica, fleet.parent, calls_from);
@@ -631,8 +633,7 @@ pub fn rehearse(config: &RehearsalConfig, progress: &mut dyn Progress) -> Report
         child_install,
         parent_timer: Stats::of(timer),
         parent_all: Stats::of(all),
-        cycles_before,
-        cycles_after,
+        cycles,
         top_ups: run.status.top_ups,
         cycles_spent: run.status.cycles_spent,
         halted,

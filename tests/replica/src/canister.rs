@@ -1,14 +1,32 @@
 //! A canister's state: identity, controllers, status, code, memories, call contexts and callbacks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use candid::Principal;
+use candid::{Nat, Principal};
 use wasmi::Val;
 
+use crate::cycles;
 use crate::execution::Live;
 use crate::system_api::SystemState;
 use crate::wasm_module::CompiledModule;
+
+/// Bytes billed per canister history entry (an estimate of its encoded size).
+pub const HISTORY_ENTRY_BYTES: u64 = 100;
+/// Every chunk in the chunk store is billed as a full 1 MiB chunk.
+pub const CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// The parts of a canister's memory usage (`canister_status` `memory_metrics`).
+pub struct MemoryMetrics {
+    pub wasm_memory: u64,
+    pub stable_memory: u64,
+    pub globals: u64,
+    pub wasm_binary: u64,
+    pub custom_sections: u64,
+    pub history: u64,
+    pub chunk_store: u64,
+    pub snapshots: u64,
+}
 
 /// Spec "Canister status".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +74,15 @@ pub struct CallContext {
 #[derive(Clone, Debug)]
 pub struct Callback {
     pub context: u64,
+    /// Whom the call went to: it holds one of the 500 slots between the two canisters until it is answered.
+    pub callee: Principal,
     pub reply: (u32, u32),
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,
     pub deadline: Option<u64>,
+    /// Prepaid by the call for the response's transmission and the callback's execution.
+    pub transmission_prepay: u128,
+    pub execution_prepay: u128,
 }
 
 /// A `stop_canister` call waiting for the canister to have no open call contexts.
@@ -70,15 +93,29 @@ pub struct PendingStop {
     pub record: usize,
 }
 
-/// Settings the replica stores and reports but does not enforce (see README).
-#[derive(Clone, Debug, Default)]
-pub struct StoredSettings {
-    pub compute_allocation: u64,
-    pub memory_allocation: u64,
-    pub freezing_threshold: u64,
-    pub reserved_cycles_limit: u128,
-    pub wasm_memory_limit: u64,
-    pub wasm_memory_threshold: u64,
+/// The canister's settings as `canister_status` reports them (controllers apart). Only the freezing threshold and
+/// the environment variables act; the others are stored and reported (see README).
+#[derive(Clone, Debug)]
+pub struct Settings(pub ic_management_canister_types::DefiniteCanisterSettings);
+
+impl Default for Settings {
+    /// The IC's defaults (ic-management-canister-types `CanisterSettings` docs): freezing threshold 30 days,
+    /// reserved cycles limit 5T, log memory limit 4,096 bytes.
+    fn default() -> Self {
+        Self(ic_management_canister_types::DefiniteCanisterSettings {
+            freezing_threshold: Nat::from(2_592_000u64),
+            reserved_cycles_limit: Nat::from(5_000_000_000_000u64),
+            log_memory_limit: Nat::from(4096u64),
+            ..Default::default()
+        })
+    }
+}
+
+impl Settings {
+    /// The freezing threshold in seconds.
+    pub fn freezing_threshold(&self) -> u64 {
+        u64::try_from(self.0.freezing_threshold.0.clone()).unwrap_or(u64::MAX)
+    }
 }
 
 /// One entry of the canister history (spec `canister_info`).
@@ -87,6 +124,8 @@ pub struct Change {
     pub time: u64,
     pub canister_version: u64,
     pub origin: Principal,
+    /// The `sender_canister_version` a calling canister passed.
+    pub origin_version: Option<u64>,
     pub details: ic_management_canister_types::ChangeDetails,
 }
 
@@ -111,7 +150,8 @@ impl CanisterSnapshot {
 
 pub struct Canister {
     pub id: Principal,
-    pub controllers: Vec<Principal>,
+    /// A set, reported in its order (the IC's `BTreeSet<PrincipalId>`).
+    pub controllers: BTreeSet<Principal>,
     pub status: CanisterStatus,
     pub version: u64,
     pub sys: SystemState,
@@ -126,13 +166,21 @@ pub struct Canister {
     pub chunks: BTreeMap<[u8; 32], Vec<u8>>,
     pub snapshots: Vec<CanisterSnapshot>,
     pub history: Vec<Change>,
-    pub settings: StoredSettings,
+    pub settings: Settings,
+    /// The environment variables, by name (`ic0.env_var_*` reads them in this order).
+    pub env_vars: Arc<BTreeMap<String, String>>,
     /// The global timer value currently in the replica's timer index.
     pub indexed_timer: u64,
+    /// The last round in which the canister executed (the scheduler serves the least recently executed first).
+    pub last_executed_round: u64,
+    /// Instructions of recent install_code executions not yet paid off by the per-round rate limit.
+    pub install_code_debit: u64,
+    /// When the canister last paid for its memory (ns).
+    pub last_storage_charge: u64,
 }
 
 impl Canister {
-    pub fn new(id: Principal, controllers: Vec<Principal>, cycles: u128) -> Self {
+    pub fn new(id: Principal, controllers: BTreeSet<Principal>, cycles: u128) -> Self {
         Self {
             id,
             controllers,
@@ -152,11 +200,12 @@ impl Canister {
             chunks: BTreeMap::new(),
             snapshots: Vec::new(),
             history: Vec::new(),
-            settings: StoredSettings {
-                freezing_threshold: 2_592_000,
-                ..Default::default()
-            },
+            settings: Settings::default(),
+            env_vars: Arc::default(),
             indexed_timer: 0,
+            last_executed_round: 0,
+            install_code_debit: 0,
+            last_storage_charge: 0,
         }
     }
 
@@ -172,10 +221,54 @@ impl Canister {
         self.controllers.contains(p)
     }
 
-    pub fn memory_size(&self) -> u64 {
-        self.live.as_ref().map_or(0, |l| l.heap_size())
-            + self.sys.stable.size() * crate::stable_memory::PAGE_SIZE
-            + self.module_bytes_len
-            + self.snapshots.iter().map(|s| s.size()).sum::<u64>()
+    /// Memory usage as the IC bills it (`CanisterState::memory_usage`): Wasm memory, stable memory, globals, the
+    /// module and its custom sections, canister history, chunk store (1 MiB per chunk) and snapshots.
+    pub fn memory_usage(&self) -> u64 {
+        let m = self.memory_metrics();
+        m.wasm_memory
+            + m.stable_memory
+            + m.globals
+            + m.wasm_binary
+            + m.custom_sections
+            + m.history
+            + m.chunk_store
+            + m.snapshots
+    }
+
+    pub fn memory_metrics(&self) -> MemoryMetrics {
+        MemoryMetrics {
+            wasm_memory: self.live.as_ref().map_or(0, |l| l.heap_size()),
+            stable_memory: self.sys.stable.size() * crate::stable_memory::PAGE_SIZE,
+            globals: self.live.as_ref().map_or(0, |l| l.global_count() as u64 * 8),
+            wasm_binary: self.module_bytes_len,
+            custom_sections: self.module().map_or(0, |m| {
+                m.metadata.iter().map(|(n, s)| (n.len() + s.content.len()) as u64).sum()
+            }),
+            history: self.history.len() as u64 * HISTORY_ENTRY_BYTES,
+            chunk_store: self.chunks.len() as u64 * CHUNK_BYTES,
+            snapshots: self.snapshots.iter().map(|s| s.size()).sum(),
+        }
+    }
+
+    /// The freezing threshold in cycles: the idle burn of the canister's memory over `freezing_threshold` seconds.
+    pub fn freezing_threshold_cycles(&self) -> u128 {
+        cycles::freezing_threshold(self.memory_usage(), self.settings.freezing_threshold())
+    }
+
+    /// Takes `amount` cycles if that leaves the balance at or above the freezing threshold; otherwise the IC's
+    /// out-of-cycles text (telling how much is missing if `reveal`).
+    pub fn withdraw(&mut self, amount: u128, reveal: bool) -> Result<(), String> {
+        let threshold = self.freezing_threshold_cycles();
+        if self.sys.cycles.saturating_sub(threshold) < amount {
+            return Err(cycles::out_of_cycles(
+                self.id,
+                amount,
+                self.sys.cycles,
+                threshold,
+                reveal,
+            ));
+        }
+        self.sys.cycles -= amount;
+        Ok(())
     }
 }

@@ -3,9 +3,11 @@
 //! shaped like the `pocket-ic` crate plus records and fault injection. See README.md for what is (not) modelled.
 
 mod canister;
+mod cycles;
 mod error;
 mod execution;
 mod faults;
+mod heap;
 mod management;
 mod scheduler;
 mod stable_memory;
@@ -21,7 +23,9 @@ use serde::de::DeserializeOwned;
 pub use candid;
 pub use canister::CanisterStatus;
 pub use error::{Reject, RejectCode};
+pub use execution::SLEEP_AFTER_IDLE_ROUNDS;
 pub use ic_management_canister_types as ic00;
+pub use scheduler::SchedulerConfig;
 pub use stable_memory::PAGE_SIZE as STABLE_PAGE_SIZE;
 pub use wasm_module::{Metadata, EOP_SECTION};
 
@@ -52,6 +56,8 @@ pub struct ReplicaConfig {
     /// The network's DER-framed root key, as `ic0.root_key` returns it; the subnet id is its self-authenticating
     /// principal. `None`: a fixed placeholder key and subnet id.
     pub root_key: Option<Vec<u8>>,
+    /// Round and slice limits of the IC's scheduler.
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for ReplicaConfig {
@@ -67,6 +73,7 @@ impl Default for ReplicaConfig {
             first_canister_index: 0,
             max_rounds_per_call: 100_000,
             root_key: None,
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -149,7 +156,7 @@ impl Replica {
     ) -> Result<Principal, Reject> {
         let mut s = self.state.borrow_mut();
         let cycles = s.config.initial_cycles;
-        s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id))
+        s.create_canister_with_id(sender_or_anonymous(sender), settings, cycles, Some(id), None)
     }
 
     /// Creates an empty canister; its controllers are `settings.controllers`, else the sender (default anonymous).
@@ -311,8 +318,9 @@ impl Replica {
         self.with(id, |c| c.status)
     }
 
+    /// The controllers, in the IC's order (sorted, no duplicates).
     pub fn controllers(&self, id: Principal) -> Vec<Principal> {
-        self.with(id, |c| c.controllers.clone())
+        self.with(id, |c| c.controllers.iter().copied().collect())
     }
 
     pub fn canister_version(&self, id: Principal) -> u64 {
@@ -375,6 +383,22 @@ impl Replica {
     /// Size of the wasm heap in bytes (0 without a module).
     pub fn heap_size(&self, id: Principal) -> u64 {
         self.with(id, |c| c.live.as_ref().map_or(0, |l| l.heap_size()))
+    }
+
+    /// The canister's memory usage in bytes, as `canister_status` reports it and as storage is charged.
+    pub fn memory_size(&self, id: Principal) -> u64 {
+        self.with(id, |c| c.memory_usage())
+    }
+
+    /// Bytes of the canister's heap in RAM: zero pages and pages never written take none.
+    pub fn heap_resident_bytes(&self, id: Principal) -> u64 {
+        self.with(id, |c| c.live.as_ref().map_or(0, |l| l.heap_resident_bytes()))
+    }
+
+    /// Whether the canister's Wasm instance is in memory: it is dropped after a few rounds without an execution
+    /// and made again, on the same heap, when the canister next runs.
+    pub fn has_instance(&self, id: Principal) -> bool {
+        self.with(id, |c| c.live.as_ref().is_some_and(|l| l.is_awake()))
     }
 
     /// Call contexts not yet closed (a stopping canister stops when this reaches 0).
@@ -479,7 +503,7 @@ impl Replica {
 
     // ---- Rounds and time ----
 
-    /// Runs one round.
+    /// Runs one IC round (see README, "Rounds").
     pub fn tick(&self) {
         self.state.borrow_mut().tick();
     }
@@ -490,7 +514,8 @@ impl Replica {
         }
     }
 
-    /// Runs rounds until no message is queued (at most `max_rounds_per_call`); returns how many ran.
+    /// Runs rounds until no message is queued and no install is running (at most `max_rounds_per_call`); returns
+    /// how many ran.
     pub fn run_until_idle(&self) -> u64 {
         let max = self.config().max_rounds_per_call;
         let mut n = 0;
@@ -589,14 +614,15 @@ impl Replica {
             .add_reject(target, method.to_string(), Reject::new(code, message));
     }
 
-    /// Sets the canister's cycle balance to 0: it is frozen (see README).
+    /// Sets the canister's cycle balance to its freezing threshold: it is frozen (it cannot prepay an execution,
+    /// an install or a call) but still pays for its memory.
     pub fn drain_cycles(&self, id: Principal) {
         let mut s = self.state.borrow_mut();
-        s.canisters
+        let c = s
+            .canisters
             .get_mut(&id)
-            .unwrap_or_else(|| panic!("canister {id} not found"))
-            .sys
-            .cycles = 0;
+            .unwrap_or_else(|| panic!("canister {id} not found"));
+        c.sys.cycles = c.freezing_threshold_cycles();
     }
 
     /// Responses to `canister` are delivered `rounds` rounds late (0 to stop delaying).

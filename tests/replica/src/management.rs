@@ -1,5 +1,9 @@
-//! The management canister `aaaaa-aa` (spec "The IC management canister"). Canister calls to it are handled in
-//! the round they are delivered; their responses reach the caller in a later round.
+//! The management canister `aaaaa-aa` (spec "The IC management canister"). Its requests are handled at the start
+//! of a round; canister calls reach it through message routing (the round after they are made), and its responses
+//! reach a canister caller one round after it handled them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use candid::{CandidType, Nat, Principal};
 use ic_management_canister_types as ic00;
@@ -7,9 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
-use crate::error::{Reject, RejectCode};
+use crate::cycles;
+use crate::error::{ErrorCode, Reject, RejectCode, Trap};
 use crate::execution::{Entry, Live, Snapshot};
-use crate::scheduler::{error_from, Exec, Request, Rollback, State};
+use crate::scheduler::{error_from, Exec, LongInstallStart, Request, Rollback, State};
 use crate::system_api::{EntryKind, SystemState};
 use crate::wasm_module::{self, CompiledModule};
 use crate::ManagementCall;
@@ -21,8 +26,12 @@ const MAX_CHUNKS: usize = 100;
 const MAX_SNAPSHOTS: usize = 10;
 
 fn decode<T: DeserializeOwned + CandidType>(bytes: &[u8]) -> Result<T, Reject> {
-    candid::decode_one(bytes)
-        .map_err(|e| Reject::canister_error(format!("Error decoding candid: {e}")).with_error_code("IC0503"))
+    candid::decode_one(bytes).map_err(|e| {
+        Reject::of(
+            ErrorCode::InvalidManagementPayload,
+            format!("Error decoding candid: {e}"),
+        )
+    })
 }
 
 fn encode<T: CandidType>(value: &T) -> Vec<u8> {
@@ -33,8 +42,28 @@ fn unit() -> Vec<u8> {
     candid::encode_args(()).expect("encode ()")
 }
 
+/// install_code and install_chunked_code: at most one runs across several rounds at a time.
+pub fn is_install(method: &str) -> bool {
+    method == "install_code" || method == "install_chunked_code"
+}
+
+/// The outcome of an install_code: its result and the instructions it used (every phase, trapped or not).
+pub struct InstallOutcome {
+    pub result: Result<(), Reject>,
+    pub instructions: u64,
+}
+
+impl InstallOutcome {
+    fn refused(reject: Reject) -> Self {
+        Self {
+            result: Err(reject),
+            instructions: 0,
+        }
+    }
+}
+
 /// The canister a management call is about, for the call record and fault injection.
-fn target_of(method: &str, payload: &[u8]) -> Option<Principal> {
+pub fn target_of(method: &str, payload: &[u8]) -> Option<Principal> {
     #[derive(Deserialize, CandidType)]
     struct ById {
         canister_id: Principal,
@@ -58,19 +87,15 @@ pub fn is_canister_id(p: &Principal) -> bool {
     b.len() == 10 && b[8] == 1 && b[9] == 1
 }
 
-fn change_origin(caller: Principal) -> ic00::ChangeOrigin {
+fn change_origin(caller: Principal, version: Option<u64>) -> ic00::ChangeOrigin {
     if is_canister_id(&caller) {
         ic00::ChangeOrigin::FromCanister(ic00::FromCanisterRecord {
             canister_id: caller,
-            canister_version: None,
+            canister_version: version,
         })
     } else {
         ic00::ChangeOrigin::FromUser(ic00::FromUserRecord { user_id: caller })
     }
-}
-
-fn nat_u64(n: &Nat) -> u64 {
-    u64::try_from(n.0.clone()).unwrap_or(u64::MAX)
 }
 
 fn nat_u128(n: &Nat) -> u128 {
@@ -78,8 +103,9 @@ fn nat_u128(n: &Nat) -> u128 {
 }
 
 impl State {
-    /// Handles a request to `aaaaa-aa`, records it, and responds (except `stop_canister`, which may wait).
-    pub fn handle_management(&mut self, req: Request) {
+    /// Handles a request to `aaaaa-aa`, records it, and responds (except `stop_canister`, which may wait, and an
+    /// install that needs more than one slice). Returns the instructions it used in this round.
+    pub fn handle_management(&mut self, req: Request) -> u64 {
         let target = target_of(&req.method, &req.payload);
         let record = self.management_calls.len();
         self.management_calls.push(ManagementCall {
@@ -91,20 +117,41 @@ impl State {
         });
         let mut refund = req.cycles;
         let caller = req.sender;
-        let injected = target.and_then(|t| self.faults.take_reject(t, &req.method));
+        let injected = target.and_then(|t| self.take_injected_reject(t, &req.method, &req.origin));
+        let mut instructions = 0;
         let result = match injected {
             Some(reject) => Err(reject),
             None => match req.method.as_str() {
                 "stop_canister" => match decode::<ic00::CanisterIdRecord>(&req.payload)
                     .and_then(|a| self.stop_canister(caller, a.canister_id, req.origin.clone(), record))
                 {
-                    Ok(()) => return,
+                    Ok(()) => return 0,
                     Err(reject) => Err(reject),
                 },
-                "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).map(|a| {
+                method if is_install(method) => {
+                    let outcome = self.install_request(caller, method, &req.payload);
+                    instructions = outcome.instructions;
+                    outcome.result.map(|()| unit())
+                }
+                "create_canister" => decode::<ic00::CreateCanisterArgs>(&req.payload).and_then(|a| {
+                    // The creation fee comes out of the attached cycles; the rest is the new canister's balance.
+                    let fee = cycles::CANISTER_CREATION_FEE;
+                    if req.cycles < fee {
+                        return Err(Reject::of(
+                            ErrorCode::InsufficientCyclesForCreateCanister,
+                            format!(
+                                "Creating a canister requires a fee of {fee} that is deducted from the canister's \
+                                 initial balance but only {} cycles were received with the create_canister request.",
+                                req.cycles
+                            ),
+                        ));
+                    }
                     refund = 0;
-                    let id = self.create_canister(caller, a.settings, req.cycles);
-                    encode(&ic00::CanisterIdRecord { canister_id: id })
+                    let cycles = req.cycles - fee;
+                    let id = self
+                        .create_canister_with_id(caller, a.settings, cycles, None, a.sender_canister_version)
+                        .expect("a fresh id is free");
+                    Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
                 }),
                 "deposit_cycles" => decode::<ic00::CanisterIdRecord>(&req.payload).and_then(|a| {
                     let c = self
@@ -118,8 +165,46 @@ impl State {
                 _ => self.dispatch(caller, &req.method, &req.payload),
             },
         };
+        let slice = self.config.scheduler.max_instructions_per_install_code_slice;
+        if let (Some(id), true) = (target, instructions > slice) {
+            let install = LongInstallStart {
+                instructions,
+                origin: req.origin,
+                result,
+                refund,
+                record,
+            };
+            self.start_long_install(id, install);
+            return slice;
+        }
+        if let Some(c) = target.and_then(|t| self.canisters.get_mut(&t)) {
+            c.install_code_debit += instructions;
+        }
         self.management_calls[record].outcome = Some(result.as_ref().map(|_| ()).map_err(Clone::clone));
-        self.respond(&req.origin, result, refund);
+        self.respond_routed(&req.origin, result, refund);
+        instructions
+    }
+
+    /// `install_code` or `install_chunked_code`.
+    fn install_request(&mut self, caller: Principal, method: &str, payload: &[u8]) -> InstallOutcome {
+        if method == "install_code" {
+            match decode::<ic00::InstallCodeArgs>(payload) {
+                Ok(a) => self.install_code(
+                    caller,
+                    a.sender_canister_version,
+                    a.canister_id,
+                    a.mode,
+                    &a.wasm_module,
+                    a.arg,
+                ),
+                Err(reject) => InstallOutcome::refused(reject),
+            }
+        } else {
+            match decode::<ic00::InstallChunkedCodeArgs>(payload) {
+                Ok(a) => self.install_chunked_code(caller, a),
+                Err(reject) => InstallOutcome::refused(reject),
+            }
+        }
     }
 
     fn dispatch(&mut self, caller: Principal, method: &str, payload: &[u8]) -> Result<Vec<u8>, Reject> {
@@ -127,7 +212,13 @@ impl State {
             "provisional_create_canister_with_cycles" => {
                 let a: ic00::ProvisionalCreateCanisterWithCyclesArgs = decode(payload)?;
                 let cycles = a.amount.as_ref().map_or(self.config.initial_cycles, nat_u128);
-                let id = self.create_canister_with_id(caller, a.settings, cycles, a.specified_id)?;
+                let id = self.create_canister_with_id(
+                    caller,
+                    a.settings,
+                    cycles,
+                    a.specified_id,
+                    a.sender_canister_version,
+                )?;
                 Ok(encode(&ic00::CanisterIdRecord { canister_id: id }))
             }
             "provisional_top_up_canister" => {
@@ -139,18 +230,10 @@ impl State {
                 c.sys.cycles += nat_u128(&a.amount);
                 Ok(unit())
             }
-            "install_code" => {
-                let a: ic00::InstallCodeArgs = decode(payload)?;
-                self.install_code(caller, a.canister_id, a.mode, &a.wasm_module, a.arg)
-                    .map(|()| unit())
-            }
-            "install_chunked_code" => {
-                let a: ic00::InstallChunkedCodeArgs = decode(payload)?;
-                self.install_chunked_code(caller, a).map(|()| unit())
-            }
             "uninstall_code" => {
                 let a: ic00::UninstallCodeArgs = decode(payload)?;
-                self.uninstall_code(caller, a.canister_id).map(|()| unit())
+                self.uninstall_code(caller, a.canister_id, a.sender_canister_version)
+                    .map(|()| unit())
             }
             "start_canister" => {
                 let a: ic00::CanisterIdRecord = decode(payload)?;
@@ -169,8 +252,18 @@ impl State {
                 self.controlled(caller, a.canister_id, "update_settings")?;
                 let (time, id) = (self.time, a.canister_id);
                 let c = self.canisters.get_mut(&id).expect("checked");
-                apply_settings(c, &a.settings, caller, time);
                 c.version += 1;
+                if apply_settings(c, &a.settings) {
+                    c.history.push(Change {
+                        time,
+                        canister_version: c.version,
+                        origin: caller,
+                        origin_version: a.sender_canister_version,
+                        details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
+                            controllers: c.controllers.iter().copied().collect(),
+                        }),
+                    });
+                }
                 Ok(unit())
             }
             "delete_canister" => {
@@ -244,10 +337,10 @@ impl State {
                 }
                 Ok(unit())
             }
-            _ => Err(
-                Reject::canister_error(format!("Management canister has no method '{method}'"))
-                    .with_error_code("IC0536"),
-            ),
+            _ => Err(Reject::of(
+                ErrorCode::UnknownManagementMessage,
+                format!("Management canister has no method '{method}'"),
+            )),
         }
     }
 
@@ -277,17 +370,19 @@ impl State {
         settings: Option<ic00::CanisterSettings>,
         cycles: u128,
     ) -> Principal {
-        self.create_canister_with_id(caller, settings, cycles, None)
+        self.create_canister_with_id(caller, settings, cycles, None, None)
             .expect("a fresh id is free")
     }
 
-    /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`).
+    /// Creates a canister with the next free id, or with `specified_id` (`provisional_create_canister_with_cycles`);
+    /// `sender_version` is the calling canister's version, for the history.
     pub fn create_canister_with_id(
         &mut self,
         caller: Principal,
         settings: Option<ic00::CanisterSettings>,
         cycles: u128,
         specified_id: Option<Principal>,
+        sender_version: Option<u64>,
     ) -> Result<Principal, Reject> {
         let id = match specified_id {
             Some(id) if self.canisters.contains_key(&id) => {
@@ -301,70 +396,40 @@ impl State {
                 }
             },
         };
-        let mut c = Canister::new(id, vec![caller], cycles);
+        let mut c = Canister::new(id, BTreeSet::from([caller]), cycles);
         let time = self.time;
+        c.last_storage_charge = time;
+        if let Some(settings) = settings {
+            apply_settings(&mut c, &settings);
+        }
+        // One `creation` record holding the resulting controllers.
         c.history.push(Change {
             time,
             canister_version: 0,
             origin: caller,
+            origin_version: sender_version,
             details: ic00::ChangeDetails::Creation(ic00::CreationRecord {
-                controllers: vec![caller],
+                controllers: c.controllers.iter().copied().collect(),
                 environment_variables_hash: None,
             }),
         });
-        if let Some(settings) = settings {
-            apply_settings(&mut c, &settings, caller, time);
-        }
         self.canisters.insert(id, c);
         Ok(id)
     }
 
     /// Spec "install_code": install, reinstall, or upgrade; atomic (a trap anywhere leaves the canister as it was).
+    #[allow(clippy::too_many_arguments)]
     pub fn install_code(
         &mut self,
         caller: Principal,
+        sender_version: Option<u64>,
         id: Principal,
         mode: ic00::CanisterInstallMode,
         wasm: &[u8],
         arg: Vec<u8>,
-    ) -> Result<(), Reject> {
-        self.controlled(caller, id, "install_code")?;
-        let invalid = |e: String| {
-            Reject::canister_error(format!(
-                "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
-            ))
-            .with_error_code("IC0505")
-        };
-        let raw = wasm_module::decode(wasm).map_err(invalid)?;
-        let module = self
-            .modules
-            .get_or_compile(&self.runtime.engine, &raw)
-            .map_err(invalid)?;
-        let hash = wasm_module::sha256(wasm);
-        self.with_canister(id, |s, c| {
-            s.install_on(c, caller, mode, module, hash, wasm.len() as u64, arg)
-        })
-        .expect("checked")
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn install_on(
-        &mut self,
-        c: &mut Canister,
-        caller: Principal,
-        mode: ic00::CanisterInstallMode,
-        module: std::sync::Arc<CompiledModule>,
-        hash: [u8; 32],
-        len: u64,
-        arg: Vec<u8>,
-    ) -> Result<(), Reject> {
-        use ic00::CanisterInstallMode as Mode;
-        let id = c.id;
-        if c.sys.cycles == 0 {
-            return Err(
-                Reject::new(RejectCode::SysTransient, format!("Canister {id} is out of cycles"))
-                    .with_error_code("IC0207"),
-            );
+    ) -> InstallOutcome {
+        if let Err(reject) = self.controlled(caller, id, "install_code") {
+            return InstallOutcome::refused(reject);
         }
         let invalid = |e: String| {
             Reject::canister_error(format!(
@@ -372,7 +437,102 @@ impl State {
             ))
             .with_error_code("IC0505")
         };
-        let mut budget = self.config.install_instruction_limit;
+        let cached =
+            match wasm_module::decode(wasm).and_then(|raw| self.modules.get_or_compile(&self.runtime.engine, &raw)) {
+                Ok(cached) => cached,
+                Err(e) => return InstallOutcome::refused(invalid(e)),
+            };
+        let code = Code {
+            module: cached.module,
+            compiled_before: cached.compiled_before,
+            hash: wasm_module::sha256(wasm),
+            len: wasm.len() as u64,
+            sender_version,
+        };
+        self.with_canister(id, |s, c| s.install_on(c, caller, mode, code, arg))
+            .expect("checked")
+    }
+
+    /// install_code on `c`: it prepays execution_cost(install limit) above its freezing threshold (install.rs
+    /// `reserve_execution_cycles`), runs, and gets the unused instructions back; instructions used are charged
+    /// whether the install succeeds or not.
+    fn install_on(
+        &mut self,
+        c: &mut Canister,
+        caller: Principal,
+        mode: ic00::CanisterInstallMode,
+        code: Code,
+        arg: Vec<u8>,
+    ) -> InstallOutcome {
+        let limit = self.config.install_instruction_limit;
+        let mut budget = limit;
+        let mut prepaid = 0;
+        let result = self.run_install(c, caller, mode, code, arg, &mut budget, &mut prepaid);
+        let instructions = limit - budget;
+        if prepaid > 0 {
+            c.sys.cycles += prepaid - cycles::execution_cost(instructions);
+        }
+        InstallOutcome { result, instructions }
+    }
+
+    /// Checks, then runs the install's phases within `budget` (canister_manager.rs `validate_input`, then
+    /// install.rs / upgrade.rs); compilation counts as instructions: in full the first time the module is
+    /// compiled, a hundredth once it is cached.
+    #[allow(clippy::too_many_arguments)]
+    fn run_install(
+        &mut self,
+        c: &mut Canister,
+        caller: Principal,
+        mode: ic00::CanisterInstallMode,
+        code: Code,
+        arg: Vec<u8>,
+        budget: &mut u64,
+        prepaid: &mut u128,
+    ) -> Result<(), Reject> {
+        use ic00::CanisterInstallMode as Mode;
+        let id = c.id;
+        let Code {
+            module,
+            compiled_before,
+            hash,
+            len,
+            sender_version,
+        } = code;
+        if mode == Mode::Install && c.live.is_some() {
+            return Err(Reject::of(
+                ErrorCode::CanisterNonEmpty,
+                format!(
+                    "Canister {id} cannot be installed because the canister is not empty. Try installing with \
+                     mode='reinstall' instead."
+                ),
+            ));
+        }
+        if c.install_code_debit > 0 {
+            return Err(Reject::of(
+                ErrorCode::CanisterInstallCodeRateLimited,
+                format!(
+                    "Canister {id} is rate limited because it executed too many instructions in the previous \
+                     install_code messages. Please retry installation after several minutes."
+                ),
+            ));
+        }
+        let reserve = cycles::execution_cost(*budget);
+        c.withdraw(reserve, true).map_err(|text| {
+            Reject::of(
+                ErrorCode::CanisterOutOfCycles,
+                format!("Canister installation failed with `{text}`."),
+            )
+        })?;
+        *prepaid = reserve;
+        let compilation = cycles::compilation_instructions(module.wasm_instructions, compiled_before);
+        *budget = budget.saturating_sub(compilation);
+        self.record(c.id, "(compilation)", compilation, Ok(()));
+        let invalid = |e: String| {
+            Reject::canister_error(format!(
+                "Error from Canister {id}: Canister's Wasm module is not valid: {e}"
+            ))
+            .with_error_code("IC0505")
+        };
         let deployment_mode = match &mode {
             Mode::Install => ic00::CodeDeploymentMode::Install,
             Mode::Reinstall => ic00::CodeDeploymentMode::Reinstall,
@@ -380,12 +540,6 @@ impl State {
         };
         match mode {
             Mode::Install | Mode::Reinstall => {
-                if mode == Mode::Install && c.live.is_some() {
-                    return Err(Reject::canister_error(format!(
-                        "Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."
-                    ))
-                    .with_error_code("IC0538"));
-                }
                 // Spec: reinstall discards all state, stable memory included, and runs canister_init.
                 let live = Live::new(&self.runtime, module.clone()).map_err(invalid)?;
                 let fresh = SystemState {
@@ -398,11 +552,11 @@ impl State {
                 c.version += 1;
                 let mut outcome = Ok(());
                 if module.has_start {
-                    outcome = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), &mut budget);
+                    outcome = self.run_phase(c, EntryKind::Start, Entry::Start, caller, Vec::new(), budget);
                 }
                 if outcome.is_ok() && module.exports("canister_init") {
                     let entry = Entry::Export("canister_init".into());
-                    outcome = self.run_phase(c, EntryKind::Init, entry, caller, arg, &mut budget);
+                    outcome = self.run_phase(c, EntryKind::Init, entry, caller, arg, budget);
                 }
                 if let Err(trap) = outcome {
                     let cycles = c.sys.cycles;
@@ -442,7 +596,7 @@ impl State {
                     flags.skip_pre_upgrade == Some(true),
                     keep,
                     arg,
-                    &mut budget,
+                    budget,
                 )?;
             }
         }
@@ -452,6 +606,7 @@ impl State {
             time: self.time,
             canister_version: c.version,
             origin: caller,
+            origin_version: sender_version,
             details: ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
                 mode: deployment_mode,
                 module_hash: hash.to_vec(),
@@ -463,6 +618,9 @@ impl State {
             self.heartbeats.remove(&id);
         }
         self.sync_timer(c);
+        if let Some(live) = &c.live {
+            live.release_zero_pages();
+        }
         Ok(())
     }
 
@@ -480,10 +638,10 @@ impl State {
         budget: &mut u64,
     ) -> Result<(), Reject> {
         let id = c.id;
-        let snapshot = Snapshot::take(c.live.as_ref().expect("checked"), &mut c.sys);
+        let snapshot = Snapshot::take(&self.runtime, c.live.as_mut().expect("checked"), &mut c.sys);
         let old_version = c.version;
         let mut old_live = None;
-        let outcome: Result<(), String> = 'upgrade: {
+        let outcome: Result<(), Trap> = 'upgrade: {
             if !skip_pre_upgrade && c.exports("canister_pre_upgrade") {
                 let entry = Entry::Export("canister_pre_upgrade".into());
                 if let Err(e) = self.run_phase(c, EntryKind::PreUpgrade, entry, caller, Vec::new(), budget) {
@@ -492,12 +650,12 @@ impl State {
             }
             let mut live = match Live::new(&self.runtime, module.clone()) {
                 Ok(live) => live,
-                Err(e) => break 'upgrade Err(e),
+                Err(e) => break 'upgrade Err(Trap::new(ErrorCode::CanisterInvalidWasm, e)),
             };
             if keep_heap {
                 let heap = c.live.as_ref().expect("checked").heap().to_vec();
-                if let Err(e) = live.set_heap_and_globals(&heap, &[]) {
-                    break 'upgrade Err(e);
+                if let Err(e) = live.set_heap_and_globals(&self.runtime, &heap, &[]) {
+                    break 'upgrade Err(Trap::new(ErrorCode::CanisterOutOfMemory, e));
                 }
             }
             old_live = c.live.replace(live);
@@ -518,7 +676,7 @@ impl State {
         };
         match outcome {
             Ok(()) => {
-                snapshot.commit(&mut c.sys);
+                snapshot.commit(old_live.as_ref().expect("replaced"), &mut c.sys);
                 Ok(())
             }
             Err(trap) => {
@@ -526,7 +684,7 @@ impl State {
                     c.live = old_live;
                 }
                 c.version = old_version;
-                snapshot.restore(&self.runtime, c.live.as_mut().expect("old instance"), &mut c.sys);
+                snapshot.restore(c.live.as_mut().expect("old instance"), &mut c.sys);
                 Err(error_from(id, &trap))
             }
         }
@@ -541,7 +699,7 @@ impl State {
         caller: Principal,
         arg: Vec<u8>,
         budget: &mut u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Trap> {
         let mut exec = Exec::new(kind, entry, *budget, Rollback::Caller);
         exec.limit = self.config.install_instruction_limit;
         exec.caller = Some(caller);
@@ -551,7 +709,22 @@ impl State {
         run.result
     }
 
-    fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> Result<(), Reject> {
+    fn install_chunked_code(&mut self, caller: Principal, a: ic00::InstallChunkedCodeArgs) -> InstallOutcome {
+        match self.assemble_chunks(caller, &a) {
+            Ok(wasm) => self.install_code(
+                caller,
+                a.sender_canister_version,
+                a.target_canister,
+                a.mode,
+                &wasm,
+                a.arg,
+            ),
+            Err(reject) => InstallOutcome::refused(reject),
+        }
+    }
+
+    /// The module of an install_chunked_code: the chunks in order, checked against the expected hash.
+    fn assemble_chunks(&self, caller: Principal, a: &ic00::InstallChunkedCodeArgs) -> Result<Vec<u8>, Reject> {
         let target = a.target_canister;
         let store = a.store_canister.unwrap_or(target);
         self.controlled(caller, target, "install_chunked_code")?;
@@ -580,41 +753,47 @@ impl State {
                 hex::encode(actual)
             )));
         }
-        self.install_code(caller, target, a.mode, &wasm, a.arg)
+        Ok(wasm)
     }
 
-    fn uninstall_code(&mut self, caller: Principal, id: Principal) -> Result<(), Reject> {
+    fn uninstall_code(&mut self, caller: Principal, id: Principal, sender_version: Option<u64>) -> Result<(), Reject> {
         self.controlled(caller, id, "uninstall_code")?;
         let time = self.time;
         self.with_canister(id, |s, c| {
-            s.forget_canister_indexes(c);
-            c.live = None;
-            c.module_hash = None;
-            c.module_bytes_len = 0;
-            c.sys = SystemState {
-                cycles: c.sys.cycles,
-                ..Default::default()
-            };
-            c.indexed_timer = 0;
-            c.chunks.clear();
+            s.remove_code(c);
             c.version += 1;
             c.history.push(Change {
                 time,
                 canister_version: c.version,
                 origin: caller,
+                origin_version: sender_version,
                 details: ic00::ChangeDetails::CodeUninstall,
             });
-            // Spec "uninstall_code": open call contexts are rejected, outstanding callbacks dropped.
-            c.callbacks.clear();
-            for (_, cc) in std::mem::take(&mut c.call_contexts) {
-                if !cc.responded {
-                    let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
-                    s.respond(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
-                }
-            }
-            s.check_stopped(c);
         });
         Ok(())
+    }
+
+    /// Spec "uninstall_code": the module, heap, stable memory, timer and chunk store go; open call contexts are
+    /// rejected and outstanding callbacks dropped; cycles stay.
+    pub fn remove_code(&mut self, c: &mut Canister) {
+        self.forget_canister_indexes(c);
+        c.live = None;
+        c.module_hash = None;
+        c.module_bytes_len = 0;
+        c.sys = SystemState {
+            cycles: c.sys.cycles,
+            ..Default::default()
+        };
+        c.indexed_timer = 0;
+        c.chunks.clear();
+        c.callbacks.clear();
+        for (_, cc) in std::mem::take(&mut c.call_contexts) {
+            if !cc.responded {
+                let reject = Reject::canister_error("Canister has been uninstalled.").with_error_code("IC0536");
+                self.respond_routed(&cc.origin, Err(reject), cc.cycles_available - cc.cycles_accepted);
+            }
+        }
+        self.check_stopped(c);
     }
 
     fn stop_canister(&mut self, caller: Principal, id: Principal, origin: Origin, record: usize) -> Result<(), Reject> {
@@ -623,7 +802,7 @@ impl State {
         self.with_canister(id, |s, c| {
             if c.status == CanisterStatus::Stopped {
                 s.management_calls[record].outcome = Some(Ok(()));
-                s.respond(&origin, Ok(unit()), 0);
+                s.respond_routed(&origin, Ok(unit()), 0);
                 return;
             }
             if c.status == CanisterStatus::Running {
@@ -649,10 +828,12 @@ impl State {
                 c.version += 1;
             }
             for stop in std::mem::take(&mut c.pending_stops) {
-                let reject = Reject::canister_error(format!("Canister {id}'s stop request was cancelled."))
-                    .with_error_code("IC0510");
+                let reject = Reject::of(
+                    ErrorCode::CanisterStoppingCancelled,
+                    format!("Canister {id}'s stop request was cancelled."),
+                );
                 s.management_calls[stop.record].outcome = Some(Err(reject.clone()));
-                s.respond(&stop.origin, Err(reject), 0);
+                s.respond_routed(&stop.origin, Err(reject), 0);
             }
         });
         Ok(())
@@ -662,10 +843,10 @@ impl State {
         self.controlled(caller, id, "delete_canister")?;
         let c = &self.canisters[&id];
         if c.status != CanisterStatus::Stopped {
-            return Err(
-                Reject::canister_error(format!("Canister {id} must be stopped before it is deleted."))
-                    .with_error_code("IC0511"),
-            );
+            return Err(Reject::of(
+                ErrorCode::CanisterNotStopped,
+                format!("Canister {id} must be stopped before it is deleted."),
+            ));
         }
         let c = self.canisters.remove(&id).expect("checked");
         self.forget_canister_indexes(&c);
@@ -676,10 +857,7 @@ impl State {
         self.controlled(caller, id, "canister_status")?;
         let c = &self.canisters[&id];
         let n = |v: u64| Nat::from(v);
-        let heap = c.live.as_ref().map_or(0, |l| l.heap_size());
-        let stable = c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
-        let snapshots: u64 = c.snapshots.iter().map(|s| s.size()).sum();
-        let chunks = c.chunks.len() as u64 * MAX_CHUNK_SIZE as u64;
+        let m = c.memory_metrics();
         Ok(ic00::CanisterStatusResult {
             status: match c.status {
                 CanisterStatus::Running => ic00::CanisterStatusType::Running,
@@ -690,21 +868,21 @@ impl State {
             version: c.version,
             settings: definite_settings(c),
             module_hash: c.module_hash.map(|h| h.to_vec()),
-            memory_size: n(c.memory_size() + chunks),
+            memory_size: n(c.memory_usage()),
             memory_metrics: ic00::MemoryMetrics {
-                wasm_memory_size: n(heap),
-                stable_memory_size: n(stable),
-                global_memory_size: n(c.live.as_ref().map_or(0, |l| l.globals.len() as u64 * 8)),
-                wasm_binary_size: n(c.module_bytes_len),
-                custom_sections_size: n(0),
-                canister_history_size: n(c.history.len() as u64 * 100),
-                wasm_chunk_store_size: n(chunks),
-                snapshots_size: n(snapshots),
+                wasm_memory_size: n(m.wasm_memory),
+                stable_memory_size: n(m.stable_memory),
+                global_memory_size: n(m.globals),
+                wasm_binary_size: n(m.wasm_binary),
+                custom_sections_size: n(m.custom_sections),
+                canister_history_size: n(m.history),
+                wasm_chunk_store_size: n(m.chunk_store),
+                snapshots_size: n(m.snapshots),
                 log_memory_store_size: n(0),
             },
             cycles: Nat::from(c.sys.cycles),
             reserved_cycles: n(0),
-            idle_cycles_burned_per_day: n(0),
+            idle_cycles_burned_per_day: Nat::from(cycles::idle_cycles_burned_per_day(c.memory_usage())),
             query_stats: ic00::QueryStats {
                 num_calls_total: n(0),
                 num_instructions_total: n(0),
@@ -728,12 +906,12 @@ impl State {
                 .map(|h| ic00::Change {
                     timestamp_nanos: h.time,
                     canister_version: h.canister_version,
-                    origin: change_origin(h.origin),
+                    origin: change_origin(h.origin, h.origin_version),
                     details: Some(h.details.clone()),
                 })
                 .collect(),
             module_hash: c.module_hash.map(|h| h.to_vec()),
-            controllers: c.controllers.clone(),
+            controllers: c.controllers.iter().copied().collect(),
         })
     }
 
@@ -795,7 +973,7 @@ impl State {
                 .cloned()
                 .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
             let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
-            live.set_heap_and_globals(&snapshot.heap, &snapshot.globals)
+            live.set_heap_and_globals(&s.runtime, &snapshot.heap, &snapshot.globals)
                 .map_err(Reject::canister_error)?;
             c.live = Some(live);
             let cycles = c.sys.cycles;
@@ -808,6 +986,7 @@ impl State {
                 time,
                 canister_version: c.version,
                 origin: caller,
+                origin_version: a.sender_canister_version,
                 details: ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
                     from_canister_id: None,
                     snapshot_id: snapshot.id.clone(),
@@ -823,6 +1002,15 @@ impl State {
     }
 }
 
+/// A module to install, from the module cache, and the installing canister's version for the history.
+struct Code {
+    module: std::sync::Arc<CompiledModule>,
+    compiled_before: bool,
+    hash: [u8; 32],
+    len: u64,
+    sender_version: Option<u64>,
+}
+
 fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
     ic00::Snapshot {
         id: s.id.clone(),
@@ -832,56 +1020,67 @@ fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
 }
 
 fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {
-    Reject::canister_error(format!(
-        "Could not find the snapshot ID {} for canister {id}.",
-        hex::encode(snapshot)
-    ))
-    .with_error_code("IC0524")
+    Reject::of(
+        ErrorCode::CanisterSnapshotNotFound,
+        format!(
+            "Could not find the snapshot ID {} for canister {id}.",
+            hex::encode(snapshot)
+        ),
+    )
 }
 
-fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings, caller: Principal, time: u64) {
-    if let Some(controllers) = &s.controllers {
-        c.controllers = controllers.clone();
-        c.history.push(Change {
-            time,
-            canister_version: c.version + 1,
-            origin: caller,
-            details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
-                controllers: controllers.clone(),
-            }),
-        });
+/// Applies the settings that are set (controllers as a set, environment variables by name); returns whether the
+/// controllers were set.
+fn apply_settings(c: &mut Canister, s: &ic00::CanisterSettings) -> bool {
+    let st = &mut c.settings.0;
+    let set = |field: &mut Nat, value: &Option<Nat>| {
+        if let Some(v) = value {
+            *field = v.clone();
+        }
+    };
+    set(&mut st.compute_allocation, &s.compute_allocation);
+    set(&mut st.memory_allocation, &s.memory_allocation);
+    set(&mut st.freezing_threshold, &s.freezing_threshold);
+    set(&mut st.reserved_cycles_limit, &s.reserved_cycles_limit);
+    set(
+        &mut st.minimum_incoming_canister_call_cycles,
+        &s.minimum_incoming_canister_call_cycles,
+    );
+    set(&mut st.log_memory_limit, &s.log_memory_limit);
+    set(&mut st.wasm_memory_limit, &s.wasm_memory_limit);
+    set(&mut st.wasm_memory_threshold, &s.wasm_memory_threshold);
+    if let Some(v) = &s.log_visibility {
+        st.log_visibility = v.clone();
     }
-    let st = &mut c.settings;
-    if let Some(v) = &s.compute_allocation {
-        st.compute_allocation = nat_u64(v);
+    if let Some(v) = &s.snapshot_visibility {
+        st.snapshot_visibility = v.clone();
     }
-    if let Some(v) = &s.memory_allocation {
-        st.memory_allocation = nat_u64(v);
+    if let Some(v) = &s.status_visibility {
+        st.status_visibility = v.clone();
     }
-    if let Some(v) = &s.freezing_threshold {
-        st.freezing_threshold = nat_u64(v);
+    if let Some(vars) = &s.environment_variables {
+        let by_name: BTreeMap<String, String> = vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+        st.environment_variables = by_name
+            .iter()
+            .map(|(name, value)| ic00::EnvironmentVariable {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        c.env_vars = Arc::new(by_name);
     }
-    if let Some(v) = &s.reserved_cycles_limit {
-        st.reserved_cycles_limit = nat_u128(v);
-    }
-    if let Some(v) = &s.wasm_memory_limit {
-        st.wasm_memory_limit = nat_u64(v);
-    }
-    if let Some(v) = &s.wasm_memory_threshold {
-        st.wasm_memory_threshold = nat_u64(v);
+    match &s.controllers {
+        Some(controllers) => {
+            c.controllers = controllers.iter().copied().collect();
+            true
+        }
+        None => false,
     }
 }
 
 fn definite_settings(c: &Canister) -> ic00::DefiniteCanisterSettings {
-    let st = &c.settings;
     ic00::DefiniteCanisterSettings {
-        controllers: c.controllers.clone(),
-        compute_allocation: Nat::from(st.compute_allocation),
-        memory_allocation: Nat::from(st.memory_allocation),
-        freezing_threshold: Nat::from(st.freezing_threshold),
-        reserved_cycles_limit: Nat::from(st.reserved_cycles_limit),
-        wasm_memory_limit: Nat::from(st.wasm_memory_limit),
-        wasm_memory_threshold: Nat::from(st.wasm_memory_threshold),
-        ..Default::default()
+        controllers: c.controllers.iter().copied().collect(),
+        ..c.settings.0.clone()
     }
 }

@@ -1,17 +1,21 @@
-//! Stable memory: 64 KiB pages stored sparsely, with a journal for rolling back a message.
+//! Stable memory: sized in 64 KiB Wasm pages, stored sparsely in 4 KiB chunks, with a journal for rolling back a
+//! message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+/// A stable memory page (the unit of `stable64_size` and `stable64_grow`).
 pub const PAGE_SIZE: u64 = 65536;
 /// 500 GiB (facts §4, `MAX_STABLE_MEMORY_IN_BYTES`).
 pub const MAX_PAGES: u64 = 500 * 1024 * 1024 * 1024 / PAGE_SIZE;
+/// What is stored: the 4 KiB chunks written at least once (a stable structure's header costs 4 KiB, not 64).
+const CHUNK: u64 = 4096;
 
-type Page = Box<[u8; PAGE_SIZE as usize]>;
+type Chunk = Box<[u8; CHUNK as usize]>;
 
-/// Pages never written read as zeros and take no space.
+/// Chunks never written read as zeros and take no space.
 #[derive(Default, Clone)]
 pub struct StableMemory {
-    pages: BTreeMap<u64, Page>,
+    chunks: BTreeMap<u64, Chunk>,
     size: u64,
     journal: Option<Journal>,
 }
@@ -19,15 +23,12 @@ pub struct StableMemory {
 #[derive(Default, Clone)]
 struct Journal {
     size: u64,
-    /// Contents of each page before its first write in this transaction (`None`: it was absent).
-    old_pages: BTreeMap<u64, Option<Page>>,
+    /// Contents of each chunk before its first write in this transaction (`None`: it was absent).
+    old_chunks: BTreeMap<u64, Option<Chunk>>,
 }
 
-fn zero_page() -> Page {
-    vec![0u8; PAGE_SIZE as usize]
-        .into_boxed_slice()
-        .try_into()
-        .expect("page size")
+fn zero_chunk() -> Chunk {
+    Box::new([0; CHUNK as usize])
 }
 
 impl StableMemory {
@@ -38,7 +39,12 @@ impl StableMemory {
 
     /// Number of pages that hold data (the rest are implicit zeros).
     pub fn resident_pages(&self) -> usize {
-        self.pages.len()
+        let chunks_per_page = PAGE_SIZE / CHUNK;
+        self.chunks
+            .keys()
+            .map(|c| c / chunks_per_page)
+            .collect::<BTreeSet<_>>()
+            .len()
     }
 
     /// A memory holding `bytes`, grown to whole pages; all-zero pages stay implicit.
@@ -47,9 +53,9 @@ impl StableMemory {
             size: (bytes.len() as u64).div_ceil(PAGE_SIZE),
             ..Self::default()
         };
-        for (i, chunk) in bytes.chunks(PAGE_SIZE as usize).enumerate() {
+        for (i, chunk) in bytes.chunks(CHUNK as usize).enumerate() {
             if chunk.iter().any(|b| *b != 0) {
-                m.write(i as u64 * PAGE_SIZE, chunk).expect("within the size");
+                m.write(i as u64 * CHUNK, chunk).expect("within the size");
             }
         }
         m
@@ -89,10 +95,10 @@ impl StableMemory {
         let mut pos = 0usize;
         while pos < buf.len() {
             let addr = offset + pos as u64;
-            let (page, in_page) = (addr / PAGE_SIZE, (addr % PAGE_SIZE) as usize);
-            let n = (PAGE_SIZE as usize - in_page).min(buf.len() - pos);
-            match self.pages.get(&page) {
-                Some(p) => buf[pos..pos + n].copy_from_slice(&p[in_page..in_page + n]),
+            let (chunk, within) = (addr / CHUNK, (addr % CHUNK) as usize);
+            let n = (CHUNK as usize - within).min(buf.len() - pos);
+            match self.chunks.get(&chunk) {
+                Some(c) => buf[pos..pos + n].copy_from_slice(&c[within..within + n]),
                 None => buf[pos..pos + n].fill(0),
             }
             pos += n;
@@ -105,16 +111,16 @@ impl StableMemory {
         let mut pos = 0usize;
         while pos < data.len() {
             let addr = offset + pos as u64;
-            let (page, in_page) = (addr / PAGE_SIZE, (addr % PAGE_SIZE) as usize);
-            let n = (PAGE_SIZE as usize - in_page).min(data.len() - pos);
+            let (chunk, within) = (addr / CHUNK, (addr % CHUNK) as usize);
+            let n = (CHUNK as usize - within).min(data.len() - pos);
             if let Some(journal) = &mut self.journal {
                 journal
-                    .old_pages
-                    .entry(page)
-                    .or_insert_with(|| self.pages.get(&page).cloned());
+                    .old_chunks
+                    .entry(chunk)
+                    .or_insert_with(|| self.chunks.get(&chunk).cloned());
             }
-            let p = self.pages.entry(page).or_insert_with(zero_page);
-            p[in_page..in_page + n].copy_from_slice(&data[pos..pos + n]);
+            let c = self.chunks.entry(chunk).or_insert_with(zero_chunk);
+            c[within..within + n].copy_from_slice(&data[pos..pos + n]);
             pos += n;
         }
         Ok(())
@@ -125,7 +131,7 @@ impl StableMemory {
         debug_assert!(self.journal.is_none(), "stable memory transaction already open");
         self.journal = Some(Journal {
             size: self.size,
-            old_pages: BTreeMap::new(),
+            old_chunks: BTreeMap::new(),
         });
     }
 
@@ -136,13 +142,13 @@ impl StableMemory {
     pub fn rollback(&mut self) {
         if let Some(journal) = self.journal.take() {
             self.size = journal.size;
-            for (page, old) in journal.old_pages {
+            for (chunk, old) in journal.old_chunks {
                 match old {
-                    Some(p) => {
-                        self.pages.insert(page, p);
+                    Some(c) => {
+                        self.chunks.insert(chunk, c);
                     }
                     None => {
-                        self.pages.remove(&page);
+                        self.chunks.remove(&chunk);
                     }
                 }
             }

@@ -3,11 +3,15 @@
 //! Each import checks where it may be called using the spec's import table: a call from the wrong place traps
 //! with "Canister violated contract: "ic0_X" cannot be executed in M mode".
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use candid::Principal;
 use wasmi::{Caller, Error, Linker, Memory, TrapCode};
 
+use crate::cycles;
+use crate::error::{ErrorCode, RejectCode, Trap};
 use crate::stable_memory::{StableMemory, PAGE_SIZE};
 
 /// Every function the replica exports to canisters under module `ic0`; any other import is rejected at install.
@@ -85,6 +89,9 @@ pub const IC0_IMPORTS: &[&str] = &[
     "trap",
 ];
 
+/// Calls a canister may have waiting for responses from one other canister (`DEFAULT_QUEUE_CAPACITY`,
+/// dfinity/ic `rs/config/src/execution_environment.rs`): each reserves a response slot in a queue of 500.
+pub const QUEUE_CAPACITY: usize = 500;
 /// Spec: 10 MiB same-subnet request limit (method name + payload), 2 MiB reply limit (facts §4).
 pub const MAX_REQUEST_SIZE: usize = 10 * 1024 * 1024;
 pub const MAX_REPLY_SIZE: usize = 2 * 1024 * 1024;
@@ -177,20 +184,27 @@ impl EntryKind {
     }
 }
 
-/// A trap raised by the System API; its text is the IC's description of the trap.
+/// A trap raised by the System API, as the IC describes it.
 #[derive(Debug)]
-pub struct HostTrap(pub String);
+pub struct HostTrap(pub Trap);
 
 impl fmt::Display for HostTrap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.text)
     }
 }
 
 impl wasmi::errors::HostError for HostTrap {}
 
+fn trap(t: Trap) -> Error {
+    Error::host(HostTrap(t))
+}
+
 fn violation(msg: impl fmt::Display) -> Error {
-    Error::host(HostTrap(format!("Canister violated contract: {msg}")))
+    trap(Trap::new(
+        ErrorCode::CanisterContractViolation,
+        format!("Canister violated contract: {msg}"),
+    ))
 }
 
 /// Canister state that the System API can change; moved into the wasm store for each execution.
@@ -220,6 +234,10 @@ pub struct OutgoingCall {
     pub reject: (u32, u32),
     pub cleanup: Option<(u32, u32)>,
     pub timeout_seconds: Option<u32>,
+    /// Withdrawn at `call_perform` for the largest response's transmission and for the callback's execution; the
+    /// unused part comes back with the response.
+    pub transmission_prepay: u128,
+    pub execution_prepay: u128,
 }
 
 /// Everything about the message being executed.
@@ -237,7 +255,11 @@ pub struct MsgCtx {
     pub time: u64,
     pub status: u32,
     pub version: u64,
-    pub controllers: Vec<Principal>,
+    pub controllers: BTreeSet<Principal>,
+    /// The canister's environment variables.
+    pub env_vars: Arc<BTreeMap<String, String>>,
+    /// Calls waiting for a response, per callee, when the message started.
+    pub waiting_calls: BTreeMap<Principal, usize>,
     /// The call context can still be answered (not answered before, and the entry point can answer).
     pub can_respond: bool,
     pub reply_buf: Vec<u8>,
@@ -254,6 +276,10 @@ pub struct MsgCtx {
     /// Instructions the call context used before this message.
     pub context_instructions: u64,
     pub message_accepted: bool,
+    /// The canister's freezing threshold in cycles when the message started.
+    pub freezing_threshold: u128,
+    /// Instruction limit of a callback, whose execution a call prepays.
+    pub callback_instruction_limit: u64,
 }
 
 impl Default for MsgCtx {
@@ -270,7 +296,9 @@ impl Default for MsgCtx {
             time: 0,
             status: 0,
             version: 0,
-            controllers: Vec::new(),
+            controllers: BTreeSet::new(),
+            env_vars: Arc::default(),
+            waiting_calls: BTreeMap::new(),
             can_respond: false,
             reply_buf: Vec::new(),
             response: None,
@@ -284,6 +312,8 @@ impl Default for MsgCtx {
             fuel_limit: 0,
             context_instructions: 0,
             message_accepted: false,
+            freezing_threshold: 0,
+            callback_instruction_limit: 0,
         }
     }
 }
@@ -398,14 +428,21 @@ pub fn placeholder_root_key() -> Vec<u8> {
     key
 }
 
-/// Cost formulas of a 13-node application subnet (spec "Cycles"; fees are reported, not charged, see README).
-pub fn cost_call(method_len: u64, payload_len: u64) -> u128 {
-    260_000 + 1_000 * (method_len as u128 + payload_len as u128)
-}
-pub const COST_CREATE_CANISTER: u128 = 500_000_000_000;
-
 fn heap_out_of_bounds() -> Error {
-    Error::host(HostTrap("Canister trapped: heap out of bounds".into()))
+    trap(Trap::new(
+        ErrorCode::CanisterTrapped,
+        "Canister trapped: heap out of bounds",
+    ))
+}
+
+/// The mainnet threshold keys every curve and algorithm has, and the size of the subnet that holds them: `key_1`
+/// on the 34-node fiduciary subnet, `test_key_1` on a 13-node one.
+fn threshold_key_subnet_size(name: &[u8]) -> Option<u128> {
+    match name {
+        b"key_1" => Some(34),
+        b"test_key_1" => Some(13),
+        _ => None,
+    }
 }
 
 /// `stable64_read`: copies stable memory to the heap (wasm32: heap addresses must fit in 32 bits).
@@ -586,9 +623,9 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                             dst: i32|
      -> Result<(), Error> {
         check(&mut c, "cycles_burn128", I | G | U | RY | RT | C | T)?;
-        let sys = &mut c.data_mut().sys;
-        let amount = u128_of(high, low).min(sys.cycles);
-        sys.cycles -= amount;
+        let env = c.data_mut();
+        let amount = u128_of(high, low).min(env.sys.cycles.saturating_sub(env.msg.freezing_threshold));
+        env.sys.cycles -= amount;
         write_u128(&mut c, dst, amount)
     });
 
@@ -617,8 +654,9 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                                               dst: i32|
      -> Result<(), Error> {
         check(&mut c, "canister_liquid_cycle_balance128", ALL)?;
-        let cycles = c.data().sys.cycles;
-        write_u128(&mut c, dst, cycles)
+        let env = c.data();
+        let liquid = env.sys.cycles.saturating_sub(env.msg.freezing_threshold);
+        write_u128(&mut c, dst, liquid)
     });
     def!("canister_status", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "canister_status", ALL)?;
@@ -681,6 +719,13 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
                       reject_env: i32|
      -> Result<(), Error> {
         check(&mut c, "call_new", CALL)?;
+        if c.data().msg.kind == EntryKind::CompositeQuery {
+            return Err(trap(Trap {
+                code: None,
+                text: "calls from composite queries are not supported by this replica (tests/replica)".into(),
+                help: false,
+            }));
+        }
         charge(&mut c, callee_size as u32 as u64 + name_size as u32 as u64)?;
         let callee = Principal::try_from_slice(&read(&c, callee_src, callee_size)?)
             .map_err(|e| violation(format!("ic0.call_new: invalid callee: {e}")))?;
@@ -699,6 +744,8 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
             reject: (reject_fun as u32, reject_env as u32),
             cleanup: None,
             timeout_seconds: None,
+            transmission_prepay: 0,
+            execution_prepay: 0,
         });
         Ok(())
     });
@@ -752,23 +799,40 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         let amount = u128_of(high, low);
         pending(&mut c, "call_cycles_add128")?;
         let env = c.data_mut();
-        if env.sys.cycles < amount {
-            return Err(violation(format!(
-                "ic0.call_cycles_add128: the canister cannot attach {amount} cycles: its balance is {}",
-                env.sys.cycles
-            )));
+        let threshold = env.msg.freezing_threshold;
+        if env.sys.cycles.saturating_sub(threshold) < amount {
+            let text = cycles::out_of_cycles(env.msg.canister_id, amount, env.sys.cycles, threshold, false);
+            return Err(trap(Trap::without_help(ErrorCode::CanisterContractViolation, text)));
         }
         env.sys.cycles -= amount;
         env.msg.pending_call.as_mut().expect("checked").cycles += amount;
         Ok(())
     });
+    // call_perform needs a free slot in the queue to the callee and withdraws the call's fees and prepayments
+    // above the freezing threshold; if either fails, the call is not made, its attached cycles come back, and it
+    // returns 2 (SYS_TRANSIENT, system_api.rs `push_output_request`).
     def!("call_perform", |mut c: Ctx| -> Result<i32, Error> {
         check(&mut c, "call_perform", CALL)?;
-        let call =
+        let mut call =
             c.data_mut().msg.pending_call.take().ok_or_else(|| {
                 violation("ic0.call_perform: no call is under construction (call ic0.call_new first)")
             })?;
-        c.data_mut().msg.outgoing.push(call);
+        let env = c.data_mut();
+        let made_now = env.msg.outgoing.iter().filter(|o| o.callee == call.callee).count();
+        if env.msg.waiting_calls.get(&call.callee).copied().unwrap_or(0) + made_now >= QUEUE_CAPACITY {
+            env.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
+        }
+        let fee = cycles::call_fee(call.method.len() + call.payload.len());
+        call.transmission_prepay = cycles::response_transmission_prepay();
+        call.execution_prepay = cycles::execution_cost(env.msg.callback_instruction_limit);
+        let total = fee + call.transmission_prepay + call.execution_prepay;
+        if env.sys.cycles.saturating_sub(env.msg.freezing_threshold) < total {
+            env.sys.cycles += call.cycles;
+            return Ok(RejectCode::SysTransient as i32);
+        }
+        env.sys.cycles -= total;
+        env.msg.outgoing.push(call);
         Ok(0)
     });
 
@@ -921,18 +985,20 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         ) as i32)
     });
 
-    // Costs (reported for a 13-node subnet).
+    // Costs: what a 13-node application subnet charges (see `crate::cycles`).
     def!("cost_call", |mut c: Ctx,
                        method_len: i64,
                        payload_len: i64,
                        dst: i32|
      -> Result<(), Error> {
         check(&mut c, "cost_call", ALL | S)?;
-        write_u128(&mut c, dst, cost_call(method_len as u64, payload_len as u64))
+        let bytes = method_len as u64 as usize + payload_len as u64 as usize;
+        let limit = c.data().msg.callback_instruction_limit;
+        write_u128(&mut c, dst, cycles::cost_call(bytes, limit))
     });
     def!("cost_create_canister", |mut c: Ctx, dst: i32| -> Result<(), Error> {
         check(&mut c, "cost_create_canister", ALL | S)?;
-        write_u128(&mut c, dst, COST_CREATE_CANISTER)
+        write_u128(&mut c, dst, cycles::CANISTER_CREATION_FEE)
     });
     def!("cost_http_request", |mut c: Ctx,
                                req: i64,
@@ -957,68 +1023,98 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
             (3_000_000 + 60_000 * n) * n + 400 * n * size as u32 as u128,
         )
     });
-    for name in [
-        "cost_sign_with_ecdsa",
-        "cost_sign_with_schnorr",
-        "cost_vetkd_derive_key",
+    // Threshold keys: 0 and the cost on success, 1 for an unknown curve or algorithm, 2 for a key name it does not
+    // have (system_api.rs `ic0_cost_sign_with_ecdsa`); the cost is written only on success.
+    for (name, variants) in [
+        ("cost_sign_with_ecdsa", 1),
+        ("cost_sign_with_schnorr", 2),
+        ("cost_vetkd_derive_key", 1),
     ] {
         l.func_wrap(
             "ic0",
             name,
-            move |mut c: Ctx, _src: i32, _size: i32, _curve: i32, dst: i32| -> Result<i32, Error> {
+            move |mut c: Ctx, src: i32, size: i32, variant: i32, dst: i32| -> Result<i32, Error> {
                 check(&mut c, name, ALL | S)?;
-                write_u128(&mut c, dst, 26_153_846_153)?;
+                let key = read(&c, src, size)?;
+                if variant as u32 >= variants {
+                    return Ok(1);
+                }
+                let Some(nodes) = threshold_key_subnet_size(&key) else {
+                    return Ok(2);
+                };
+                write_u128(&mut c, dst, cycles::threshold_signature_fee(nodes))?;
                 Ok(0)
             },
         )
         .expect("define");
     }
 
-    // Environment variables: this replica sets none.
+    // Environment variables (`*`), in name order; a missing index or name is a contract violation with the IC's
+    // text (HypervisorError::EnvironmentVariable*), reported without an error-help line.
+    fn env_name(c: &Ctx, index: i32) -> Result<String, Error> {
+        let vars = &c.data().msg.env_vars;
+        vars.keys().nth(index as u32 as usize).cloned().ok_or_else(|| {
+            let text = format!(
+                "Environment variable index {} is out of bounds. The number of environment variables is {}.",
+                index as u32,
+                vars.len()
+            );
+            trap(Trap::without_help(ErrorCode::CanisterContractViolation, text))
+        })
+    }
+    fn env_value(c: &Ctx, src: i32, size: i32) -> Result<String, Error> {
+        let name = String::from_utf8_lossy(&read(c, src, size)?).into_owned();
+        c.data().msg.env_vars.get(&name).cloned().ok_or_else(|| {
+            let text = format!("Environment variable {name} not found.");
+            trap(Trap::without_help(ErrorCode::CanisterContractViolation, text))
+        })
+    }
     def!("env_var_count", |mut c: Ctx| -> Result<i32, Error> {
-        check(&mut c, "env_var_count", ALL | S)?;
-        Ok(0)
+        check(&mut c, "env_var_count", ALL)?;
+        Ok(c.data().msg.env_vars.len() as i32)
     });
     def!("env_var_name_size", |mut c: Ctx, index: i32| -> Result<i32, Error> {
-        check(&mut c, "env_var_name_size", ALL | S)?;
-        Err(violation(format!(
-            "ic0.env_var_name_size: index {index} out of bounds (0 variables)"
-        )))
+        check(&mut c, "env_var_name_size", ALL)?;
+        Ok(env_name(&c, index)?.len() as i32)
     });
     def!("env_var_name_copy", |mut c: Ctx,
                                index: i32,
-                               _dst: i32,
-                               _off: i32,
-                               _size: i32|
+                               dst: i32,
+                               off: i32,
+                               size: i32|
      -> Result<(), Error> {
-        check(&mut c, "env_var_name_copy", ALL | S)?;
-        Err(violation(format!(
-            "ic0.env_var_name_copy: index {index} out of bounds (0 variables)"
-        )))
+        check(&mut c, "env_var_name_copy", ALL)?;
+        let name = env_name(&c, index)?;
+        copy_out(&mut c, "env_var_name_copy", name.as_bytes(), dst, off, size)
     });
     def!("env_var_name_exists", |mut c: Ctx,
-                                 _src: i32,
-                                 _size: i32|
+                                 src: i32,
+                                 size: i32|
      -> Result<i32, Error> {
-        check(&mut c, "env_var_name_exists", ALL | S)?;
-        Ok(0)
+        check(&mut c, "env_var_name_exists", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        let name = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
+        Ok(c.data().msg.env_vars.contains_key(&name) as i32)
     });
     def!("env_var_value_size", |mut c: Ctx,
-                                _src: i32,
-                                _size: i32|
+                                src: i32,
+                                size: i32|
      -> Result<i32, Error> {
-        check(&mut c, "env_var_value_size", ALL | S)?;
-        Err(violation("ic0.env_var_value_size: environment variable not found"))
+        check(&mut c, "env_var_value_size", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        Ok(env_value(&c, src, size)?.len() as i32)
     });
     def!("env_var_value_copy", |mut c: Ctx,
-                                _src: i32,
-                                _size: i32,
-                                _dst: i32,
-                                _off: i32,
-                                _len: i32|
+                                src: i32,
+                                size: i32,
+                                dst: i32,
+                                off: i32,
+                                len: i32|
      -> Result<(), Error> {
-        check(&mut c, "env_var_value_copy", ALL | S)?;
-        Err(violation("ic0.env_var_value_copy: environment variable not found"))
+        check(&mut c, "env_var_value_copy", ALL)?;
+        charge(&mut c, size as u32 as u64)?;
+        let value = env_value(&c, src, size)?;
+        copy_out(&mut c, "env_var_value_copy", value.as_bytes(), dst, off, len)
     });
 
     // Debugging.
@@ -1033,9 +1129,10 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<Env> {
         check(&mut c, "trap", ALL | S)?;
         charge(&mut c, size as u32 as u64)?;
         let text = String::from_utf8_lossy(&read(&c, src, size)?).into_owned();
-        Err(Error::host(HostTrap(format!(
-            "Canister called `ic0.trap` with message: '{text}'"
-        ))))
+        Err(trap(Trap::new(
+            ErrorCode::CanisterCalledTrap,
+            format!("Canister called `ic0.trap` with message: '{text}'"),
+        )))
     });
     l
 }

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+use wasmparser::{ExternalKind, Operator, Parser, Payload, TypeRef};
 
 use crate::system_api::IC0_IMPORTS;
 
@@ -16,6 +16,9 @@ pub const MAX_WASM_SIZE: usize = 100 * 1024 * 1024;
 pub const EOP_SECTION: &str = "icp:private enhanced-orthogonal-persistence";
 
 pub const MEMORY_EXPORT: &str = "__replica_memory";
+/// The module's memory becomes an import, so that the replica can give every instance a heap of its own making
+/// (see `crate::heap`).
+pub const MEMORY_IMPORT: (&str, &str) = ("__replica", "memory");
 pub const TABLE_EXPORT: &str = "__replica_table";
 pub const START_EXPORT: &str = "__replica_start";
 pub const GLOBAL_EXPORT_PREFIX: &str = "__replica_global_";
@@ -48,6 +51,15 @@ pub struct CompiledModule {
     pub enhanced_orthogonal_persistence: bool,
     /// Canister metadata: the `icp:public <name>` and `icp:private <name>` custom sections, by name.
     pub metadata: BTreeMap<String, Metadata>,
+    /// Wasm instructions in function bodies and global initializers (`end` included): what compilation is
+    /// charged for.
+    pub wasm_instructions: u64,
+    /// The memory's limits in Wasm pages (minimum, maximum), if the module has a memory.
+    pub memory: Option<(u32, Option<u32>)>,
+    /// An instance keeps no state besides its memory and mutable globals: no instruction changes a table or drops
+    /// a segment, and no mutable global holds a reference. Its instance can then be dropped while the canister is
+    /// idle and made again (`execution::Live`).
+    pub reinstantiable: bool,
 }
 
 /// One canister metadata section (spec "Canister module format"; read through the state tree and
@@ -100,15 +112,28 @@ pub struct ModuleCache {
     modules: HashMap<[u8; 32], Arc<CompiledModule>>,
 }
 
+/// A module from the cache, and whether it had been compiled before (the IC then charges a hundredth of the
+/// compilation).
+pub struct Cached {
+    pub module: Arc<CompiledModule>,
+    pub compiled_before: bool,
+}
+
 impl ModuleCache {
-    pub fn get_or_compile(&mut self, engine: &wasmi::Engine, raw: &[u8]) -> Result<Arc<CompiledModule>, String> {
+    pub fn get_or_compile(&mut self, engine: &wasmi::Engine, raw: &[u8]) -> Result<Cached, String> {
         let key = sha256(raw);
         if let Some(m) = self.modules.get(&key) {
-            return Ok(m.clone());
+            return Ok(Cached {
+                module: m.clone(),
+                compiled_before: true,
+            });
         }
         let compiled = Arc::new(compile(engine, raw)?);
         self.modules.insert(key, compiled.clone());
-        Ok(compiled)
+        Ok(Cached {
+            module: compiled,
+            compiled_before: false,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -136,7 +161,21 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
         has_start: false,
         enhanced_orthogonal_persistence: false,
         metadata: BTreeMap::new(),
+        wasm_instructions: 0,
+        memory: None,
+        reinstantiable: true,
     };
+    for payload in Parser::new(0).parse_all(raw) {
+        if let Ok(Payload::MemorySection(reader)) = payload {
+            if let Some(Ok(m)) = reader.into_iter().next() {
+                if m.memory64 {
+                    return Err("Wasm module is not valid: 64-bit memories are not supported".into());
+                }
+                compiled.memory = Some((m.initial as u32, m.maximum.map(|max| max as u32)));
+            }
+        }
+    }
+    let mut imports_written = false;
     let mut out = wasm_encoder::Module::new();
     let mut start = None;
     let mut memories = 0u32;
@@ -162,8 +201,16 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
 
     for payload in Parser::new(0).parse_all(raw) {
         let payload = payload.map_err(|e| format!("Wasm module is not valid: {e}"))?;
+        // The memory import goes where the import section is, or would be: before the function section.
+        if let Some((id, _)) = payload.as_section() {
+            if id >= 3 && !imports_written {
+                out.section(&import_section(&[], compiled.memory));
+                imports_written = true;
+            }
+        }
         match &payload {
             Payload::ImportSection(reader) => {
+                let mut functions = Vec::new();
                 for import in reader.clone() {
                     let import = import.map_err(|e| e.to_string())?;
                     let kind = match import.ty {
@@ -176,14 +223,49 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
                     if import.module != "ic0" || kind != "function" || !IC0_IMPORTS.contains(&import.name) {
                         return Err(invalid_import(kind, import.name, import.module));
                     }
+                    if let TypeRef::Func(ty) = import.ty {
+                        functions.push((import.name, ty));
+                    }
                 }
+                out.section(&import_section(&functions, compiled.memory));
+                imports_written = true;
+                continue;
             }
             Payload::MemorySection(reader) => {
                 memories += reader.count();
                 compiled.has_memory = true;
+                continue;
             }
             Payload::TableSection(reader) => compiled.has_table = reader.count() > 0,
-            Payload::GlobalSection(reader) => compiled.global_count = reader.count(),
+            Payload::GlobalSection(reader) => {
+                compiled.global_count = reader.count();
+                for global in reader.clone() {
+                    let global = global.map_err(|e| e.to_string())?;
+                    if global.ty.mutable && matches!(global.ty.content_type, wasmparser::ValType::Ref(_)) {
+                        compiled.reinstantiable = false;
+                    }
+                    compiled.wasm_instructions += global.init_expr.get_operators_reader().into_iter().count() as u64;
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let ops = body.get_operators_reader().map_err(|e| e.to_string())?;
+                for op in ops {
+                    compiled.wasm_instructions += 1;
+                    if matches!(
+                        op,
+                        Ok(Operator::TableSet { .. }
+                            | Operator::TableGrow { .. }
+                            | Operator::TableFill { .. }
+                            | Operator::TableCopy { .. }
+                            | Operator::TableInit { .. }
+                            | Operator::ElemDrop { .. }
+                            | Operator::MemoryInit { .. }
+                            | Operator::DataDrop { .. })
+                    ) {
+                        compiled.reinstantiable = false;
+                    }
+                }
+            }
             Payload::StartSection { func, .. } => {
                 start = Some(*func);
                 compiled.has_start = true;
@@ -245,6 +327,25 @@ pub fn compile(engine: &wasmi::Engine, raw: &[u8]) -> Result<CompiledModule, Str
     }
     compiled.module = wasmi::Module::new(engine, out.finish()).map_err(|e| format!("Wasm module is not valid: {e}"))?;
     Ok(compiled)
+}
+
+/// The import section: the `ic0` functions, then the memory as an import.
+fn import_section(functions: &[(&str, u32)], memory: Option<(u32, Option<u32>)>) -> wasm_encoder::ImportSection {
+    let mut section = wasm_encoder::ImportSection::new();
+    for (name, ty) in functions {
+        section.import("ic0", name, wasm_encoder::EntityType::Function(*ty));
+    }
+    if let Some((minimum, maximum)) = memory {
+        let ty = wasm_encoder::MemoryType {
+            minimum: minimum.into(),
+            maximum: maximum.map(u64::from),
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        };
+        section.import(MEMORY_IMPORT.0, MEMORY_IMPORT.1, wasm_encoder::EntityType::Memory(ty));
+    }
+    section
 }
 
 /// Records an `icp:public <name>` / `icp:private <name>` section, within the spec's limits.

@@ -1,55 +1,14 @@
 //! Conformance tests: each pins one rule of the IC interface spec (or of the brief) with hand-written WAT.
 
-use std::io::Write;
+mod common;
+
 use std::time::Duration;
 
 use candid::{CandidType, Principal};
+use common::*;
 use replica::{ic00, CanisterStatus, RejectCode, Replica, ReplicaConfig};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-const UNIVERSAL: &str = include_str!("universal.wat");
-
-fn wasm() -> Vec<u8> {
-    wat::parse_str(UNIVERSAL).expect("universal.wat")
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn user() -> Principal {
-    Principal::from_slice(&[7; 29])
-}
-
-fn installed(r: &Replica) -> Principal {
-    let id = r.create_canister_with_settings(Some(user()), None);
-    r.install_canister(id, wasm(), b"hello".to_vec(), Some(user()));
-    id
-}
-
-fn u64_of(bytes: &[u8]) -> u64 {
-    u64::from_le_bytes(bytes[..8].try_into().unwrap())
-}
-
-fn query_u64(r: &Replica, id: Principal, method: &str) -> u64 {
-    u64_of(&r.query_call(id, user(), method, vec![]).unwrap())
-}
-
-fn call_arg(flags: u8, callee: Principal, method: &str, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![flags, callee.as_slice().len() as u8];
-    v.extend_from_slice(callee.as_slice());
-    v.push(method.len() as u8);
-    v.extend_from_slice(method.as_bytes());
-    v.extend_from_slice(payload);
-    v
-}
-
-fn module_with(body: &str) -> Vec<u8> {
-    wat::parse_str(format!("(module {body})")).unwrap()
-}
 
 // ---- 1. Canisters ----
 
@@ -452,18 +411,6 @@ fn performance_counter_counts_this_message_and_executions_are_recorded() {
 // ---- 5. Calls ----
 
 #[test]
-fn inter_canister_call_takes_rounds_and_returns_the_reply() {
-    let r = Replica::new();
-    let a = installed(&r);
-    let b = installed(&r);
-    let before = r.round();
-    let reply = r.update_call(a, user(), "call", call_arg(0, b, "echo", b"hi")).unwrap();
-    assert_eq!(reply, b"Rhi");
-    assert_eq!(r.round() - before, 3, "ingress round, callee round, callback round");
-    assert_eq!(r.open_call_contexts(a), 0);
-}
-
-#[test]
 fn rejects_reach_the_reject_callback_with_code_and_message() {
     let r = Replica::new();
     let a = installed(&r);
@@ -590,28 +537,20 @@ fn payload_limits_are_enforced() {
 fn canisters_create_canisters_and_management_replies_take_a_round() {
     let r = Replica::new();
     let a = installed(&r);
-    let arg = candid::encode_one(ic00::CreateCanisterArgs {
+    let arg = ic00::CreateCanisterArgs {
         settings: None,
         sender_canister_version: None,
-    })
-    .unwrap();
+    };
     let before = r.round();
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(16, Principal::management_canister(), "create_canister", &arg),
-        )
-        .unwrap();
+    let reply = management_call(&r, a, 128, "create_canister", &arg);
     assert_eq!(reply[0], b'R');
     assert_eq!(r.round() - before, 3);
     let created: ic00::CanisterIdRecord = candid::decode_one(&reply[1..]).unwrap();
     assert_eq!(r.controllers(created.canister_id), vec![a]);
     assert_eq!(
         r.cycle_balance(created.canister_id),
-        1000,
-        "attached cycles become the balance"
+        100_000_000_000,
+        "the attached 600B cycles minus the 500B creation fee become the balance"
     );
     let calls = r.management_calls_by(a);
     assert_eq!(calls.len(), 1);
@@ -791,7 +730,7 @@ fn stop_times_out_with_sys_transient_and_start_cancels_stops() {
     r.tick();
     r.start_canister(a, Some(user())).unwrap();
     let err = r.await_call(pending).unwrap_err();
-    assert_eq!(err.error_code, Some("IC0510"));
+    assert_eq!(err.error_code, Some("IC0511"), "CanisterStoppingCancelled");
     assert_eq!(r.status(a), CanisterStatus::Running);
 }
 
@@ -808,7 +747,7 @@ fn canister_status_encodes_the_full_result_and_minimal_clients_decode_it() {
     assert_eq!(full.status, ic00::CanisterStatusType::Running);
     assert_eq!(full.module_hash, r.module_hash(id).map(|h| h.to_vec()));
     assert_eq!(full.settings.controllers, vec![user()]);
-    assert_eq!(full.cycles, candid::Nat::from(100_000_000_000_000u128));
+    assert_eq!(full.cycles, candid::Nat::from(r.cycle_balance(id)));
     assert!(full.memory_size > 65536u32);
     let min: Minimal = r
         .update(
@@ -859,17 +798,11 @@ fn deposit_cycles_and_raw_rand() {
     let a = installed(&r);
     let b = installed(&r);
     let (ba, bb) = (r.cycle_balance(a), r.cycle_balance(b));
-    let arg = candid::encode_one(ic00::CanisterIdRecord { canister_id: b }).unwrap();
-    let reply = r
-        .update_call(
-            a,
-            user(),
-            "call",
-            call_arg(16, Principal::management_canister(), "deposit_cycles", &arg),
-        )
-        .unwrap();
+    let arg = ic00::CanisterIdRecord { canister_id: b };
+    let reply = management_call(&r, a, 16, "deposit_cycles", &arg);
     assert_eq!(reply[0], b'R');
-    assert_eq!((r.cycle_balance(a), r.cycle_balance(b)), (ba - 1000, bb + 1000));
+    assert_eq!(r.cycle_balance(b), bb + 1000, "b gets the 1,000 and pays nothing");
+    assert!(ba - r.cycle_balance(a) > 1000, "a gave 1,000 and paid fees");
     let arg = candid::encode_args(()).unwrap();
     let reply = r
         .update_call(

@@ -1,5 +1,6 @@
 ;; A hand-written canister for the conformance tests. Replies are raw bytes (no Candid).
-;; Heap layout: 0 counter, 8 timer fires, 16 init arg size, 20 post_upgrade marker, 24 cleanups, 1024.. argument.
+;; Heap layout: 0 counter, 8 timer fires, 16 init arg size, 20 post_upgrade marker, 24 cleanups, 1024.. argument,
+;; 1100 chain argument, 1200 own canister id.
 (module
   (import "ic0" "msg_reply" (func $reply))
   (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
@@ -26,12 +27,19 @@
   (import "ic0" "call_perform" (func $call_perform (result i32)))
   (import "ic0" "certified_data_set" (func $cert_set (param i32 i32)))
   (import "ic0" "canister_cycle_balance128" (func $balance (param i32)))
+  (import "ic0" "canister_liquid_cycle_balance128" (func $liquid (param i32)))
+  (import "ic0" "cost_call" (func $cost_call (param i64 i64 i32)))
+  (import "ic0" "cost_create_canister" (func $cost_create (param i32)))
+  (import "ic0" "canister_self_size" (func $self_size (result i32)))
+  (import "ic0" "canister_self_copy" (func $self_copy (param i32 i32 i32)))
   (memory 1)
-  (table 4 funcref)
-  (elem (i32.const 0) $cb_reply $cb_reject $cb_trap $cb_cleanup)
+  (table 7 funcref)
+  (elem (i32.const 0) $cb_reply $cb_reject $cb_trap $cb_cleanup $cb_ignore $cb_reply_one $cb_cleanup_trap)
   (global $g (mut i32) (i32.const 0))
   (data (i32.const 512) "boom")
   (data (i32.const 600) "initpost_upgrade")
+  (data (i32.const 620) "chaininc")
+  (data (i32.const 640) "cleanup boom")
 
   (func $load_arg (result i32)
     (call $arg_copy (i32.const 1024) (i32.const 0) (call $arg_size))
@@ -78,8 +86,44 @@
     (drop (call $load_arg))
     (drop (call $timer_set (i64.load (i32.const 1024))))
     (call $boom))
+  ;; The global timer counts its runs and calls `inc` on the canister itself, ignoring the response.
   (func (export "canister_global_timer")
-    (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1))))
+    (i32.store (i32.const 8) (i32.add (i32.load (i32.const 8)) (i32.const 1)))
+    (call $call_self (i32.const 625) (i32.const 3) (i32.const 4))
+    (drop (call $call_perform)))
+  ;; call_new to this canister's method at `name`, with callback `cb` for reply and reject.
+  (func $call_self (param $name i32) (param $len i32) (param $cb i32)
+    (call $self_copy (i32.const 1200) (i32.const 0) (call $self_size))
+    (call $call_new (i32.const 1200) (call $self_size) (local.get $name) (local.get $len)
+      (local.get $cb) (i32.const 0) (local.get $cb) (i32.const 0)))
+;; "fan_out": argument = n:u32 callee_len:u8 callee; calls `inc` on the callee n times (responses ignored) and
+  ;; replies how many call_perform calls returned 0 (u32) and the first other result (u32, 0 if none).
+  (func (export "canister_update fan_out")
+    (local $i i32) (local $r i32)
+    (drop (call $load_arg))
+    (i64.store (i32.const 2100) (i64.const 0))
+    (local.set $i (i32.load (i32.const 1024)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.eqz (local.get $i)))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (call $call_new (i32.const 1029) (i32.load8_u (i32.const 1028)) (i32.const 625) (i32.const 3)
+          (i32.const 4) (i32.const 0) (i32.const 4) (i32.const 0))
+        (local.set $r (call $call_perform))
+        (if (i32.eqz (local.get $r))
+          (then (i32.store (i32.const 2100) (i32.add (i32.load (i32.const 2100)) (i32.const 1))))
+          (else (if (i32.eqz (i32.load (i32.const 2104))) (then (i32.store (i32.const 2104) (local.get $r))))))
+        (br $l)))
+    (call $append (i32.const 2100) (i32.const 8))
+    (call $reply))
+  ;; "chain" n: calls chain(n - 1) on itself and, once answered, replies 1u64; chain(0) replies 0u64.
+  (func (export "canister_update chain")
+    (drop (call $load_arg))
+    (if (i32.eqz (i32.load (i32.const 1024))) (then (call $reply_i64 (i64.const 0)) (return)))
+    (i32.store (i32.const 1100) (i32.sub (i32.load (i32.const 1024)) (i32.const 1)))
+    (call $call_self (i32.const 620) (i32.const 5) (i32.const 5))
+    (call $call_append (i32.const 1100) (i32.const 4))
+    (drop (call $call_perform)))
   (func (export "canister_query timer_fires") (call $reply_i64 (i64.extend_i32_u (i32.load (i32.const 8)))))
   (func (export "canister_update spin") (loop $l (br $l)))
   (func (export "canister_update grow_then_trap") (drop (memory.grow (i32.const 3))) (drop (call $bump)) (call $boom))
@@ -88,6 +132,17 @@
   (func (export "canister_query balance")
     (call $balance (i32.const 900))
     (call $append (i32.const 900) (i32.const 16))
+    (call $reply))
+  (func (export "canister_query liquid")
+    (call $liquid (i32.const 900))
+    (call $append (i32.const 900) (i32.const 16))
+    (call $reply))
+  ;; cost_call(method_len: u64, payload_len: u64) and cost_create_canister, as u128 each.
+  (func (export "canister_query costs")
+    (drop (call $load_arg))
+    (call $cost_call (i64.load (i32.const 1024)) (i64.load (i32.const 1032)) (i32.const 900))
+    (call $cost_create (i32.const 916))
+    (call $append (i32.const 900) (i32.const 32))
     (call $reply))
   (func (export "canister_update perf")
     (local $i i32)
@@ -117,8 +172,9 @@
 
   ;; "call": argument = flags:u8 callee_len:u8 callee method_len:u8 method payload.
   ;; flags: 1 reply callback traps, 2 with cleanup, 4 bounded wait (10 s), 8 trap after call_perform,
-  ;; 16 attach 1000 cycles.
-  (func $do_call
+  ;; 16 attach 1000 cycles, 32 bounded wait (1 s), 64 reply at once with call_perform's result (u64) and ignore
+  ;; the response, 128 attach 600B cycles.
+  (func $do_call (param $cleanup i32)
     (local $n i32) (local $p i32) (local $clen i32) (local $mlen i32) (local $flags i32)
     (local.set $n (call $load_arg))
     (local.set $flags (i32.load8_u (i32.const 1024)))
@@ -126,17 +182,27 @@
     (local.set $mlen (i32.load8_u (i32.add (i32.const 1026) (local.get $clen))))
     (local.set $p (i32.add (i32.const 1027) (local.get $clen)))
     (call $call_new (i32.const 1026) (local.get $clen) (local.get $p) (local.get $mlen)
-      (select (i32.const 2) (i32.const 0) (i32.and (local.get $flags) (i32.const 1))) (i32.const 77)
-      (i32.const 1) (i32.const 78))
-    (if (i32.and (local.get $flags) (i32.const 2)) (then (call $call_cleanup (i32.const 3) (i32.const 79))))
+      (select (i32.const 4)
+        (select (i32.const 2) (i32.const 0) (i32.and (local.get $flags) (i32.const 1)))
+        (i32.and (local.get $flags) (i32.const 64)))
+      (i32.const 77)
+      (select (i32.const 4) (i32.const 1) (i32.and (local.get $flags) (i32.const 64)))
+      (i32.const 78))
+    (if (i32.and (local.get $flags) (i32.const 2)) (then (call $call_cleanup (local.get $cleanup) (i32.const 79))))
     (if (i32.and (local.get $flags) (i32.const 4)) (then (call $call_timeout (i32.const 10))))
+    (if (i32.and (local.get $flags) (i32.const 32)) (then (call $call_timeout (i32.const 1))))
     (if (i32.and (local.get $flags) (i32.const 16)) (then (call $call_cycles (i64.const 0) (i64.const 1000))))
+    (if (i32.and (local.get $flags) (i32.const 128))
+      (then (call $call_cycles (i64.const 0) (i64.const 600000000000))))
     (call $call_append (i32.add (local.get $p) (local.get $mlen))
       (i32.sub (i32.add (i32.const 1024) (local.get $n)) (i32.add (local.get $p) (local.get $mlen))))
-    (drop (call $call_perform))
+    (local.set $n (call $call_perform))
+    (if (i32.and (local.get $flags) (i32.const 64)) (then (call $reply_i64 (i64.extend_i32_u (local.get $n)))))
     (if (i32.and (local.get $flags) (i32.const 8)) (then (call $boom))))
-  (func (export "canister_update call") (call $do_call))
-  (func (export "canister_query call_in_query") (call $do_call))
+  (func (export "canister_update call") (call $do_call (i32.const 3)))
+  ;; "call" whose cleanup callback (flag 2) traps with 'cleanup boom'.
+  (func (export "canister_update call_cleanup_traps") (call $do_call (i32.const 6)))
+  (func (export "canister_query call_in_query") (call $do_call (i32.const 3)))
   (func $cb_reply (param $env i32)
     (i32.store8 (i32.const 2048) (i32.const 82))
     (call $append (i32.const 2048) (i32.const 1))
@@ -151,8 +217,11 @@
     (call $append (i32.const 2050) (call $reject_msg_size))
     (call $reply))
   (func $cb_trap (param $env i32) (drop (call $bump)) (call $boom))
+  (func $cb_ignore (param $env i32))
+  (func $cb_reply_one (param $env i32) (call $reply_i64 (i64.const 1)))
   (func $cb_cleanup (param $env i32)
     (i32.store (i32.const 24) (i32.add (i32.load (i32.const 24)) (i32.const 1))))
+  (func $cb_cleanup_trap (param $env i32) (call $trap (i32.const 640) (i32.const 12)))
   (func (export "canister_query cleanups") (call $reply_i64 (i64.extend_i32_u (i32.load (i32.const 24)))))
 
   (func (export "canister_init")
