@@ -185,12 +185,14 @@ async fn v2_calls_are_accepted_then_polled_and_v3_calls_answer_with_a_certificat
     }
 }
 
+/// An ingress message's system reject reaches the client certified. (The replica refuses to inject SYS_UNKNOWN into
+/// ingress, which the IC never gives; `engine::reject_response` maps it to SYS_TRANSIENT all the same, tested there.)
 #[tokio::test(flavor = "multi_thread")]
-async fn sys_unknown_never_reaches_a_client() {
+async fn a_system_reject_reaches_the_client_certified() {
     let network = support::start();
     let agent = agent(&network, ed25519(1));
     let id = child(&agent).await;
-    network.with_replica(move |r| r.reject_next_call(id, "admin_fill", ReplicaRejectCode::SysUnknown, "lost"));
+    network.with_replica(move |r| r.reject_next_call(id, "admin_fill", ReplicaRejectCode::SysTransient, "lost"));
     let result = agent.update(&id, "admin_fill").with_arg(fill(1)).call_and_wait().await;
     match result {
         Err(AgentError::CertifiedReject { reject, .. }) => {

@@ -47,6 +47,13 @@ impl Faults {
         Some(self.rejects.remove(i).2)
     }
 
+    /// Traps and rejects injected but not fired yet, as `<canister> <entry or method>`.
+    pub fn pending(&self) -> Vec<String> {
+        let traps = self.traps.iter().map(|(c, e)| format!("{c} {e} (trap)"));
+        let rejects = self.rejects.iter().map(|(t, m, _)| format!("{t} {m} (reject)"));
+        traps.chain(rejects).collect()
+    }
+
     pub fn set_response_delay(&mut self, canister: Principal, rounds: u64) {
         if rounds == 0 {
             self.response_delays.remove(&canister);

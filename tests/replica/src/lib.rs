@@ -625,6 +625,11 @@ impl Replica {
         c.sys.cycles = c.freezing_threshold_cycles();
     }
 
+    /// Injected traps and rejects that have not fired yet (a test whose fault never fired tested nothing).
+    pub fn pending_faults(&self) -> Vec<String> {
+        self.state.borrow().faults.pending()
+    }
+
     /// Responses to `canister` are delivered `rounds` rounds late (0 to stop delaying).
     pub fn delay_responses(&self, canister: Principal, rounds: u64) {
         self.state.borrow_mut().faults.set_response_delay(canister, rounds);

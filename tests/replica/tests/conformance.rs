@@ -838,7 +838,9 @@ fn fault_injection_traps_rejects_and_drains() {
     let r = Replica::new();
     let a = installed(&r);
     r.fail_next_execution(a, "canister_update inc");
+    assert_eq!(r.pending_faults(), [format!("{a} canister_update inc (trap)")]);
     let err = r.update_call(a, user(), "inc", vec![]).unwrap_err();
+    assert!(r.pending_faults().is_empty(), "a fired fault is no longer pending");
     assert!(err.message.contains("injected fault"), "{err}");
     assert_eq!(
         u64_of(&r.update_call(a, user(), "inc", vec![]).unwrap()),
@@ -847,6 +849,7 @@ fn fault_injection_traps_rejects_and_drains() {
     );
 
     r.reject_next_call(a, "stop_canister", RejectCode::SysTransient, "try later");
+    assert_eq!(r.pending_faults(), [format!("{a} stop_canister (reject)")]);
     let err = r.stop_canister(a, Some(user())).unwrap_err();
     assert_eq!(
         (err.code, err.message.as_str()),
