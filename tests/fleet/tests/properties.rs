@@ -399,6 +399,8 @@ impl World {
                 s.restores_that_lost_writes += u64::from(at_snapshot != self.model[child]);
             });
         } else {
+            // Not restored: then it failed, visibly, and lost nothing.
+            prop_assert!(status.failures.iter().any(|f| f.canister_id == id), "{:#?}", status);
             prop_assert_eq!(
                 &members,
                 &self.model[child],
