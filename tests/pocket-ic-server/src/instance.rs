@@ -18,9 +18,8 @@ use crate::answer::{parse, Answer, ApiError};
 use crate::blobs::Blobs;
 use crate::convert::{canister_result, principal, reject_response};
 
-/// The most rounds `await_ingress_message` runs for one message before giving up. PocketIC gives up after 100; this
-/// replica delivers one inter-canister hop per round, so the same call may need more rounds here.
-pub const AWAIT_MAX_ROUNDS: u64 = 10_000;
+/// The most rounds `await_ingress_message` runs for one message before giving up, as PocketIC.
+pub const AWAIT_MAX_ROUNDS: u64 = 100;
 
 /// Endpoints of PocketIC features this server does not implement, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
