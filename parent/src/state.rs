@@ -129,8 +129,9 @@ impl State {
     /// Writes a child entry and keeps the phase indexes (PENDING, IN_FLIGHT, FAILED) in step with its phase.
     pub fn put_child(&mut self, id: Principal, entry: ChildEntry) {
         let old = self.children.insert(id, entry.clone());
-        if self.is_counted(&id) {
-            self.count_running(old.as_ref().and_then(|o| o.installed_hash.as_deref()), -1);
+        let old_hash = old.as_ref().and_then(|o| o.installed_hash.as_deref());
+        if old_hash != entry.installed_hash.as_deref() && self.is_counted(&id) {
+            self.count_running(old_hash, -1);
             self.count_running(entry.installed_hash.as_deref(), 1);
         }
         if let Some(old) = old {

@@ -13,11 +13,11 @@ use crate::measure::{IC_INSTALL_LIMIT, MIB};
 use crate::report::{format_size, group_digits};
 use crate::results::{Results, Series};
 
-pub(crate) const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 pub(crate) const SIZE: (u32, u32) = (1200, 760);
-pub(crate) const SERIES_COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+pub const SERIES_COLORS: [RGBColor; 3] = [RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
 
-pub(crate) fn register_font() {
+pub fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         if plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_err() {

@@ -312,6 +312,22 @@ pub fn machine() -> String {
     format!("{cores} cores (nproc), {}, {ram}", cpu.unwrap_or("unknown CPU"))
 }
 
+/// The comma-separated numbers given after `name` in `args`, if `name` is there.
+pub fn list_arg(args: &[String], name: &str) -> Option<Vec<u32>> {
+    let i = args.iter().position(|a| a == name)?;
+    let list = args.get(i + 1).unwrap_or_else(|| panic!("{name} needs a value"));
+    Some(list.split(',').map(|v| v.trim().parse().expect("a number")).collect())
+}
+
+/// The command that reproduces a run with `args`.
+pub fn reproduce(command: &str, args: &[String]) -> String {
+    if args.is_empty() {
+        command.to_string()
+    } else {
+        format!("{command} -- {}", args.join(" "))
+    }
+}
+
 pub fn minutes_and_seconds(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     format!("{} min {} s", secs / 60, secs % 60)

@@ -17,7 +17,7 @@ use fleet::records::{self, Occupancy, Stats};
 use fleet::replica::ic00::CanisterSettings;
 use fleet::replica::{ExecutionRecord, ManagementCall};
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
-use shared::parent::{ChildInfo, ChildState, ParentError};
+use shared::parent::{ChildInfo, ChildState, ParentError, SnapshotPolicy};
 
 /// The IC's per-message instruction limit for updates, timers and callbacks.
 pub const IC_MESSAGE_LIMIT: u64 = 40_000_000_000;
@@ -30,9 +30,9 @@ pub const FLOOR_GOAL_RATIO: f64 = 1.2;
 /// Members written to every child before a rollout, and their value size: the data the verification checks.
 pub const MEMBERS_PER_CHILD: u32 = 10;
 pub const VALUE_SIZE: u32 = 64;
-/// Sequential management calls per child in one upgrade that hold its slot: stop, install_code, start (the
-/// confirming canister_status overlaps the next child's stop).
-pub const CALLS_PER_CHILD: u64 = 3;
+/// Sequential management calls per child in one upgrade that hold its slot: the funds check (canister_status), stop,
+/// install_code, start (the confirming canister_status overlaps the next child's check).
+pub const CALLS_PER_CHILD: u64 = 4;
 /// Rounds run after a no-op redeploy: two intervals of the parent's 60 s watchdog at 1 s per round.
 pub const NOOP_ROUNDS: u64 = 120;
 /// Rounds run with K = 50 after the planner has read the large registry in (d).
@@ -182,10 +182,18 @@ pub fn fleet_of(a: &Release, n: u32, k: u32) -> Fleet {
 }
 
 /// (b) Upgrades the parent of a fresh fleet of `n` children from `a` to `b` and runs the rollout to its end; then
-/// verifies every child. Returns the fleet too, for (c).
-pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32) -> (RolloutPoint, Fleet) {
+/// verifies every child. With `snapshots`, the parent snapshots each child before its install (one more management
+/// call per child). Returns the fleet too, for (c).
+pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32, snapshots: bool) -> (RolloutPoint, Fleet) {
     let setup = Instant::now();
     let fleet = fleet_of(a, n, k);
+    if snapshots {
+        let all = SnapshotPolicy::All;
+        fleet
+            .parent()
+            .set_snapshot_policy(fleet.controller, all)
+            .expect("set_snapshot_policy");
+    }
     let wall_setup = setup.elapsed();
     let calls_from = fleet.replica.management_calls().len();
     let executions_from = fleet.replica.executions().len();
@@ -217,7 +225,7 @@ pub fn measure_rollout(a: &Release, b: &Release, n: u32, k: u32) -> (RolloutPoin
         finished: run.finished,
         rounds: run.last_round - round0,
         call_rounds,
-        floor: n64.div_ceil(k64) * CALLS_PER_CHILD * call_rounds,
+        floor: n64.div_ceil(k64) * (CALLS_PER_CHILD + u64::from(snapshots)) * call_rounds,
         simulated: Duration::from_nanos(run.end_time_ns - time0),
         post_upgrade: install_phases(&executions, fleet.parent)[2],
         parent: ParentExecutions::of(&executions, fleet.parent),
@@ -325,8 +333,9 @@ pub fn measure_registry(a: &Release, b: &Release, n: u32, k: u32) -> RegistryPoi
     let executions_from = fleet.replica.executions().len();
     let calls_from = fleet.replica.management_calls().len();
     let round0 = fleet.replica.round();
+    // Queued work keeps the parent's timers armed, so it refuses a plain upgrade: stopped first, as an operator would.
     fleet
-        .upgrade_parent(b, ParentUpgrade::Direct)
+        .upgrade_parent(b, ParentUpgrade::StopFirst)
         .expect("upgrade the parent A → B");
     while fleet.parent().rollout_status().planning {
         assert!(fleet.replica.round() - round0 < 10_000, "the planner does not finish");

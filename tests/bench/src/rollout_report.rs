@@ -114,8 +114,8 @@ fn rollout_table(results: &RolloutResults) -> String {
         out,
         "\nFloor = ⌈N / K⌉ × {CALLS_PER_CHILD} × m, where m = {measured} is the replica's minimum number of rounds for one \
          management call from the parent, measured in every run: the smallest gap between the rounds in which the \
-         management canister handled two consecutive calls of one child operation (stop → install_code → start → \
-         canister_status), each made from the callback of the one before (`Replica::management_calls`). The floor \
+         management canister handled two consecutive calls of one child operation (canister_status → stop → \
+         install_code → start → canister_status), each made from the callback of the one before (`Replica::management_calls`). The floor \
          leaves out the rounds before the first stop (the upgrade, the timer, the ic-cdk-timers executor self-call) and \
          the last child's confirm.\n"
     )

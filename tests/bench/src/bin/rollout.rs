@@ -73,7 +73,7 @@ fn main() {
     for &n in &args.fleets {
         for (i, &k) in args.concurrency.iter().enumerate() {
             eprintln!("(b) rollout of {n} children at K = {k} ...");
-            let (point, fleet) = measure_rollout(&a, &b, n, k);
+            let (point, fleet) = measure_rollout(&a, &b, n, k, false);
             eprintln!(
                 "    {} rounds (floor {}, {:.3}×), largest parent execution {:?}, {}/{} verified, setup {:.1} s, rollout {:.1} s",
                 point.rounds,
