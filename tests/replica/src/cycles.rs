@@ -29,6 +29,11 @@ pub const REFERENCE_SUBNET_SIZE: u128 = 13;
 pub const COST_TO_COMPILE_WASM_INSTRUCTION: u64 = 6_000;
 pub const DESERIALIZATION_SPEED_UP_FACTOR: u64 = 100;
 
+/// Taking a snapshot costs this many instructions plus one per byte of the snapshot
+/// (`DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS`; the charge as `rs/execution_environment`'s tests compute it:
+/// `canister_snapshot_baseline_instructions + snapshot_size_bytes`, at `execution_cost`).
+pub const SNAPSHOT_BASELINE_INSTRUCTIONS: u64 = 2_000_000_000;
+
 const SECONDS_PER_DAY: u128 = 86_400;
 const GIB: u128 = 1 << 30;
 

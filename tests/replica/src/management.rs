@@ -929,9 +929,8 @@ impl State {
             if !c.snapshots.iter().any(|s| &s.id == replace) {
                 return Err(snapshot_not_found(id, replace));
             }
-            c.snapshots.retain(|s| &s.id != replace);
         }
-        if c.snapshots.len() >= MAX_SNAPSHOTS {
+        if c.snapshots.len() - usize::from(a.replace_snapshot.is_some()) >= MAX_SNAPSHOTS {
             return Err(Reject::canister_error(format!(
                 "Canister {id} has reached the maximum number of snapshots allowed: {MAX_SNAPSHOTS}."
             )));
@@ -941,6 +940,14 @@ impl State {
                 "Canister {id} does not contain a Wasm module."
             )));
         };
+        // The IC charges the snapshotted canister a baseline plus one instruction per byte of the snapshot.
+        let size = live.heap().len() as u64 + c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
+        let cost = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS + size);
+        c.withdraw(cost, true).map_err(Reject::canister_error)?;
+        if let Some(replace) = &a.replace_snapshot {
+            c.snapshots.retain(|s| &s.id != replace);
+        }
+        let live = c.live.as_ref().expect("checked above");
         let mut snapshot_id = id.as_slice().to_vec();
         snapshot_id.extend_from_slice(&local.to_be_bytes());
         let snapshot = CanisterSnapshot {

@@ -259,3 +259,39 @@ fn controllers(list: Vec<Principal>) -> ic00::CanisterSettings {
         ..Default::default()
     }
 }
+
+#[test]
+fn a_snapshot_costs_its_canister_a_baseline_and_an_instruction_per_byte() {
+    // The IC charges the snapshotted canister execution_cost(2B + the snapshot's bytes):
+    // DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS (rs/config/src/subnet_config.rs) plus one instruction per byte
+    // (`canister_snapshot_baseline_instructions + snapshot_size_bytes` in rs/execution_environment's snapshot tests).
+    // Here the snapshot holds 3 pages of Wasm memory and no stable memory.
+    let r = Replica::new();
+    let a = installed(&r);
+    let b = r.create_canister_with_settings(Some(user()), Some(controllers(vec![user(), a])));
+    let three_pages = module_with(r#"(memory 3) (func (export "canister_init") nop)"#);
+    r.install_canister(b, three_pages, vec![], Some(user()));
+    assert_eq!((r.heap_size(b), r.stable_memory_pages(b).0), (3 * 65_536, 0));
+    let take = ic00::TakeCanisterSnapshotArgs {
+        canister_id: b,
+        replace_snapshot: None,
+        uninstall_code: None,
+        sender_canister_version: None,
+    };
+    let before = r.cycle_balance(b);
+    assert_eq!(management_call(&r, a, 0, "take_canister_snapshot", &take)[0], b'R');
+    assert_eq!(before - r.cycle_balance(b), 5_000_000 + 2_000_000_000 + 3 * 65_536);
+
+    // One that cannot pay gets the out-of-cycles error, and keeps its one snapshot.
+    r.drain_cycles(b);
+    let reply = management_call(&r, a, 0, "take_canister_snapshot", &take);
+    assert_eq!(&reply[..2], &[b'J', RejectCode::CanisterError as u8]);
+    assert!(
+        String::from_utf8_lossy(&reply[2..]).contains("is out of cycles"),
+        "{reply:?}"
+    );
+    let list = ic00::ListCanisterSnapshotsArgs { canister_id: b };
+    let reply = management_call(&r, a, 0, "list_canister_snapshots", &list);
+    let snapshots: Vec<ic00::Snapshot> = candid::decode_one(&reply[1..]).unwrap();
+    assert_eq!(snapshots.len(), 1);
+}
