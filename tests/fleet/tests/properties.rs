@@ -535,12 +535,10 @@ impl World {
             stat(|s| s.halts_seen += 1);
             p.resume_rollout(self.f.controller).expect("resume_rollout");
         }
-        prop_assert!(
-            false,
+        Err(TestCaseError::fail(format!(
             "still halting after 10 resumes: {:#?}",
             self.f.parent().rollout_status()
-        );
-        unreachable!()
+        )))
     }
 
     /// Drives the rollout to its end, retries every failed child (skipping pre_upgrade where a legacy module runs)
@@ -590,12 +588,10 @@ impl World {
                     .expect("retry_child");
             }
         }
-        prop_assert!(
-            false,
+        Err(TestCaseError::fail(format!(
             "children still failing or behind after 8 rounds of retries: {:#?}",
             self.f.parent().rollout_status()
-        );
-        Ok(())
+        )))
     }
 
     /// Every injected fault must fire: one that never did tested nothing. A post_upgrade trap waits for its child's
