@@ -382,11 +382,8 @@ pub fn restore_snapshots(s: &mut State, target: RestoreTarget, by: Principal, no
 
 /// Re-plans the current release over the whole registry (children not on it, and failed ones). Returns the rollout id.
 pub fn start_rollout(s: &mut State, by: Principal, now: u64) -> u64 {
-    let target = s.target();
-    {
-        let id = rollout::new_rollout(s, now, target, false);
-        started_by(s, by, id)
-    }
+    let id = rollout::new_rollout(s, now, s.target(), false);
+    started_by(s, by, id)
 }
 
 /// Records who started the rollout `id`, and passes `id` through.
@@ -398,11 +395,8 @@ fn started_by(s: &mut State, by: Principal, id: u64) -> u64 {
 /// Starts a rollout that trusts no registry entry: every child is re-checked with `canister_status`, children running
 /// the release are left alone (`verified`), any other is upgraded. Returns the rollout id.
 pub fn verify_fleet(s: &mut State, by: Principal, now: u64) -> u64 {
-    let target = s.target();
-    {
-        let id = rollout::new_rollout(s, now, target, true);
-        started_by(s, by, id)
-    }
+    let id = rollout::new_rollout(s, now, s.target(), true);
+    started_by(s, by, id)
 }
 
 /// Makes a stored release the fleet's target and starts rolling it out (an upgrade, so every child keeps its data;
@@ -415,10 +409,8 @@ pub fn rollout_release(s: &mut State, hash: Vec<u8>, by: Principal, now: u64) ->
     if s.module(&target).is_none() {
         return Err(ParentError::ReleaseNotStored { hash });
     }
-    Ok({
-        let id = rollout::new_rollout(s, now, target, false);
-        started_by(s, by, id)
-    })
+    let id = rollout::new_rollout(s, now, target, false);
+    Ok(started_by(s, by, id))
 }
 
 /// Sets R, the number of recent releases whose modules the store keeps, and drops what falls outside it.

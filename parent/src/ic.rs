@@ -4,11 +4,12 @@
 
 use crate::outcome::{CallError, ChildStatus, Funds, RunStatus};
 use candid::{CandidType, Nat, Principal};
-use ic_cdk::call::Call;
+use ic_cdk::call::{Call, Response};
 use ic_management_canister_types::{
     CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, ChunkHash, InstallChunkedCodeArgs,
     InstallCodeArgs, LoadCanisterSnapshotArgs, Snapshot, TakeCanisterSnapshotArgs, UpgradeFlags, UploadChunkArgs,
 };
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -187,13 +188,24 @@ fn call_error(method: &str, e: impl Into<ic_cdk::call::Error>) -> CallError {
     }
 }
 
-async fn bounded_unit_call(method: &str, child: Principal) -> Result<(), CallError> {
+/// A bounded-wait call to the management canister with `cycles` attached, counted in `calls_out` while it awaits.
+async fn management_call(method: &str, args: impl CandidType, cycles: u128) -> Result<Response, CallError> {
     let _out = CallOut::new();
     Call::bounded_wait(Principal::management_canister(), method)
-        .with_arg(CanisterIdRecord { canister_id: child })
+        .with_arg(args)
+        .with_cycles(cycles)
+        .await
+        .map_err(|e| call_error(method, e))
+}
+
+fn decode<R: CandidType + DeserializeOwned>(method: &str, reply: Response) -> Result<R, CallError> {
+    reply.candid().map_err(|e| call_error(method, e))
+}
+
+async fn bounded_unit_call(method: &str, child: Principal) -> Result<(), CallError> {
+    management_call(method, CanisterIdRecord { canister_id: child }, 0)
         .await
         .map(|_| ())
-        .map_err(|e| call_error(method, e))
 }
 
 impl Ic for CdkIc {
@@ -279,12 +291,7 @@ impl Ic for CdkIc {
             arg,
             sender_canister_version: None,
         };
-        let _out = CallOut::new();
-        Call::bounded_wait(Principal::management_canister(), "install_code")
-            .with_arg(&args)
-            .await
-            .map(|_| ())
-            .map_err(|e| call_error("install_code", e))
+        management_call("install_code", args, 0).await.map(|_| ())
     }
 
     async fn start(&self, child: Principal) -> Result<(), CallError> {
@@ -293,48 +300,32 @@ impl Ic for CdkIc {
 
     async fn take_snapshot(&self, child: Principal, replace: Option<Vec<u8>>) -> Result<Vec<u8>, CallError> {
         const METHOD: &str = "take_canister_snapshot";
-        let _out = CallOut::new();
         let args = TakeCanisterSnapshotArgs {
             canister_id: child,
             replace_snapshot: replace,
             uninstall_code: None,
             sender_canister_version: None,
         };
-        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(&args)
-            .await
-            .map_err(|e| call_error(METHOD, e))?;
-        let snapshot: Snapshot = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        let snapshot: Snapshot = decode(METHOD, management_call(METHOD, args, 0).await?)?;
         Ok(snapshot.id)
     }
 
     async fn load_snapshot(&self, child: Principal, id: Vec<u8>) -> Result<(), CallError> {
-        const METHOD: &str = "load_canister_snapshot";
-        let _out = CallOut::new();
         let args = LoadCanisterSnapshotArgs {
             canister_id: child,
             snapshot_id: id,
             sender_canister_version: None,
         };
-        Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(&args)
-            .await
-            .map(|_| ())
-            .map_err(|e| call_error(METHOD, e))
+        management_call("load_canister_snapshot", args, 0).await.map(|_| ())
     }
 
     async fn upload_chunk(&self, chunk: Vec<u8>) -> Result<Vec<u8>, CallError> {
         const METHOD: &str = "upload_chunk";
-        let _out = CallOut::new();
         let args = UploadChunkArgs {
             canister_id: ic_cdk::api::canister_self(),
             chunk,
         };
-        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(&args)
-            .await
-            .map_err(|e| call_error(METHOD, e))?;
-        let hash: ChunkHash = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        let hash: ChunkHash = decode(METHOD, management_call(METHOD, args, 0).await?)?;
         Ok(hash.hash)
     }
 
@@ -350,8 +341,6 @@ impl Ic for CdkIc {
         module_hash: Vec<u8>,
         arg: Vec<u8>,
     ) -> Result<(), CallError> {
-        const METHOD: &str = "install_chunked_code";
-        let _out = CallOut::new();
         let args = InstallChunkedCodeArgs {
             mode: install_mode(mode),
             target_canister: child,
@@ -361,22 +350,12 @@ impl Ic for CdkIc {
             arg,
             sender_canister_version: None,
         };
-        Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(&args)
-            .await
-            .map(|_| ())
-            .map_err(|e| call_error(METHOD, e))
+        management_call("install_chunked_code", args, 0).await.map(|_| ())
     }
 
     async fn deposit(&self, child: Principal, cycles: u128) -> Result<(), CallError> {
-        const METHOD: &str = "deposit_cycles";
-        let _out = CallOut::new();
-        Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(CanisterIdRecord { canister_id: child })
-            .with_cycles(cycles)
-            .await
-            .map(|_| ())
-            .map_err(|e| call_error(METHOD, e))
+        let args = CanisterIdRecord { canister_id: child };
+        management_call("deposit_cycles", args, cycles).await.map(|_| ())
     }
 
     async fn health(&self, child: Principal, method: String) -> Result<(), CallError> {
@@ -393,12 +372,8 @@ impl Ic for CdkIc {
 
     async fn status(&self, child: Principal) -> Result<ChildStatus, CallError> {
         const METHOD: &str = "canister_status";
-        let _out = CallOut::new();
-        let reply = Call::bounded_wait(Principal::management_canister(), METHOD)
-            .with_arg(CanisterIdRecord { canister_id: child })
-            .await
-            .map_err(|e| call_error(METHOD, e))?;
-        let r: StatusReply = reply.candid().map_err(|e| call_error(METHOD, e))?;
+        let args = CanisterIdRecord { canister_id: child };
+        let r: StatusReply = decode(METHOD, management_call(METHOD, args, 0).await?)?;
         Ok(ChildStatus {
             status: match r.status {
                 CanisterStatusType::Running => RunStatus::Running,

@@ -500,6 +500,31 @@ pub struct Op {
     pub shortfall: Option<Shortfall>,
 }
 
+impl Op {
+    /// Operation `id` of instance `epoch`, launched at `step` at `now`, with nothing else set yet.
+    pub fn new(id: u64, epoch: u64, step: Step, now: u64) -> Self {
+        Self {
+            id,
+            epoch,
+            step,
+            since: now,
+            error: None,
+            upgrade: UpgradeOptions::default(),
+            retries: 0,
+            wait_until: None,
+            release: Vec::new(),
+            snapshot: SnapshotStage::None,
+            restore: None,
+            check: false,
+            started_at: now,
+            steps: Vec::new(),
+            top_up: 0,
+            topped_up: 0,
+            shortfall: None,
+        }
+    }
+}
+
 /// Where a child is in the rollout. Kept in sync with the PENDING/IN_FLIGHT/FAILED indexes by `State::put_child`.
 // Entries are decoded one at a time from stable memory, never kept in bulk: a boxed `Op` would save nothing.
 #[allow(clippy::large_enum_variant)]

@@ -431,23 +431,10 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
 /// A new lock, for an operation towards the current target.
 fn lock(s: &mut State, step: Step, now: u64, error: Option<String>, upgrade: UpgradeOptions) -> Op {
     Op {
-        id: s.next_op_id(),
-        epoch: s.meta().epoch,
-        step,
-        since: now,
         error,
         upgrade,
-        retries: 0,
-        wait_until: None,
         release: s.target().to_vec(),
-        snapshot: SnapshotStage::None,
-        restore: None,
-        check: false,
-        started_at: now,
-        steps: Vec::new(),
-        top_up: 0,
-        topped_up: 0,
-        shortfall: None,
+        ..Op::new(s.next_op_id(), s.meta().epoch, step, now)
     }
 }
 

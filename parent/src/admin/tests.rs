@@ -302,25 +302,7 @@ fn remove_child_refuses_unknown_and_locked_children() {
     let mut s = fresh_state();
     let (idle, locked, failed) = (principal(1), principal(2), principal(3));
     s.put_child(idle, ChildEntry::new(Some(OLD.to_vec()), Phase::Pending, 0));
-    let op = Op {
-        id: 1,
-        epoch: 1,
-        step: Step::Install,
-        since: 0,
-        error: None,
-        upgrade: Default::default(),
-        retries: 0,
-        wait_until: None,
-        release: Vec::new(),
-        snapshot: Default::default(),
-        restore: None,
-        check: false,
-        started_at: 0,
-        steps: Vec::new(),
-        top_up: 0,
-        topped_up: 0,
-        shortfall: None,
-    };
+    let op = Op::new(1, 1, Step::Install, 0);
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(failed, ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0));
 
@@ -382,25 +364,7 @@ fn retry_child_refuses_unknown_busy_and_up_to_date_children_and_changes_nothing(
     rollout::tick(&mut s, 1);
     let release = s.release.hash.to_vec();
     let (locked, current) = (principal(2), principal(3));
-    let op = Op {
-        id: 1,
-        epoch: 1,
-        step: Step::Stop,
-        since: 0,
-        error: None,
-        upgrade: Default::default(),
-        retries: 0,
-        wait_until: None,
-        release: Vec::new(),
-        snapshot: Default::default(),
-        restore: None,
-        check: false,
-        started_at: 0,
-        steps: Vec::new(),
-        top_up: 0,
-        topped_up: 0,
-        shortfall: None,
-    };
+    let op = Op::new(1, 1, Step::Stop, 0);
     s.put_child(locked, ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0));
     s.put_child(current, ChildEntry::new(Some(release), Phase::Idle, 0));
     let before: Vec<_> = s.children().iter().map(|e| e.into_pair()).collect();

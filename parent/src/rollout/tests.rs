@@ -555,23 +555,8 @@ fn orphan(step: Step, sim_status: RunStatus, sim_hash: Option<&[u8]>) -> (FakeIc
     on_install(&mut s, Principal::anonymous(), NOW); // the instance that launched the operation
     let epoch = s.meta().epoch;
     let op = Op {
-        id: s.next_op_id(),
-        epoch,
-        step,
-        since: NOW,
-        error: None,
-        upgrade: Default::default(),
-        retries: 0,
-        wait_until: None,
-        release: Vec::new(),
-        snapshot: Default::default(),
-        restore: None,
-        check: false,
         started_at: 0,
-        steps: Vec::new(),
-        top_up: 0,
-        topped_up: 0,
-        shortfall: None,
+        ..Op::new(s.next_op_id(), epoch, step, NOW)
     };
     let mut e = ChildEntry::new(Some(OLD.to_vec()), Phase::InFlight(op), 0);
     e.attempts = 1;

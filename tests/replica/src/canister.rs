@@ -250,6 +250,23 @@ impl Canister {
         }
     }
 
+    /// Records a change to the canister's history at its current version.
+    pub fn record_change(
+        &mut self,
+        time: u64,
+        origin: Principal,
+        origin_version: Option<u64>,
+        details: ic_management_canister_types::ChangeDetails,
+    ) {
+        self.history.push(Change {
+            time,
+            canister_version: self.version,
+            origin,
+            origin_version,
+            details,
+        });
+    }
+
     /// The freezing threshold in cycles: the idle burn of the canister's memory over `freezing_threshold` seconds.
     pub fn freezing_threshold_cycles(&self) -> u128 {
         cycles::freezing_threshold(self.memory_usage(), self.settings.freezing_threshold())

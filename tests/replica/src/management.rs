@@ -254,15 +254,9 @@ impl State {
                 let c = self.canisters.get_mut(&id).expect("checked");
                 c.version += 1;
                 if apply_settings(c, &a.settings) {
-                    c.history.push(Change {
-                        time,
-                        canister_version: c.version,
-                        origin: caller,
-                        origin_version: a.sender_canister_version,
-                        details: ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord {
-                            controllers: c.controllers.iter().copied().collect(),
-                        }),
-                    });
+                    let controllers = c.controllers.iter().copied().collect();
+                    let details = ic00::ChangeDetails::ControllersChange(ic00::ControllersChangeRecord { controllers });
+                    c.record_change(time, caller, a.sender_canister_version, details);
                 }
                 Ok(unit())
             }
@@ -602,16 +596,11 @@ impl State {
         }
         c.module_hash = Some(hash);
         c.module_bytes_len = len;
-        c.history.push(Change {
-            time: self.time,
-            canister_version: c.version,
-            origin: caller,
-            origin_version: sender_version,
-            details: ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
-                mode: deployment_mode,
-                module_hash: hash.to_vec(),
-            }),
+        let details = ic00::ChangeDetails::CodeDeployment(ic00::CodeDeploymentRecord {
+            mode: deployment_mode,
+            module_hash: hash.to_vec(),
         });
+        c.record_change(self.time, caller, sender_version, details);
         if module.exports("canister_heartbeat") {
             self.heartbeats.insert(id);
         } else {
@@ -762,13 +751,7 @@ impl State {
         self.with_canister(id, |s, c| {
             s.remove_code(c);
             c.version += 1;
-            c.history.push(Change {
-                time,
-                canister_version: c.version,
-                origin: caller,
-                origin_version: sender_version,
-                details: ic00::ChangeDetails::CodeUninstall,
-            });
+            c.record_change(time, caller, sender_version, ic00::ChangeDetails::CodeUninstall);
         });
         Ok(())
     }
@@ -989,19 +972,14 @@ impl State {
             c.module_hash = Some(snapshot.module_hash);
             c.module_bytes_len = snapshot.module_bytes_len;
             c.version += 1;
-            c.history.push(Change {
-                time,
+            let details = ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
+                from_canister_id: None,
+                snapshot_id: snapshot.id.clone(),
                 canister_version: c.version,
-                origin: caller,
-                origin_version: a.sender_canister_version,
-                details: ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
-                    from_canister_id: None,
-                    snapshot_id: snapshot.id.clone(),
-                    canister_version: c.version,
-                    taken_at_timestamp: snapshot.taken_at,
-                    source: ic00::SnapshotSource::TakenFromCanister(candid::Reserved),
-                }),
+                taken_at_timestamp: snapshot.taken_at,
+                source: ic00::SnapshotSource::TakenFromCanister(candid::Reserved),
             });
+            c.record_change(time, caller, a.sender_canister_version, details);
             s.sync_timer(c);
             Ok(())
         })
