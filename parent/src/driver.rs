@@ -125,7 +125,12 @@ pub async fn run_worker<I: Ic + Clone + 'static>(ic: I, mut launch: Launch) {
             return;
         }
         let now = ic.now();
-        match mutate_state(|s| rollout::launch(s, now, 1)).pop() {
+        let mut next = mutate_state(|s| rollout::launch(s, now, 1));
+        if next.more {
+            // The planner read its budget of children already on the release: the tick goes on at once.
+            ic.schedule_tick(Duration::ZERO);
+        }
+        match next.launches.pop() {
             Some(next) => launch = next,
             None => return,
         }

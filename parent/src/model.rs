@@ -193,7 +193,9 @@ pub enum IndexProgress {
 }
 shared::storable_as_cbor!(Meta);
 
-/// A planner pass over the whole registry in progress: it resumes after `after` on the next tick.
+/// A planner pass over the whole registry in progress: it resumes after `after` when a slot is free. Children before
+/// the cursor have been looked at; a parent before the registry became the queue wrote `Pending` for those it chose,
+/// and they stay queued.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanCursor {
     pub after: Option<Principal>,
@@ -217,7 +219,7 @@ pub struct Rollout {
     /// Children the planner found already on the release.
     #[serde(default)]
     pub skipped: u64,
-    /// A verifying rollout (`verify_fleet`): the planner queues the children the registry has on the release too, and
+    /// A verifying rollout (`verify_fleet`): the planner launches the children the registry has on the release too, and
     /// their operation starts with a `canister_status` re-check instead of being skipped.
     #[serde(default)]
     pub verify: bool,
@@ -228,7 +230,7 @@ pub struct Rollout {
     /// dropped back to idle.
     #[serde(default)]
     pub restore: bool,
-    /// Restoring the snapshots rollout `restore_from` took: the planner queues those children for a restore.
+    /// Restoring the snapshots rollout `restore_from` took: the planner launches those children's restores.
     #[serde(default)]
     pub restore_from: Option<u64>,
     /// Children this rollout restored from their snapshot.
@@ -240,7 +242,7 @@ pub struct Rollout {
     /// Where a gated rollout stands (see `gates.rs`).
     #[serde(default)]
     pub stage: Stage,
-    /// The canaries, chosen by the planner: the first children it queued, in principal order.
+    /// The canaries, chosen by the planner: the first children it launched, in principal order.
     #[serde(default)]
     pub canaries: Vec<Principal>,
     /// How many canaries the planner is to choose.

@@ -107,7 +107,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
     let r = s.rollout();
     let settings = s.settings();
     let total = s.child_count();
-    let (pending, in_flight, failed) = (s.pending().len(), s.in_flight().len(), s.failed().len());
+    let (queued, in_flight, failed) = (s.pending().len(), s.in_flight().len(), s.failed().len());
+    let pending = queued + unplanned(s, queued + in_flight + failed);
     let in_flight_children = s
         .in_flight()
         .keys()
@@ -148,8 +149,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         paused: settings.concurrency == 0 || r.paused,
         concurrency: settings.concurrency,
         total_children: total,
-        // The registry's count of children on the target, once the planner is done and the count complete.
-        up_to_date: r.plan.is_none().then(|| s.running_on(&s.target())).flatten(),
+        up_to_date: s.running_on(&s.target()),
         pending,
         in_flight,
         failed,
@@ -176,7 +176,7 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         failures_in_rollout: r.failures,
         started_by: r.started_by,
         rate_per_hour: rate,
-        eta_secs: r.plan.is_none().then(|| eta_secs(pending + in_flight, rate)).flatten(),
+        eta_secs: eta_secs(pending + in_flight, rate),
         restored: r.restored,
         chunk_store: chunk_store_status(s),
         top_ups: r.top_ups,
@@ -184,6 +184,18 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
         in_flight_children,
         failures,
     }
+}
+
+/// Children the planner has yet to reach that need the release: those not on the target, less the ones already
+/// queued, locked or failed (an estimate from the index of children per module). Verifying and restoring rollouts
+/// pick children by more than their module, so they count only queued ones.
+fn unplanned(s: &State, accounted: u64) -> u64 {
+    let r = s.rollout();
+    if r.plan.is_none() || r.verify || r.restore {
+        return 0;
+    }
+    let on_target = s.running_on(&s.target()).unwrap_or(s.child_count());
+    s.child_count().saturating_sub(on_target).saturating_sub(accounted)
 }
 
 /// Every release the parent has carried, oldest first, with whether its module is stored and how many children run

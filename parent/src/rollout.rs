@@ -3,13 +3,17 @@
 //!
 //! # A child's phase
 //! ```text
-//!   Idle ──(planner, register: not on the release;
-//!           verifying planner: any)──────────────────> Pending ──(launch: lock taken, attempts += 1)──> InFlight(op)
-//!   Failed ──(planner, retry_failed, retry_child)────> Pending                                          │
-//!   Idle <──(planner: already on the release)──────── Pending                                          │
+//!   Idle ──(register: not on the release)─────────────> Pending ──(launch: lock taken, attempts += 1)──> InFlight(op)
+//!   Failed ──(retry_failed, retry_child)──────────────> Pending                                          │
+//!   Idle, Failed ──(planner: not on the release; verifying planner: any)─────────────────────────────> InFlight(op)
+//!   Idle <──(queued before this rollout, already on its release)── Pending                              │
 //!   Idle, installed_hash = release <──────────────── Done ───────────────── on_result ──────────────────┤
 //!   Failed, last_error <───────────────────────────── Fail ─────────────────────────────────────────────┘
 //! ```
+//! The registry is the planner's queue: it reads the registry from a cursor as slots free up and locks the children
+//! that need the release directly, writing nothing for the others (an entry's write costs far more than its read).
+//! Children queued explicitly (`Pending`: registered, retried) go first.
+//!
 //! A child queued on another module starts with `Check`; one the registry has on the release (or with no known
 //! module) starts with `Recheck`. Found running the release, either is left alone and counted `verified`.
 //!
@@ -60,7 +64,8 @@
 //! So an operation ends `Failed` only with the child seen running, or with the parent no longer in control.
 //!
 //! # Bounds (work per timer execution, independent of the fleet size)
-//! - the planner reads at most `PLAN_BATCH` registry entries per tick and continues from a stored cursor;
+//! - the planner reads at most `PLAN_BATCH` registry entries per tick or per worker hand-over and continues from a
+//!   stored cursor;
 //! - new operations are admitted only while fewer than K (`Settings::concurrency` ≤ `admin::MAX_CONCURRENCY`) locks
 //!   take a slot (check, top-up, stop, install, start, recheck, or waiting to retry one of them) and fewer than 2K are held in all:
 //!   a child in its read-only `Confirm` has released its slot (so the next child's stop overlaps it) but still holds
@@ -85,7 +90,7 @@ use candid::Principal;
 use std::ops::Bound;
 use std::time::Duration;
 
-/// Registry entries the planner reads per tick.
+/// Registry entries the planner reads per tick or per worker hand-over.
 pub const PLAN_BATCH: usize = 500;
 /// IN_FLIGHT entries read per tick or per worker hand-over (rollout locks ≤ 2K ≤ 200, plus children being created:
 /// far below this in practice).
@@ -182,7 +187,7 @@ pub fn on_install(s: &mut State, installer: Principal, now: u64) -> bool {
 
 /// Starts a rollout to `target` (a release the parent can install): the planner re-reads the whole registry.
 /// Children already queued or locked are left as they are (one operation per child at a time). With `verify`,
-/// children the registry has on the target are queued as well: their operation starts with a re-check
+/// children the registry has on the target are launched as well: their operation starts with a re-check
 /// (`canister_status`), which leaves a child running the target alone and upgrades one whose module was changed
 /// behind the parent's back. Returns the rollout id.
 pub fn new_rollout(s: &mut State, now: u64, target: [u8; 32], verify: bool) -> u64 {
@@ -271,13 +276,12 @@ pub fn tick(s: &mut State, now: u64) -> TickPlan {
     if indexing(s) && s.build_running_index(PLAN_BATCH) {
         s.prune_releases();
     }
-    plan_batch(s, now);
     drain_aborted(s, now);
     advance_stage(s, now);
-    let launches = launch(s, now, usize::MAX);
+    let Launched { launches, more } = launch(s, now, usize::MAX);
     maybe_finish(s, now);
     let draining = s.rollout().aborted_at.is_some() && !s.pending().is_empty();
-    let rearm = if s.rollout().plan.is_some() || indexing(s) || draining {
+    let rearm = if more || indexing(s) || draining {
         Some(Duration::ZERO)
     } else if let (Stage::Baking { until }, true) = (&s.rollout().stage, can_start(s)) {
         // Back when the bake ends.
@@ -291,82 +295,132 @@ pub fn tick(s: &mut State, now: u64) -> TickPlan {
     TickPlan { launches, rearm }
 }
 
-/// Reads up to `PLAN_BATCH` registry entries after the cursor and queues those that need the release.
-pub fn plan_batch(s: &mut State, now: u64) {
-    let Some(cursor) = s.rollout().plan.clone() else {
-        return;
+/// What the planner did with one registry entry.
+enum Planned {
+    /// Already on the release: nothing to do.
+    Skipped,
+    Launched(Launch),
+    /// Queued or locked already, or not part of this rollout.
+    Passed,
+}
+
+/// Launches up to `n` children the planner finds after its cursor, reading at most `PLAN_BATCH` registry entries
+/// (in chunks that start at `n` and double, plus one entry to see the registry's end, so a worker asking for one child
+/// reads two where it can). The registry is the queue: nothing is written for a
+/// child until it is launched, and a child is judged by its entry as it is when the planner reaches it. Returns
+/// whether the planner stopped at its read budget with room left (the tick then comes back at once).
+fn launch_planned(s: &mut State, now: u64, n: usize, out: &mut Vec<Launch>) -> bool {
+    let Some(PlanCursor { mut after }) = s.rollout().plan.clone() else {
+        return false;
     };
-    let lower = match cursor.after {
-        Some(after) => Bound::Excluded(after),
-        None => Bound::Unbounded,
-    };
-    let batch: Vec<(Principal, ChildEntry)> = s
-        .children()
-        .range((lower, Bound::Unbounded))
-        .take(PLAN_BATCH)
-        .map(|e| e.into_pair())
-        .collect();
-    let finished = batch.len() < PLAN_BATCH;
-    let last = batch.last().map(|(id, _)| *id);
-    let verify = s.rollout().verify;
-    let restore_from = s.rollout().restore_from;
-    let mut skipped = 0;
-    for (id, mut entry) in batch {
-        if let Some(rollout) = restore_from {
-            // A restoring rollout queues the children whose snapshot that rollout took, for a restore, and nobody else.
-            let snapshotted = entry.snapshot.as_ref().is_some_and(|snap| snap.rollout == rollout);
-            if snapshotted && !matches!(entry.phase, Phase::InFlight(_)) {
-                queue_restore(s, id, entry, now);
-            } else if entry.phase == Phase::Pending && !entry.upgrade.restore {
-                dequeue(s, id, entry, now);
+    let (mut read, mut launched, mut skipped, mut finished) = (0, 0, 0, false);
+    let mut chunk_len = n;
+    'scan: while launched < n && read < PLAN_BATCH && !canaries_chosen(s) {
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let want = (PLAN_BATCH - read).min(chunk_len + 1);
+        chunk_len = chunk_len.saturating_mul(2);
+        let chunk: Vec<(Principal, ChildEntry)> = s
+            .children()
+            .range((lower, Bound::Unbounded))
+            .take(want)
+            .map(|e| e.into_pair())
+            .collect();
+        finished = chunk.len() < want;
+        for (id, entry) in chunk {
+            if launched == n || canaries_chosen(s) {
+                finished = false;
+                break 'scan;
             }
-            continue;
-        }
-        let on_release = s.target_is(entry.installed_hash.as_deref());
-        match entry.phase {
-            Phase::Idle if on_release && !verify => skipped += 1,
-            // Queued for an earlier release but already on this one (e.g. the parent went back to a release it
-            // had carried): drop it from the queue rather than spend a call on it.
-            Phase::Pending if on_release && !verify => {
-                skipped += 1;
-                entry.phase = Phase::Idle;
-                entry.upgrade = UpgradeOptions::default();
-                entry.updated_at = now;
-                s.put_child(id, entry);
-            }
-            Phase::Idle | Phase::Failed => {
-                entry.phase = Phase::Pending;
-                entry.attempts = 0;
-                entry.updated_at = now;
-                s.put_child(id, entry);
-                let r = s.rollout();
-                if r.stage == Stage::Canary && (r.canaries.len() as u32) < r.wanted_canaries {
-                    s.update_rollout(|r| r.canaries.push(id));
+            read += 1;
+            after = Some(id);
+            match plan_entry(s, id, entry, now) {
+                Planned::Skipped => skipped += 1,
+                Planned::Launched(launch) => {
+                    out.push(launch);
+                    launched += 1;
                 }
+                Planned::Passed => {}
             }
-            // Already queued, or locked by an operation that will see the current release.
-            Phase::Pending | Phase::InFlight(_) => {}
+        }
+        if finished {
+            break;
         }
     }
     s.update_rollout(|r| {
         r.skipped += skipped;
-        r.plan = if finished {
-            None
-        } else {
-            Some(PlanCursor { after: last })
-        };
+        r.plan = (!finished).then_some(PlanCursor { after });
     });
+    !finished && launched < n && !canaries_chosen(s)
+}
+
+/// The canary wave has all the canaries it wants: the planner waits for the wave.
+fn canaries_chosen(s: &State) -> bool {
+    let r = s.rollout();
+    r.stage == Stage::Canary && r.canaries.len() as u32 >= r.wanted_canaries
+}
+
+fn plan_entry(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) -> Planned {
+    if let Some(rollout) = s.rollout().restore_from {
+        // A restoring rollout restores the children whose snapshot that rollout took, and nobody else.
+        let snapshotted = entry.snapshot.as_ref().is_some_and(|snap| snap.rollout == rollout);
+        if snapshotted && !matches!(entry.phase, Phase::InFlight(_)) {
+            entry.upgrade = UpgradeOptions {
+                restore: true,
+                ..UpgradeOptions::default()
+            };
+            entry.attempts = 0;
+            return Planned::Launched(start_queued(s, id, entry, now));
+        }
+        if entry.phase == Phase::Pending && !entry.upgrade.restore {
+            dequeue(s, id, entry, now);
+        }
+        return Planned::Passed;
+    }
+    if queued_for_nothing(s, &entry) {
+        dequeue(s, id, entry, now);
+        return Planned::Skipped;
+    }
+    let on_release = s.target_is(entry.installed_hash.as_deref());
+    match entry.phase {
+        Phase::Idle if on_release && !s.rollout().verify => Planned::Skipped,
+        Phase::Idle | Phase::Failed => {
+            if s.rollout().stage == Stage::Canary {
+                s.update_rollout(|r| r.canaries.push(id));
+            }
+            entry.attempts = 0;
+            Planned::Launched(start_queued(s, id, entry, now))
+        }
+        // Already queued, or locked by an operation that will see the current release.
+        Phase::Pending | Phase::InFlight(_) => Planned::Passed,
+    }
+}
+
+/// Queued before this rollout for an earlier release, but already on this one (e.g. the parent went back to a release
+/// it had carried): dropped from the queue rather than spend a call on it.
+fn queued_for_nothing(s: &State, entry: &ChildEntry) -> bool {
+    let r = s.rollout();
+    entry.phase == Phase::Pending
+        && !r.verify
+        && entry.updated_at < r.started_at
+        && s.target_is(entry.installed_hash.as_deref())
+}
+
+/// What `launch` started, and whether the planner has more to read at once (see `launch_planned`).
+pub struct Launched {
+    pub launches: Vec<Launch>,
+    pub more: bool,
 }
 
 /// Launches up to `max` operations: locks that need a call now first (orphaned or stale ones, taken over as
-/// `Recheck`; waiting ones whose backoff is over, resumed), then queued children. Used by the tick (`max` = all) and
+/// `Recheck`; waiting ones whose backoff is over, resumed), then queued children, then children the planner reaches.
+/// Used by the tick (`max` = all) and
 /// by a worker that just released its slot (`max` = 1), which keeps the pipeline full without waiting for a tick.
 ///
 /// Locks are served whatever K is: they are operations already under way, possibly on a stopped child. A queued
 /// child is admitted only while fewer than K locks take a slot (every kind but the read-only `Confirm`) and fewer
 /// than 2K are held in all. A child's slot is released when it reaches `Confirm`, so the next child's stop overlaps
 /// the previous child's confirm; the child itself stays locked until the confirm is committed.
-pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
+pub fn launch(s: &mut State, now: u64, max: usize) -> Launched {
     let k = s.settings().concurrency as usize;
     let epoch = s.meta().epoch;
     let (mut slots, mut locks) = (0usize, 0usize);
@@ -401,7 +455,10 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
         })
         .collect();
     if !can_start(s) || !store_ready(s) {
-        return out;
+        return Launched {
+            launches: out,
+            more: false,
+        };
     }
     let n = max
         .saturating_sub(out.len())
@@ -420,12 +477,14 @@ pub fn launch(s: &mut State, now: u64, max: usize) -> Vec<Launch> {
         }
         Stage::Checking { launched: false } => {
             out.extend(launch_health_checks(s, now));
-            return out;
+            Vec::new()
         }
-        Stage::Baking { .. } | Stage::Checking { launched: true } => return out,
+        Stage::Baking { .. } | Stage::Checking { launched: true } => Vec::new(),
     };
+    let room = n - queued.len();
     out.extend(queued.into_iter().filter_map(|id| launch_pending(s, id, now)));
-    out
+    let more = matches!(s.rollout().stage, Stage::Wave | Stage::Canary) && launch_planned(s, now, room, &mut out);
+    Launched { launches: out, more }
 }
 
 /// A new lock, for an operation towards the current target.
@@ -463,12 +522,21 @@ fn launch_of(s: &State, child: Principal, op: &Op) -> Launch {
 /// Launches a queued child's operation; during a restoring rollout, a child queued for an upgrade is dropped back to
 /// idle instead (`None`).
 fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
-    let mut entry = s.child(&id).expect("PENDING index names a registered child");
+    let entry = s.child(&id).expect("PENDING index names a registered child");
     assert_eq!(entry.phase, Phase::Pending, "PENDING index out of step with {id}");
     if s.rollout().restore && !entry.upgrade.restore {
         dequeue(s, id, entry, now);
         return None;
     }
+    if queued_for_nothing(s, &entry) {
+        dequeue(s, id, entry, now);
+        return None;
+    }
+    Some(start_queued(s, id, entry, now))
+}
+
+/// Locks a queued child (or one the planner reached) for its operation, which starts with the returned launch.
+fn start_queued(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) -> Launch {
     // A child with no known module, or one recorded on the release but failed (e.g. left stopped), is looked at
     // before anything is done to it.
     let first = match &entry.installed_hash {
@@ -506,7 +574,7 @@ fn launch_pending(s: &mut State, id: Principal, now: u64) -> Option<Launch> {
     entry.updated_at = now;
     s.put_child(id, entry);
     s.update_rollout(|r| r.attempted += 1);
-    Some(launch)
+    launch
 }
 
 /// Takes over an orphaned or stale lock: a fresh lock id (results for the old one are ignored) and a re-check.
@@ -803,7 +871,7 @@ fn advance_stage(s: &mut State, now: u64) {
         })
     };
     let next = match r.stage {
-        Stage::Canary if r.plan.is_none() && !canaries_busy() => {
+        Stage::Canary if (r.plan.is_none() || canaries_chosen(s)) && !canaries_busy() => {
             if r.canaries.is_empty() {
                 Stage::Wave
             } else {

@@ -51,7 +51,7 @@ pub struct CyclesPolicy {
 /// halts the rollout before any other child is touched. `halt_after` halts any rollout whose failures reach it.
 #[derive(CandidType, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct RolloutGates {
-    /// How many canaries (the first children the planner queues, in principal order; at most 100). `None`: no canary
+    /// How many canaries (the first children the planner reaches that need the release, in principal order; at most 100). `None`: no canary
     /// wave.
     pub canary: Option<Share>,
     /// Seconds to wait after the last canary is confirmed before the health checks (at most one week).
@@ -365,16 +365,17 @@ pub struct RolloutStatus {
     pub started_at: u64,
     /// Set once nothing is planned, queued or in flight.
     pub finished_at: Option<u64>,
-    /// The planner is still scanning the registry for children to upgrade.
+    /// The planner has registry entries left to read. It reads them as slots free up: the registry is the queue.
     pub planning: bool,
     /// Nothing new starts: `pause_rollout`, or concurrency 0.
     pub paused: bool,
     pub concurrency: u32,
     pub total_children: u64,
-    /// Children the registry has on the release; `None` while the planner is still scanning (or, after an upgrade
-    /// from a parent that did not count them, until they are counted).
+    /// Children the registry has on the release; `None` after an upgrade from a parent that did not count them, until
+    /// they are counted.
     pub up_to_date: Option<u64>,
-    /// Children queued for an upgrade.
+    /// Children waiting for an operation: queued ones, and those the planner has yet to reach that are not on the
+    /// release (counted from the children per module; a verifying or restoring rollout counts queued ones only).
     pub pending: u64,
     /// Children locked by an operation under way (see `Settings::concurrency`).
     pub in_flight: u64,
@@ -408,8 +409,7 @@ pub struct RolloutStatus {
     pub started_by: Option<Principal>,
     /// Children per hour over its last (up to 64) operations; `None` until two have ended.
     pub rate_per_hour: Option<f64>,
-    /// Seconds until the queued and locked children are done at that rate (an estimate; `None` without a rate or
-    /// while the planner is still scanning).
+    /// Seconds until the pending and locked children are done at that rate (an estimate; `None` without a rate).
     pub eta_secs: Option<u64>,
     /// Children this rollout restored from their snapshot (their writes since the snapshot are gone).
     pub restored: u64,

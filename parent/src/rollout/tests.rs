@@ -101,7 +101,7 @@ fn entry(id: Principal) -> ChildEntry {
 // --- planning ---------------------------------------------------------------------------------------------------
 
 #[test]
-fn plan_queues_only_children_not_on_the_release() {
+fn the_planner_launches_only_children_not_on_the_release() {
     let mut s = fresh_state();
     let rel = release(&s);
     add_idle(&mut s, principal(1), Some(&OLD));
@@ -113,17 +113,17 @@ fn plan_queues_only_children_not_on_the_release() {
     let mut failed = ChildEntry::new(Some(OLD.to_vec()), Phase::Failed, 0);
     failed.attempts = 3;
     s.put_child(principal(5), failed);
-    set_k(&mut s, 0);
+    set_k(&mut s, 10);
     assert!(on_install(&mut s, Principal::anonymous(), NOW));
-    tick(&mut s, NOW);
+    let launched: Vec<Principal> = tick(&mut s, NOW).launches.iter().map(|l| l.child).collect();
 
-    let pending: Vec<Principal> = s.pending().keys().collect();
-    assert_eq!(pending, vec![principal(1), principal(3), principal(5)]);
+    assert_eq!(launched, vec![principal(1), principal(3), principal(5)]);
+    assert!(s.pending().is_empty());
     assert_eq!(s.rollout().skipped, 3);
     assert_eq!(s.child(&principal(6)).unwrap().phase, Phase::Idle);
     assert_eq!(
         s.child(&principal(5)).unwrap().attempts,
-        0,
+        1,
         "re-planning restarts the attempt budget"
     );
     assert!(s.rollout().plan.is_none());
@@ -177,9 +177,14 @@ fn tick_launches_at_most_k_and_hands_over_one_for_one() {
     on_install(&mut s, Principal::anonymous(), NOW);
     let plan = tick(&mut s, NOW);
     assert_eq!(plan.launches.len(), 5);
-    assert_eq!((s.in_flight().len(), s.pending().len()), (5, 25));
+    assert_eq!(s.in_flight().len(), 5);
+    assert_eq!(
+        s.pending().len(),
+        0,
+        "the registry is the queue: nothing is written for a child not launched"
+    );
     assert!(
-        launch(&mut s, NOW, usize::MAX).is_empty(),
+        launch(&mut s, NOW, usize::MAX).launches.is_empty(),
         "K operations are live: nothing more may start"
     );
     assert!(tick(&mut s, NOW).launches.is_empty());
@@ -187,10 +192,10 @@ fn tick_launches_at_most_k_and_hands_over_one_for_one() {
     let mut launches = plan.launches.into_iter();
     complete_ok(&mut s, launches.next().unwrap(), NOW);
     assert_eq!(s.in_flight().len(), 4);
-    let next = launch(&mut s, NOW, 1);
+    let next = launch(&mut s, NOW, 1).launches;
     assert_eq!(next.len(), 1);
     assert_eq!(s.in_flight().len(), 5);
-    assert!(launch(&mut s, NOW, 1).is_empty());
+    assert!(launch(&mut s, NOW, 1).launches.is_empty());
     s.check_invariants();
 }
 
@@ -244,11 +249,14 @@ fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
         l
     };
     let a = tick(&mut s, NOW).launches.pop().unwrap();
-    assert!(launch(&mut s, NOW, 1).is_empty(), "A holds the only slot");
+    assert!(launch(&mut s, NOW, 1).launches.is_empty(), "A holds the only slot");
     let a_confirm = advance_to_confirm(&mut s, a);
-    let b = launch(&mut s, NOW, 1).pop().expect("A's confirm released the slot");
+    let b = launch(&mut s, NOW, 1)
+        .launches
+        .pop()
+        .expect("A's confirm released the slot");
     let _b_confirm = advance_to_confirm(&mut s, b);
-    assert!(launch(&mut s, NOW, 1).is_empty(), "2K = 2 children locked");
+    assert!(launch(&mut s, NOW, 1).launches.is_empty(), "2K = 2 children locked");
     assert!(
         matches!(s.child(&a_confirm.child).unwrap().phase, Phase::InFlight(_)),
         "A is still locked while confirming"
@@ -262,7 +270,7 @@ fn a_confirming_child_releases_its_slot_but_keeps_its_lock() {
         NOW
     )
     .is_none());
-    assert_eq!(launch(&mut s, NOW, 1).len(), 1);
+    assert_eq!(launch(&mut s, NOW, 1).launches.len(), 1);
     s.check_invariants();
 }
 
@@ -277,7 +285,11 @@ fn concurrency_zero_pauses_and_keeps_state() {
     let plan = tick(&mut s, NOW);
     assert!(plan.launches.is_empty());
     assert_eq!(plan.rearm, None, "a paused rollout does not spin");
-    assert_eq!(s.pending().len(), 10);
+    assert_eq!(
+        s.rollout().plan,
+        Some(PlanCursor::default()),
+        "nothing is planned while nothing may start"
+    );
     assert!(s.rollout().finished_at.is_none());
 
     // Pausing with work in flight: nothing new starts, the in-flight lock stays.
@@ -286,8 +298,8 @@ fn concurrency_zero_pauses_and_keeps_state() {
     assert_eq!(two.len(), 2);
     set_k(&mut s, 0);
     complete_ok(&mut s, two[0].clone(), NOW);
-    assert!(launch(&mut s, NOW, 1).is_empty());
-    assert_eq!((s.in_flight().len(), s.pending().len()), (1, 8));
+    assert!(launch(&mut s, NOW, 1).launches.is_empty());
+    assert_eq!(s.in_flight().len(), 1);
 
     set_k(&mut s, 3);
     assert_eq!(
@@ -759,7 +771,7 @@ fn orphans_are_taken_over_whatever_k_is_and_before_new_children_start() {
         complete_ok(&mut s, l.clone(), NOW);
     }
     assert!(
-        launch(&mut s, NOW, 10).len() == 1,
+        launch(&mut s, NOW, 10).launches.len() == 1,
         "one orphan left holds one of K = 2 slots"
     );
     s.check_invariants();
@@ -770,31 +782,66 @@ fn orphans_are_taken_over_whatever_k_is_and_before_new_children_start() {
 #[test]
 fn each_tick_reads_a_bounded_batch_and_launches_at_most_k() {
     let mut s = fresh_state();
-    let n = 2 * PLAN_BATCH as u64 + 123;
-    for i in 0..n {
+    let rel = release(&s);
+    let on_release = 2 * PLAN_BATCH as u64 + 123;
+    for i in 0..on_release {
+        add_idle(&mut s, principal(i), Some(&rel));
+    }
+    for i in on_release..on_release + 10 {
         add_idle(&mut s, principal(i), Some(&OLD));
     }
     set_k(&mut s, 7);
     on_install(&mut s, Principal::anonymous(), NOW);
     let mut ticks = 0;
-    loop {
-        let queued_before = s.pending().len() + s.in_flight().len();
+    let launched = loop {
+        let skipped_before = s.rollout().skipped;
         let plan = tick(&mut s, NOW);
         ticks += 1;
-        assert!(plan.launches.len() <= 7);
-        let queued_after = s.pending().len() + s.in_flight().len();
         assert!(
-            queued_after - queued_before <= PLAN_BATCH as u64,
-            "planned more than a batch in one tick"
+            s.rollout().skipped - skipped_before <= PLAN_BATCH as u64,
+            "read more than a batch in one tick"
         );
-        if s.rollout().plan.is_none() {
-            break;
+        if !plan.launches.is_empty() {
+            break plan.launches.len();
         }
         assert_eq!(plan.rearm, Some(Duration::ZERO), "planning continues on the next round");
+    };
+    assert_eq!((ticks, launched), (3, 7));
+    assert_eq!(s.rollout().skipped, on_release);
+    assert!(s.rollout().plan.is_some(), "three children are still to be reached");
+    assert_eq!(
+        tick(&mut s, NOW).rearm,
+        Some(LOCK_CHECK_INTERVAL),
+        "K slots are taken: the workers go on as slots free up"
+    );
+    s.check_invariants();
+}
+
+#[test]
+fn a_worker_that_reads_a_batch_of_children_on_the_release_calls_the_tick_back() {
+    let mut s = fresh_state();
+    let rel = release(&s);
+    add_idle(&mut s, principal(0), Some(&OLD));
+    for i in 1..=PLAN_BATCH as u64 + 5 {
+        add_idle(&mut s, principal(i), Some(&rel));
     }
-    assert_eq!(ticks, 3);
-    assert_eq!(s.pending().len() + s.in_flight().len(), n);
-    assert_eq!(s.in_flight().len(), 7);
+    let last = principal(PLAN_BATCH as u64 + 6);
+    add_idle(&mut s, last, Some(&OLD));
+    set_k(&mut s, 1);
+    on_install(&mut s, Principal::anonymous(), NOW);
+    let first = tick(&mut s, NOW).launches;
+    assert_eq!(first.len(), 1);
+    complete_ok(&mut s, first[0].clone(), NOW);
+
+    let worker = launch(&mut s, NOW, 1);
+    assert!(
+        worker.launches.is_empty() && worker.more,
+        "a batch read, nothing launched: more to read at once"
+    );
+    assert_eq!(
+        tick(&mut s, NOW).launches.iter().map(|l| l.child).collect::<Vec<_>>(),
+        vec![last]
+    );
     s.check_invariants();
 }
 
@@ -1002,7 +1049,7 @@ fn options_of_a_child_dropped_from_the_queue_are_cleared() {
     e.upgrade = skip_pre_upgrade();
     s.put_child(principal(1), e);
     on_install(&mut s, Principal::anonymous(), NOW);
-    tick(&mut s, NOW);
+    assert!(tick(&mut s, NOW).launches.is_empty());
     let e = s.child(&principal(1)).unwrap();
     assert_eq!(e.phase, Phase::Idle);
     assert_eq!(e.upgrade, UpgradeOptions::default());
@@ -1656,7 +1703,8 @@ fn failures_reaching_the_threshold_halt_new_operations_and_let_those_under_way_f
         ids.iter().all(|id| ic.canister(*id).status == RunStatus::Running),
         "every child running"
     );
-    assert_eq!(read_state(|s| s.pending().len()), 8 - touched as u64);
+    let pending = read_state(|s| crate::queries::rollout_status(s).pending);
+    assert_eq!(pending, 8 - touched as u64, "the children not reached yet");
     // More ticks start nothing.
     run_until(&ic, || true);
     mutate_state(|s| assert!(tick(s, NOW).launches.is_empty()));

@@ -10,8 +10,9 @@ use plotters::prelude::*;
 use crate::plot::{log_log_chart, register_font, short_count, FONT, SERIES_COLORS, SIZE};
 use crate::report::{group_digits, RunInfo};
 use crate::rollout::{
-    NoopPoint, ParentExecutions, RegistryPoint, RolloutPoint, CALLS_PER_CHILD, FLOOR_GOAL_RATIO, IC_MESSAGE_LIMIT,
-    MEMBERS_PER_CHILD, NOOP_ROUNDS, POST_UPGRADE_TARGET, REGISTRY_LAUNCH_ROUNDS, TICK_TARGET, VALUE_SIZE,
+    NoopPoint, ParentExecutions, RegistryPoint, RolloutPoint, AFTER_UPGRADE_ROUNDS, CALLS_PER_CHILD, FLOOR_GOAL_RATIO,
+    IC_MESSAGE_LIMIT, MEMBERS_PER_CHILD, NOOP_ROUNDS, POST_UPGRADE_TARGET, REGISTRY_LAUNCH_ROUNDS, TICK_TARGET,
+    VALUE_SIZE,
 };
 
 const TEMPLATE: &str = include_str!("ROLLOUT.template.md");
@@ -216,12 +217,11 @@ fn registry_section(results: &RolloutResults) -> String {
     row(
         &mut out,
         &format!(
-            "Planner, K = 0, {} rounds until it had read the registry: timer executions max / median ({} executions)",
-            r.planning_rounds, r.planning.timer.count
+            "K = 0, {AFTER_UPGRADE_ROUNDS} rounds after the upgrade: timer executions max / median ({} executions)",
+            r.after_upgrade.timer.count
         ),
-        stats_max_median(&r.planning.timer),
+        stats_max_median(&r.after_upgrade.timer),
     );
-    row(&mut out, "Planner: largest parent execution", largest(&r.planning));
     row(
         &mut out,
         &format!(
@@ -328,7 +328,7 @@ fn goals(results: &RolloutResults) -> String {
                 verdict(r.upgrade[2] <= POST_UPGRADE_TARGET)
             )
             .unwrap();
-            let max_timer = r.planning.all.max.max(r.launching.all.max);
+            let max_timer = r.after_upgrade.all.max.max(r.launching.all.max);
             writeln!(
                 out,
                 "- (d) The largest parent execution after that upgrade, with {} registered, at most {}: {} → {}.",

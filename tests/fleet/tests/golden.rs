@@ -13,22 +13,39 @@ use shared::child::{
 };
 use shared::parent::{ChildInfo, ChildState};
 
-const GOLDEN: &str = "tests/fixtures/golden/0.1.0";
-const GOLDEN_CHILD_SHA256: &str = "eedc87cd7c6b9f90ebbb1c53a72a933f80600cf16efe793190fa08872e6ea163";
-const GOLDEN_PARENT_SHA256: &str = "db78737da6f34b4f033a8f07db5f8fa19c60f5d64ae455c573a4a7e01095f527";
+/// The shipped releases: (version, SHA-256 of child.wasm.gz, SHA-256 of parent.wasm.gz).
+const SHIPPED: [(&str, &str, &str); 2] = [
+    (
+        "0.1.0",
+        "eedc87cd7c6b9f90ebbb1c53a72a933f80600cf16efe793190fa08872e6ea163",
+        "db78737da6f34b4f033a8f07db5f8fa19c60f5d64ae455c573a4a7e01095f527",
+    ),
+    (
+        "0.2.0",
+        "c43bfc33262c7e3e3c19bf92f1981a5193daa5e78cfbf11c99fb00052dd69c70",
+        "9004632d3cefd0926efc92a61d25b533ec51b4c29136dc6cab61d0550f7773e0",
+    ),
+];
 
-fn golden(file: &str) -> Vec<u8> {
-    let bytes = wasms::read(format!("{GOLDEN}/{file}"));
-    let expected = match file {
-        "child.wasm.gz" => GOLDEN_CHILD_SHA256,
-        _ => GOLDEN_PARENT_SHA256,
-    };
+/// A file of a shipped release, checked against its recorded hash.
+fn golden(version: &str, file: &str) -> Vec<u8> {
+    let (_, child, parent) = SHIPPED.iter().find(|(v, ..)| *v == version).expect("a shipped release");
+    let path = format!("tests/fixtures/golden/{version}/{file}");
+    let bytes = wasms::read(&path);
+    let expected = if file == "child.wasm.gz" { child } else { parent };
     assert_eq!(
         hex::encode(sha256(&bytes)),
-        expected,
-        "{GOLDEN}/{file} is not the shipped build"
+        *expected,
+        "{path} is not the shipped build"
     );
     bytes
+}
+
+/// A shipped release (parent and child), checked.
+fn shipped(version: &str) -> Release {
+    golden(version, "parent.wasm.gz");
+    golden(version, "child.wasm.gz");
+    Release::from_dir(format!("tests/fixtures/golden/{version}"))
 }
 
 fn all_members(child: &ChildApi) -> Vec<Member> {
@@ -63,7 +80,7 @@ fn the_current_child_reads_every_structure_the_shipped_child_wrote() {
     let id = r.create_canister_with_settings(Some(admin), None);
     r.install_canister(
         id,
-        golden("child.wasm.gz"),
+        golden("0.1.0", "child.wasm.gz"),
         Encode!(&ChildInitArg { parent }).unwrap(),
         Some(admin),
     );
@@ -140,8 +157,7 @@ fn the_current_child_reads_every_structure_the_shipped_child_wrote() {
 
 #[test]
 fn the_current_parent_loads_the_shipped_registry_and_moves_its_fleet_to_the_current_child() {
-    golden("parent.wasm.gz");
-    let shipped = Release::from_dir(GOLDEN);
+    let shipped = shipped("0.1.0");
     let current = Release::current();
     let mut fleet = Fleet::new(
         &shipped,
@@ -202,4 +218,66 @@ fn the_current_parent_loads_the_shipped_registry_and_moves_its_fleet_to_the_curr
         assert_eq!(all_members(&fleet.child(id)), members[&id], "members of {id}");
     }
     assert_eq!(registry.len(), 6);
+}
+
+/// The 0.2.0 parent queued the children it planned (`Pending`, one registry write and one index insert each); the
+/// current parent's planner writes nothing until it launches a child. A rollout the 0.2.0 parent had half planned,
+/// over 1,000 children, must finish under the current parent: the children it queued and those it had not reached
+/// (as the same rollout while the current parent embeds the 0.2.0 child, as a new one to its own child after that).
+#[test]
+fn the_current_parent_finishes_a_rollout_the_shipped_0_2_0_parent_had_half_planned() {
+    const N: u64 = 1_000;
+    let (v1, v2, current) = (shipped("0.1.0"), shipped("0.2.0"), Release::current());
+    let mut fleet = Fleet::new(&v1, FleetConfig::with_concurrency(100));
+    fleet.create_children(N as u32);
+    let _logs = fleet.replica.print_logs_on_panic();
+    let filled: Vec<Principal> = fleet.children.iter().step_by(100).copied().collect();
+    for id in &filled {
+        fleet.fill(*id, 20, 32);
+    }
+    let members: BTreeMap<Principal, Vec<Member>> =
+        filled.iter().map(|c| (*c, all_members(&fleet.child(*c)))).collect();
+    let p = fleet.parent();
+    p.set_concurrency(fleet.controller, 0).unwrap();
+
+    // The 0.2.0 parent plans 500 entries per tick: stopped for its own upgrade after the first.
+    fleet.upgrade_parent(&v2, ParentUpgrade::StopFirst).unwrap();
+    let mut rounds = 0;
+    while p.rollout_status().pending == 0 {
+        assert!(rounds < 20, "the 0.2.0 planner queued nothing");
+        fleet.replica.tick();
+        rounds += 1;
+    }
+    let before = p.rollout_status();
+    assert_eq!((before.pending, before.in_flight), (500, 0), "{before:#?}");
+    assert!(before.planning, "half the registry is still to plan");
+
+    fleet.upgrade_parent(&current, ParentUpgrade::StopFirst).unwrap();
+    // The 0.2.0 parent had counted half the children per module; the current one counts the rest first.
+    fleet.replica.tick_n(3);
+    let after = p.rollout_status();
+    if current.child_hash == v2.child_hash {
+        assert_eq!(
+            after.rollout_id, before.rollout_id,
+            "the same child embedded: the same rollout"
+        );
+    }
+    assert_eq!(
+        after.pending, N,
+        "the queued children and those the planner has yet to reach"
+    );
+    p.set_concurrency(fleet.controller, 100).unwrap();
+    let run = fleet.run_rollout_to_end(5_000);
+    assert!(run.finished && run.status.failed == 0, "{:#?}", run.status);
+    assert_eq!((run.status.upgraded, run.status.up_to_date), (N, Some(N)));
+    let target = current.expect_child_hash();
+    for info in p.list_all_children() {
+        let id = info.canister_id;
+        assert_eq!(info.state, ChildState::UpToDate, "{id}");
+        assert_eq!(fleet.replica.module_hash(id), Some(target), "{id}");
+        assert_eq!(fleet.replica.status(id), replica::CanisterStatus::Running, "{id}");
+    }
+    for (id, before) in &members {
+        assert_eq!(&all_members(&fleet.child(*id)), before, "members of {id}");
+    }
 }

@@ -105,8 +105,8 @@ fn main() {
         eprintln!("(d) {} empty canisters registered with the parent ...", args.registry);
         let point = measure_registry(&a, &b, args.registry, REGISTRY_CONCURRENCY);
         eprintln!(
-            "    upgrade {:?}, planner max {:?}, launching max {:?}",
-            point.upgrade, point.planning.largest, point.launching.largest
+            "    upgrade {:?}, after it {:?}, launching max {:?}",
+            point.upgrade, point.after_upgrade.largest, point.launching.largest
         );
         results.registry = Some(point);
         todo.clear();
