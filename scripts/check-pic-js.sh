@@ -14,7 +14,12 @@ if [ ! -d "$cache/node_modules/@dfinity/pic" ]; then
   npm ci --prefix "$cache" --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
 
-cargo build --locked -p pocket-ic-server
-target_dir=$(cargo metadata --locked --format-version 1 --no-deps |
-  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
-POCKET_IC_BIN="$target_dir/debug/pocket-ic-server" NODE_PATH="$cache/node_modules" node "$js/child-upgrade.cjs"
+# POCKET_IC_BIN reuses a built server (scripts/test.sh passes the one its tests built: a build of its own would
+# compile its dependencies once more, with another feature set).
+if [ -z "${POCKET_IC_BIN:-}" ]; then
+  cargo build --locked -p pocket-ic-server
+  target_dir=$(cargo metadata --locked --format-version 1 --no-deps |
+    node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).target_directory))')
+  POCKET_IC_BIN="$target_dir/debug/pocket-ic-server"
+fi
+POCKET_IC_BIN="$POCKET_IC_BIN" NODE_PATH="$cache/node_modules" node "$js/child-upgrade.cjs"

@@ -50,7 +50,8 @@ step "icp-cli reads icp.yaml and builds the same modules"
 scripts/check-icp-build.sh
 
 step "@dfinity/pic runs against the PocketIC-compatible server (tests/pocket-ic-server)"
-scripts/check-pic-js.sh
+# The server binary the tests above built (for the pocket-ic-server's own integration tests).
+POCKET_IC_BIN=${CARGO_TARGET_DIR:-$PWD/target}/debug/pocket-ic-server scripts/check-pic-js.sh
 
 step "icp-cli against the local network: deploy, create, upgrade, verify; the fleet scripts; another root key"
 # The network binary the tests above built (a build of its own would compile its dependencies once more).

@@ -8,7 +8,7 @@
 //! stable memory (MemoryManager, default 8 MiB buckets)
 //! ├── 0 SETTINGS   StableCell<Settings>                     admins, K, cycles, extra controllers, R, snapshot policy
 //! ├── 1 META       StableCell<Meta>                         epoch (bumped by every init/post_upgrade), next op id,
-//! │                                                         progress of the RUNNING index
+//! │                                                         progress of the RUNNING index and the epoch that kept it
 //! ├── 2 ROLLOUT    StableCell<Rollout>                      the current rollout: release, times, planner cursor
 //! ├── 3 CHILDREN   StableBTreeMap<Principal, ChildEntry>    the fleet registry (one entry per child)
 //! ├── 4 RELEASES   StableBTreeMap<[u8; 32], ReleaseEntry>   every release the parent has carried, by hash

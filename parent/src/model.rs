@@ -162,6 +162,12 @@ pub struct Meta {
     /// rollout's release (they had no other target).
     #[serde(default, with = "serde_bytes")]
     pub embedded: Vec<u8>,
+    /// The epoch of the last install by a parent that keeps `RUNNING` in step with the registry. Any other value than
+    /// the epoch before the current one means another module ran in between (a downgrade, then an upgrade back, or a
+    /// parent from before this field): its changes never reached the index, so the registry is counted again. 0 in
+    /// parents before it was recorded.
+    #[serde(default)]
+    pub indexed_epoch: u64,
 }
 
 /// The chunks of one release uploaded to the parent's own chunk store (modules over

@@ -176,6 +176,10 @@ pub fn on_install(s: &mut State, installer: Principal, now: u64) -> bool {
         m.epoch += 1;
         m.embedded = embedded.to_vec();
     });
+    if s.meta().indexed_epoch + 1 != s.meta().epoch {
+        s.recount_running();
+    }
+    s.update_meta(|m| m.indexed_epoch = m.epoch);
     s.record_release(now);
     if previous != embedded {
         new_rollout(s, now, embedded, false);

@@ -372,6 +372,12 @@ impl State {
         }
     }
 
+    /// Forgets the children per module; the tick counts the registry again, in batches. O(1).
+    pub fn recount_running(&mut self) {
+        self.running.clear_new();
+        self.update_meta(|m| m.running_index = IndexProgress::NotStarted);
+    }
+
     /// Counts up to `batch` more registry entries into `RUNNING`; returns whether the index is complete.
     pub fn build_running_index(&mut self, batch: usize) -> bool {
         let after = match self.meta().running_index.clone() {
@@ -402,6 +408,12 @@ impl State {
             }
         });
         done
+    }
+
+    /// Test helper: writes an entry as a parent that does not keep the indexes would (an older module).
+    #[cfg(test)]
+    pub fn put_child_behind_the_indexes(&mut self, id: Principal, entry: ChildEntry) {
+        self.children.insert(id, entry);
     }
 
     /// Test helper: records `hash` as a release this parent has shipped.

@@ -818,6 +818,32 @@ fn each_tick_reads_a_bounded_batch_and_launches_at_most_k() {
 }
 
 #[test]
+fn children_per_module_are_counted_again_when_another_module_ran_in_between() {
+    let mut s = fresh_state();
+    let rel = release(&s);
+    add_idle(&mut s, principal(1), Some(&OLD));
+    on_install(&mut s, Principal::anonymous(), NOW);
+    assert!(s.build_running_index(PLAN_BATCH));
+    on_install(&mut s, Principal::anonymous(), NOW);
+    assert_eq!(
+        s.running_on(&OLD),
+        Some(1),
+        "an upgrade from a parent that keeps the index keeps it"
+    );
+
+    // A parent that does not keep the index runs (a downgrade) and moves the child, then this one is installed again.
+    s.update_meta(|m| m.epoch += 1);
+    s.put_child_behind_the_indexes(principal(1), ChildEntry::new(Some(rel.clone()), Phase::Idle, NOW));
+    on_install(&mut s, Principal::anonymous(), NOW);
+    assert_eq!(s.running_on(&OLD), None, "not trusted until counted again");
+    assert!(s.build_running_index(PLAN_BATCH));
+    assert_eq!(
+        (s.running_on(&OLD), s.running_on(&rel[..].try_into().unwrap())),
+        (Some(0), Some(1))
+    );
+}
+
+#[test]
 fn a_worker_that_reads_a_batch_of_children_on_the_release_calls_the_tick_back() {
     let mut s = fresh_state();
     let rel = release(&s);

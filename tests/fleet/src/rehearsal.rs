@@ -331,12 +331,14 @@ impl fmt::Display for Report {
             instr(a.total)
         )?;
         writeln!(f, "{}", self.cycles)?;
-        writeln!(
-            f,
-            "  top-ups        {} children topped up with {} cycles",
-            self.top_ups,
-            format_cycles(self.cycles_spent as i128)
-        )?;
+        match self.top_ups {
+            0 => writeln!(f, "  top-ups        none needed")?,
+            n => writeln!(
+                f,
+                "  top-ups        {n} children topped up with {} cycles",
+                format_cycles(self.cycles_spent as i128)
+            )?,
+        }
         if c.canary.is_some() || c.halt_after.is_some() {
             writeln!(
                 f,

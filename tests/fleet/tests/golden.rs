@@ -253,7 +253,7 @@ fn the_current_parent_finishes_a_rollout_the_shipped_0_2_0_parent_had_half_plann
     assert!(before.planning, "half the registry is still to plan");
 
     fleet.upgrade_parent(&current, ParentUpgrade::StopFirst).unwrap();
-    // The 0.2.0 parent had counted half the children per module; the current one counts the rest first.
+    // The current parent counts the children per module again (0.2.0 did not record that it kept the count).
     fleet.replica.tick_n(3);
     let after = p.rollout_status();
     if current.child_hash == v2.child_hash {
