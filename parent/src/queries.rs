@@ -187,8 +187,8 @@ pub fn rollout_status(s: &State) -> RolloutStatus {
 }
 
 /// Children the planner has yet to reach that need the release: those not on the target, less the ones already
-/// queued, locked or failed (an estimate from the index of children per module). Verifying and restoring rollouts
-/// pick children by more than their module, so they count only queued ones.
+/// queued, locked or failed (an estimate from the index of children per module; none while that index is being built).
+/// Verifying and restoring rollouts pick children by more than their module, so they count only queued ones.
 fn unplanned(s: &State, accounted: u64) -> u64 {
     let r = s.rollout();
     if r.plan.is_none() || r.verify || r.restore {

@@ -308,11 +308,11 @@ enum Planned {
     Passed,
 }
 
-/// Launches up to `n` children the planner finds after its cursor, reading at most `PLAN_BATCH` registry entries
-/// (in chunks that start at `n` and double, plus one entry to see the registry's end, so a worker asking for one child
-/// reads two where it can). The registry is the queue: nothing is written for a
-/// child until it is launched, and a child is judged by its entry as it is when the planner reaches it. Returns
-/// whether the planner stopped at its read budget with room left (the tick then comes back at once).
+/// Launches up to `n` children the planner finds after its cursor, reading at most `PLAN_BATCH` registry entries (in
+/// chunks that start at `n` and double, plus one entry to see the registry's end, so a worker asking for one child
+/// reads two where it can). The registry is the queue: nothing is written for a child until it is launched, and a
+/// child is judged by its entry as it is when the planner reaches it. Returns whether the planner stopped at its read
+/// budget with room left (the tick then comes back at once).
 fn launch_planned(s: &mut State, now: u64, n: usize, out: &mut Vec<Launch>) -> bool {
     let Some(PlanCursor { mut after }) = s.rollout().plan.clone() else {
         return false;
@@ -417,8 +417,8 @@ pub struct Launched {
 
 /// Launches up to `max` operations: locks that need a call now first (orphaned or stale ones, taken over as
 /// `Recheck`; waiting ones whose backoff is over, resumed), then queued children, then children the planner reaches.
-/// Used by the tick (`max` = all) and
-/// by a worker that just released its slot (`max` = 1), which keeps the pipeline full without waiting for a tick.
+/// Used by the tick (`max` = all) and by a worker that just released its slot (`max` = 1), which keeps the pipeline
+/// full without waiting for a tick.
 ///
 /// Locks are served whatever K is: they are operations already under way, possibly on a stopped child. A queued
 /// child is admitted only while fewer than K locks take a slot (every kind but the read-only `Confirm`) and fewer
