@@ -172,14 +172,17 @@ pub fn on_install(s: &mut State, installer: Principal, now: u64) -> bool {
         e if e.is_empty() => s.rollout().release.clone(),
         e => e.clone(),
     };
+    let mut other_module_ran = false;
     s.update_meta(|m| {
         m.epoch += 1;
         m.embedded = embedded.to_vec();
+        other_module_ran = m.indexed_epoch + 1 != m.epoch;
+        m.indexed_epoch = m.epoch;
     });
-    if s.meta().indexed_epoch + 1 != s.meta().epoch {
+    if other_module_ran {
+        // Its changes to the registry never reached RUNNING.
         s.recount_running();
     }
-    s.update_meta(|m| m.indexed_epoch = m.epoch);
     s.record_release(now);
     if previous != embedded {
         new_rollout(s, now, embedded, false);
