@@ -574,7 +574,6 @@ pub struct ChildEntry {
     #[serde(default)]
     pub short_of_cycles: Option<Shortfall>,
 }
-shared::storable_as_cbor!(ChildEntry);
 
 impl ChildEntry {
     pub fn new(installed_hash: Option<Vec<u8>>, phase: Phase, now: u64) -> Self {
@@ -597,6 +596,107 @@ impl ChildEntry {
             Phase::InFlight(op) => Some(op),
             _ => None,
         }
+    }
+}
+
+impl Phase {
+    pub fn kind(&self) -> PhaseKind {
+        match self {
+            Phase::Idle => PhaseKind::Idle,
+            Phase::Pending => PhaseKind::Pending,
+            Phase::InFlight(_) => PhaseKind::InFlight,
+            Phase::Failed => PhaseKind::Failed,
+        }
+    }
+}
+
+/// A `Phase` without its operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhaseKind {
+    Idle,
+    Pending,
+    InFlight,
+    Failed,
+}
+
+/// What the planner, the phase indexes and RUNNING read of an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildHead {
+    pub installed_hash: Option<Vec<u8>>,
+    pub phase: PhaseKind,
+}
+
+/// A registry entry as stored: the CBOR of a `ChildEntry`, decoded only when needed. `head` reads the first two
+/// fields alone: parsing a whole entry costs several times the B-tree walk to it (PLANNER.md).
+///
+/// Upgrade compatibility: the bytes are a `ChildEntry`'s CBOR, as every release wrote them. `installed_hash` and
+/// `phase` are its first two fields; an entry written with another field order (0.1.0 had no `installed_hash`) is
+/// decoded in full instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChild(Vec<u8>);
+
+impl StoredChild {
+    pub fn new(entry: &ChildEntry) -> Self {
+        Self(shared::cbor::encode(entry))
+    }
+
+    pub fn decode(&self) -> ChildEntry {
+        shared::cbor::decode(&self.0)
+    }
+
+    pub fn head(&self) -> ChildHead {
+        read_head(&self.0).unwrap_or_else(|| {
+            let entry = self.decode();
+            ChildHead {
+                installed_hash: entry.installed_hash,
+                phase: entry.phase.kind(),
+            }
+        })
+    }
+}
+
+/// The head, when the entry's map starts with `installed_hash` (null or bytes) and `phase` (a unit variant's name, or
+/// a one-key map for `InFlight`).
+fn read_head(bytes: &[u8]) -> Option<ChildHead> {
+    use minicbor::{data::Type, Decoder};
+    let mut d = Decoder::new(bytes);
+    d.map().ok()?;
+    (d.str().ok()? == "installed_hash").then_some(())?;
+    let installed_hash = match d.datatype().ok()? {
+        Type::Null => {
+            d.null().ok()?;
+            None
+        }
+        _ => Some(d.bytes().ok()?.to_vec()),
+    };
+    (d.str().ok()? == "phase").then_some(())?;
+    let with_op = d.datatype().ok()? == Type::Map;
+    if with_op {
+        (d.map().ok()? == Some(1)).then_some(())?;
+    }
+    let phase = match (with_op, d.str().ok()?) {
+        (false, "Idle") => PhaseKind::Idle,
+        (false, "Pending") => PhaseKind::Pending,
+        (true, "InFlight") => PhaseKind::InFlight,
+        (false, "Failed") => PhaseKind::Failed,
+        _ => return None,
+    };
+    Some(ChildHead { installed_hash, phase })
+}
+
+impl Storable for StoredChild {
+    const BOUND: Bound = Bound::Unbounded;
+
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        Self(bytes.into_owned())
     }
 }
 
@@ -751,7 +851,9 @@ mod tests {
                 available: 8,
             }),
         };
-        assert_eq!(ChildEntry::from_bytes(e.to_bytes()), e);
+        let stored = StoredChild::from_bytes(StoredChild::new(&e).into_bytes().into());
+        assert_eq!(stored.decode(), e);
+        assert_head_read_without_decoding(&stored, &e);
     }
 
     #[test]
@@ -761,7 +863,15 @@ mod tests {
             created_at: 1,
             updated_at: 2,
         });
-        let e = ChildEntry::from_bytes(Cow::Owned(old));
+        let stored = StoredChild::from_bytes(Cow::Owned(old));
+        let e = stored.decode();
+        // Written with `phase` first: the head falls back to decoding the entry.
+        assert_eq!(read_head(&stored.0), None);
+        let head = ChildHead {
+            installed_hash: None,
+            phase: PhaseKind::Failed,
+        };
+        assert_eq!(stored.head(), head);
         assert_eq!(
             e,
             ChildEntry {
@@ -790,7 +900,9 @@ mod tests {
             updated_at: 2,
             a_field_added_later: vec![1, 2, 3],
         });
-        let e = ChildEntry::from_bytes(Cow::Owned(newer));
+        let stored = StoredChild::from_bytes(Cow::Owned(newer));
+        let e = stored.decode();
+        assert_head_read_without_decoding(&stored, &e);
         assert_eq!(e.installed_hash, Some(vec![1, 2]));
         assert_eq!(e.attempts, 1);
     }
@@ -824,11 +936,45 @@ mod tests {
             created_at: u64,
             updated_at: u64,
         }
-        let e = ChildEntry::from_bytes(Cow::Owned(old));
+        let e = StoredChild::from_bytes(Cow::Owned(old)).decode();
         let op = e.op().expect("locked");
         assert_eq!((op.id, op.step), (4, Step::Install));
         assert_eq!(op.upgrade, UpgradeOptions::default());
         assert_eq!(e.upgrade, UpgradeOptions::default());
+    }
+
+    fn assert_head_read_without_decoding(stored: &StoredChild, entry: &ChildEntry) {
+        let head = read_head(&stored.0).expect("the head is read from the first fields");
+        assert_eq!(head.installed_hash, entry.installed_hash);
+        assert_eq!(head.phase, entry.phase.kind());
+    }
+
+    #[test]
+    fn the_head_of_every_phase_is_read_without_decoding_the_entry() {
+        let op = Op::new(1, 2, Step::Stop, 3);
+        for phase in [Phase::Idle, Phase::Pending, Phase::InFlight(op), Phase::Failed] {
+            for hash in [None, Some(vec![9; 32])] {
+                let e = ChildEntry::new(hash, phase.clone(), 4);
+                assert_head_read_without_decoding(&StoredChild::new(&e), &e);
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_that_is_not_the_expected_shape_is_not_read() {
+        #[derive(Serialize)]
+        struct Unexpected {
+            installed_hash: Option<serde_bytes::ByteBuf>,
+            phase: &'static str,
+        }
+        for phase in ["Sleeping", "InFlight"] {
+            let bytes = cbor(&Unexpected {
+                installed_hash: None,
+                phase,
+            });
+            assert_eq!(read_head(&bytes), None, "{phase}");
+        }
+        assert_eq!(read_head(&[0xff]), None);
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub fn list_children(s: &State, arg: ListChildrenArg) -> Vec<ChildInfo> {
         .range((lower, Bound::Unbounded))
         .take(limit)
         .map(|e| {
-            let (id, entry) = e.into_pair();
-            child_info(s, id, &entry)
+            let (id, stored) = e.into_pair();
+            child_info(s, id, &stored.decode())
         })
         .collect()
 }

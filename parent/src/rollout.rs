@@ -81,8 +81,8 @@
 
 use crate::gates::{canaries_wanted, funding, halt_reached, Funding, RATE_WINDOW, STEPS_LOGGED};
 use crate::model::{
-    ChildEntry, ChildEvent, ChunkStore, Halt, IndexProgress, LockKind, Op, Phase, PlanCursor, Rollout, RolloutRecord,
-    Shortfall, SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, UpgradeOptions,
+    ChildEntry, ChildEvent, ChunkStore, Halt, IndexProgress, LockKind, Op, Phase, PhaseKind, PlanCursor, Rollout,
+    RolloutRecord, Shortfall, SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, StoredChild, UpgradeOptions,
 };
 use crate::outcome::{hex, CallError, ChildStatus, RunStatus};
 use crate::state::State;
@@ -326,7 +326,7 @@ fn launch_planned(s: &mut State, now: u64, n: usize, out: &mut Vec<Launch>) -> b
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let want = (PLAN_BATCH - read).min(chunk_len + 1);
         chunk_len = chunk_len.saturating_mul(2);
-        let chunk: Vec<(Principal, ChildEntry)> = s
+        let chunk: Vec<(Principal, StoredChild)> = s
             .children()
             .range((lower, Bound::Unbounded))
             .take(want)
@@ -366,40 +366,50 @@ fn canaries_chosen(s: &State) -> bool {
     r.stage == Stage::Canary && r.canaries.len() as u32 >= r.wanted_canaries
 }
 
-fn plan_entry(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) -> Planned {
+/// Decodes the whole entry only for a child it launches or dequeues: the head decides the rest.
+fn plan_entry(s: &mut State, id: Principal, stored: StoredChild, now: u64) -> Planned {
     if let Some(rollout) = s.rollout().restore_from {
-        // A restoring rollout restores the children whose snapshot that rollout took, and nobody else.
-        let snapshotted = entry.snapshot.as_ref().is_some_and(|snap| snap.rollout == rollout);
-        if snapshotted && !matches!(entry.phase, Phase::InFlight(_)) {
-            entry.upgrade = UpgradeOptions {
-                restore: true,
-                ..UpgradeOptions::default()
-            };
-            entry.attempts = 0;
-            return Planned::Launched(start_queued(s, id, entry, now));
-        }
-        if entry.phase == Phase::Pending && !entry.upgrade.restore {
-            dequeue(s, id, entry, now);
-        }
-        return Planned::Passed;
+        return plan_restore(s, id, stored.decode(), rollout, now);
     }
-    if queued_for_nothing(s, &entry) {
-        dequeue(s, id, entry, now);
-        return Planned::Skipped;
-    }
-    let on_release = s.target_is(entry.installed_hash.as_deref());
-    match entry.phase {
-        Phase::Idle if on_release && !s.rollout().verify => Planned::Skipped,
-        Phase::Idle | Phase::Failed => {
+    let head = stored.head();
+    match head.phase {
+        PhaseKind::Idle if s.target_is(head.installed_hash.as_deref()) && !s.rollout().verify => Planned::Skipped,
+        PhaseKind::Idle | PhaseKind::Failed => {
             if s.rollout().stage == Stage::Canary {
                 s.update_rollout(|r| r.canaries.push(id));
             }
+            let mut entry = stored.decode();
             entry.attempts = 0;
             Planned::Launched(start_queued(s, id, entry, now))
         }
-        // Already queued, or locked by an operation that will see the current release.
-        Phase::Pending | Phase::InFlight(_) => Planned::Passed,
+        PhaseKind::Pending => {
+            let entry = stored.decode();
+            if queued_for_nothing(s, &entry) {
+                dequeue(s, id, entry, now);
+                return Planned::Skipped;
+            }
+            Planned::Passed
+        }
+        // Locked by an operation that will see the current release.
+        PhaseKind::InFlight => Planned::Passed,
     }
+}
+
+/// A restoring rollout restores the children whose snapshot `rollout` took, and nobody else.
+fn plan_restore(s: &mut State, id: Principal, mut entry: ChildEntry, rollout: u64, now: u64) -> Planned {
+    let snapshotted = entry.snapshot.as_ref().is_some_and(|snap| snap.rollout == rollout);
+    if snapshotted && !matches!(entry.phase, Phase::InFlight(_)) {
+        entry.upgrade = UpgradeOptions {
+            restore: true,
+            ..UpgradeOptions::default()
+        };
+        entry.attempts = 0;
+        return Planned::Launched(start_queued(s, id, entry, now));
+    }
+    if entry.phase == Phase::Pending && !entry.upgrade.restore {
+        dequeue(s, id, entry, now);
+    }
+    Planned::Passed
 }
 
 /// Queued before this rollout for an earlier release, but already on this one (e.g. the parent went back to a release

@@ -6,7 +6,8 @@
 use crate::gates::{EVENTS_PER_CHILD, HISTORY_KEPT};
 use crate::memory::{self, Memory};
 use crate::model::{
-    ChildEntry, ChildEvent, IndexProgress, LockMark, Meta, Phase, ReleaseEntry, Rollout, RolloutRecord, Settings,
+    ChildEntry, ChildEvent, IndexProgress, LockMark, Meta, Phase, PhaseKind, ReleaseEntry, Rollout, RolloutRecord,
+    Settings, StoredChild,
 };
 use crate::release::Release;
 use candid::Principal;
@@ -26,7 +27,7 @@ pub struct State {
     settings: StableCell<Settings, Memory>,
     meta: StableCell<Meta, Memory>,
     rollout: StableCell<Rollout, Memory>,
-    children: StableBTreeMap<Principal, ChildEntry, Memory>,
+    children: StableBTreeMap<Principal, StoredChild, Memory>,
     releases: StableBTreeMap<[u8; 32], ReleaseEntry, Memory>,
     pending: StableBTreeMap<Principal, (), Memory>,
     in_flight: StableBTreeMap<Principal, LockMark, Memory>,
@@ -115,10 +116,10 @@ impl State {
     // --- registry ----------------------------------------------------------------------------------------------
 
     pub fn child(&self, id: &Principal) -> Option<ChildEntry> {
-        self.children.get(id)
+        self.children.get(id).map(|stored| stored.decode())
     }
 
-    pub fn children(&self) -> &StableBTreeMap<Principal, ChildEntry, Memory> {
+    pub fn children(&self) -> &StableBTreeMap<Principal, StoredChild, Memory> {
         &self.children
     }
 
@@ -128,14 +129,15 @@ impl State {
 
     /// Writes a child entry and keeps the phase indexes (PENDING, IN_FLIGHT, FAILED) in step with its phase.
     pub fn put_child(&mut self, id: Principal, entry: ChildEntry) {
-        let old = self.children.insert(id, entry.clone());
+        // The old entry's head is enough: its hash for RUNNING, its phase for the indexes.
+        let old = self.children.insert(id, StoredChild::new(&entry)).map(|o| o.head());
         let old_hash = old.as_ref().and_then(|o| o.installed_hash.as_deref());
         if old_hash != entry.installed_hash.as_deref() && self.is_counted(&id) {
             self.count_running(old_hash, -1);
             self.count_running(entry.installed_hash.as_deref(), 1);
         }
         if let Some(old) = old {
-            self.unindex(&id, &old.phase);
+            self.unindex(&id, old.phase);
         }
         match &entry.phase {
             Phase::Idle => {}
@@ -152,24 +154,24 @@ impl State {
     }
 
     pub fn remove_child(&mut self, id: &Principal) -> Option<ChildEntry> {
-        let old = self.children.remove(id)?;
+        let old = self.children.remove(id)?.decode();
         if self.is_counted(id) {
             self.count_running(old.installed_hash.as_deref(), -1);
         }
-        self.unindex(id, &old.phase);
+        self.unindex(id, old.phase.kind());
         Some(old)
     }
 
-    fn unindex(&mut self, id: &Principal, phase: &Phase) {
+    fn unindex(&mut self, id: &Principal, phase: PhaseKind) {
         match phase {
-            Phase::Idle => {}
-            Phase::Pending => {
+            PhaseKind::Idle => {}
+            PhaseKind::Pending => {
                 self.pending.remove(id);
             }
-            Phase::InFlight(_) => {
+            PhaseKind::InFlight => {
                 self.in_flight.remove(id);
             }
-            Phase::Failed => {
+            PhaseKind::Failed => {
                 self.failed.remove(id);
             }
         }
@@ -391,8 +393,8 @@ impl State {
             .range((lower, std::ops::Bound::Unbounded))
             .take(batch)
             .map(|e| {
-                let (id, entry) = e.into_pair();
-                (id, entry.installed_hash)
+                let (id, stored) = e.into_pair();
+                (id, stored.head().installed_hash)
             })
             .collect();
         let done = entries.len() < batch;
@@ -413,7 +415,7 @@ impl State {
     /// Test helper: writes an entry as a parent that does not keep the indexes would (an older module).
     #[cfg(test)]
     pub fn put_child_behind_the_indexes(&mut self, id: Principal, entry: ChildEntry) {
-        self.children.insert(id, entry);
+        self.children.insert(id, StoredChild::new(&entry));
     }
 
     /// Test helper: records `hash` as a release this parent has shipped.
@@ -433,7 +435,9 @@ impl State {
     pub fn check_invariants(&self) {
         let (mut p, mut f, mut i) = (0, 0, 0);
         for e in self.children.iter() {
-            let (id, entry) = e.into_pair();
+            let (id, stored) = e.into_pair();
+            let entry = stored.decode();
+            assert_eq!(stored.head().phase, entry.phase.kind());
             match &entry.phase {
                 Phase::Idle => {
                     assert!(!self.pending.contains_key(&id) && !self.failed.contains_key(&id));

@@ -125,7 +125,7 @@ fn the_running_index_is_built_in_batches_and_kept_in_step_with_the_registry() {
     let scan = |h: &[u8; 32]| {
         s.children()
             .iter()
-            .filter(|e| e.value().installed_hash.as_deref() == Some(&h[..]))
+            .filter(|e| e.value().decode().installed_hash.as_deref() == Some(&h[..]))
             .count()
     };
     assert_eq!(
