@@ -629,9 +629,9 @@ pub struct ChildHead {
 /// A registry entry as stored: the CBOR of a `ChildEntry`, decoded only when needed. `head` reads the first two
 /// fields alone: parsing a whole entry costs several times the B-tree walk to it (PLANNER.md).
 ///
-/// Upgrade compatibility: the bytes are a `ChildEntry`'s CBOR, as every release wrote them. `installed_hash` and
-/// `phase` are its first two fields; an entry written with another field order (0.1.0 had no `installed_hash`) is
-/// decoded in full instead.
+/// Upgrade compatibility: the bytes are a `ChildEntry`'s CBOR, as every release wrote them; every release so far
+/// (0.1.0 on) has `installed_hash` and `phase` as its first two fields. An entry that does not start that way is
+/// decoded in full instead, so keep them first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredChild(Vec<u8>);
 
