@@ -1,10 +1,7 @@
 /// `child/child.did` is the code's interface, comments included. `UPDATE_CANDID=1 cargo test -p child` rewrites it.
 #[test]
 fn should_match_committed_candid_interface() {
-    shared::did::assert_committed(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/child.did"),
-        super::__export_service(),
-    );
+    shared::did::assert_committed("child.did", super::__export_service());
 }
 
 #[test]

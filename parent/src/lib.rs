@@ -290,9 +290,6 @@ mod candid_tests {
     /// rewrites it.
     #[test]
     fn candid_interface_matches_parent_did() {
-        shared::did::assert_committed(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/parent.did"),
-            super::__export_service(),
-        );
+        shared::did::assert_committed("parent.did", super::__export_service());
     }
 }

@@ -56,7 +56,7 @@ pub fn init(arg: Option<ParentArg>) {
     initialize(arg)
 }
 
-/// No `pre_upgrade`: all state is already in stable structures.
+/// The same as `init`: `pre_upgrade` saved nothing, since all state is in stable structures already.
 pub fn post_upgrade(arg: Option<ParentArg>) {
     initialize(arg)
 }

@@ -1,7 +1,6 @@
 //! The steps every measurement shares: install a canister on a fresh replica, fill it with data, upgrade it, and
 //! add up the instructions of that one install_code. Only the small [`Kind`] methods differ between canisters.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candid::{Decode, Encode, Principal};
@@ -57,7 +56,7 @@ impl Module {
     }
 
     fn try_read(path: &str) -> std::io::Result<Self> {
-        let wasm_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wasm");
+        let wasm_dir = fleet::wasms::repo_root().join("wasm");
         let bytes = std::fs::read(wasm_dir.join(path))?;
         let info = ModuleInfo {
             path: path.to_string(),

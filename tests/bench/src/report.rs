@@ -257,6 +257,11 @@ fn signed_term(x: f64) -> String {
     format!("{sign} {}", group_digits(x.abs().round() as u64))
 }
 
+/// `tests/bench`, where the reports go (in the clone being run, see `fleet::wasms::repo_root`).
+pub fn bench_dir() -> std::path::PathBuf {
+    fleet::wasms::repo_root().join("tests/bench")
+}
+
 /// `1234567` → `1,234,567`.
 pub fn group_digits(n: u64) -> String {
     let digits = n.to_string();

@@ -9,12 +9,21 @@ use sha2::{Digest, Sha256};
 /// The hint every missing-file panic carries.
 pub const BUILD_HINT: &str = "run scripts/build.sh (and scripts/build.sh --next, scripts/build.sh --fixtures)";
 
-/// The repository root (two levels above this crate).
+/// The repository root: the nearest directory holding `Cargo.lock` above the package's manifest directory. Cargo
+/// sets that directory at run time (`cargo test`, `cargo run`), and it wins over the one compiled in: clones that
+/// share a target directory share binaries too, and each must read its own files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    let manifest_dir = manifest_dir();
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .unwrap_or_else(|| panic!("no Cargo.lock above {}", manifest_dir.display()))
+        .to_path_buf()
+}
+
+/// The running package's manifest directory (see `repo_root`).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// Reads a file, relative to the repository root unless absolute; panics with the build hint if it is missing.

@@ -238,7 +238,7 @@ async fn main() {
     )
     .unwrap();
     print!("{report}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/BENCH.md");
-    std::fs::write(path, report).unwrap();
-    println!("\nwritten to {path}");
+    let path = fleet::wasms::repo_root().join("tests/network/BENCH.md");
+    std::fs::write(&path, report).unwrap();
+    println!("\nwritten to {}", path.display());
 }

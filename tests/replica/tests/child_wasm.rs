@@ -10,9 +10,10 @@ use shared::child::{AuditEntry, AuditKind, ChildError, ChildInitArg, ChildUpgrad
 
 /// `wasm/child.wasm.gz`, or the file named by `CHILD_WASM_GZ`.
 fn child_wasm_gz() -> Vec<u8> {
-    let path = std::env::var_os("CHILD_WASM_GZ")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wasm/child.wasm.gz"));
+    let path = std::env::var_os("CHILD_WASM_GZ").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+            .join("../../wasm/child.wasm.gz")
+    });
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read the child module {}: {e}. Build it with `scripts/build.sh` (writes wasm/child.wasm.gz), \

@@ -35,7 +35,10 @@ fn controller() -> Principal {
 
 /// Reads a module built by `scripts/build.sh` from `wasm/` (`path` relative to it).
 fn built_wasm(path: &str, build_command: &str) -> Vec<u8> {
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wasm").join(path);
+    // The manifest directory cargo names at run time: a binary reused from another clone reads this clone's files.
+    let file = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+        .join("../../wasm")
+        .join(path);
     std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}; run {build_command}", file.display()))
 }
 

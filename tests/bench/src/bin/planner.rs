@@ -11,10 +11,9 @@
 //! ```
 
 use std::fmt::Write;
-use std::path::Path;
 use std::time::Instant;
 
-use bench::report::{group_digits, list_arg, machine, minutes_and_seconds, reproduce};
+use bench::report::{bench_dir, group_digits, list_arg, machine, minutes_and_seconds, reproduce};
 use bench::rollout::ParentExecutions;
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release, RolloutRun};
 
@@ -77,7 +76,7 @@ fn main() {
         });
     }
     let report = render(&rows, n, k, &args, started.elapsed());
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("PLANNER.md");
+    let path = bench_dir().join("PLANNER.md");
     std::fs::write(&path, report).expect("write PLANNER.md");
     eprintln!("wrote {}", path.display());
 }

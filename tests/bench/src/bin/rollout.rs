@@ -6,10 +6,9 @@
 //! cargo run -p bench --release --bin rollout -- --fleets 10,100 --concurrency 1,10 --registry 0
 //! ```
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use bench::report::{group_digits, machine, minutes_and_seconds, RunInfo};
+use bench::report::{bench_dir, group_digits, machine, minutes_and_seconds, RunInfo};
 use bench::rollout::{measure_noop_redeploy, measure_registry, measure_rollout};
 use bench::rollout_report::{self, RolloutResults};
 use fleet::{hash8, Release};
@@ -112,7 +111,7 @@ fn main() {
         todo.clear();
         write(&results, &todo);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = bench_dir();
     println!(
         "wrote {} and {}",
         dir.join("ROLLOUT.md").display(),
@@ -131,7 +130,7 @@ fn write_outputs(results: &RolloutResults, args: &Args, started: Instant) {
         machine: machine(),
         run_time: minutes_and_seconds(started.elapsed()),
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = bench_dir();
     std::fs::write(dir.join("ROLLOUT.md"), rollout_report::render(results, &run)).expect("write ROLLOUT.md");
     if !results.rollouts.is_empty() {
         rollout_report::write_png(&dir.join("rollout.png"), results).expect("draw rollout.png");

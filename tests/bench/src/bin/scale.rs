@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bench::fit::LinearFit;
 use bench::plot::{register_font, FONT, SERIES_COLORS};
-use bench::report::{group_digits, list_arg, machine, minutes_and_seconds, reproduce};
+use bench::report::{bench_dir, group_digits, list_arg, machine, minutes_and_seconds, reproduce};
 use fleet::rehearsal::{self, RehearsalConfig};
 use plotters::prelude::*;
 use shared::parent::RolloutStatus;
@@ -154,7 +154,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn write(points: &[Point], k: u32, took: Duration, args: &[String]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = bench_dir();
     std::fs::write(dir.join("SCALE.md"), render(points, k, took, args)).expect("write SCALE.md");
     plot(&dir.join("scale.png"), points).expect("write scale.png");
 }

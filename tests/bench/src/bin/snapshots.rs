@@ -8,10 +8,9 @@
 //! cargo run -p bench --release --bin snapshots -- --fleets 10,100 --concurrency 10
 //! ```
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bench::report::{group_digits, list_arg, machine, minutes_and_seconds, reproduce};
+use bench::report::{bench_dir, group_digits, list_arg, machine, minutes_and_seconds, reproduce};
 use bench::rollout::{measure_rollout, RolloutPoint, MEMBERS_PER_CHILD, VALUE_SIZE};
 use fleet::cycles::{format_cycles, Balances, CyclesReport};
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
@@ -110,7 +109,7 @@ fn one_child_rollout(a: &Release, b: &Release, mib: u32, snapshots: bool) -> Cyc
 }
 
 fn write(rows: &[Row], size_rows: &[SizeRow], k: u32, took: Duration, args: &[String]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("SNAPSHOTS.md");
+    let path = bench_dir().join("SNAPSHOTS.md");
     std::fs::write(path, render(rows, size_rows, k, took, args)).expect("write SNAPSHOTS.md");
 }
 

@@ -7,7 +7,6 @@
 //! cargo run -p bench --release --bin upgrade-cost -- --sizes 0,1,10  # other sizes (MiB)
 //! ```
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use bench::measure::{measure_series, Kind, Module, Scenario};
@@ -70,7 +69,7 @@ fn main() {
         machine: machine(),
         run_time: minutes_and_seconds(started.elapsed()),
     };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = bench::report::bench_dir();
     let results_md = dir.join("RESULTS.md");
     std::fs::write(&results_md, report::render(&results, &run)).expect("write RESULTS.md");
     let png = dir.join("upgrade-cost.png");

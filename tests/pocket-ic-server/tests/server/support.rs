@@ -1,6 +1,6 @@
 //! What every test here shares: PocketIC instances on our server, the built canisters, Candid calls.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -36,9 +36,11 @@ pub fn pic() -> PocketIc {
     PocketIc::new()
 }
 
-/// The repository root (two levels above this crate).
+/// The repository root (two levels above this crate), from the manifest directory cargo names at run time: a test
+/// binary reused from another clone that shares the target directory reads this clone's files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
+        .join("../..")
 }
 
 /// A built module under `wasm/`; panics with the build command if it is missing.
