@@ -923,14 +923,6 @@ impl State {
                 "Canister {id} does not contain a Wasm module."
             )));
         };
-        // The IC charges the snapshotted canister a baseline plus one instruction per byte of the snapshot.
-        let size = live.heap().len() as u64 + c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
-        let cost = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS + size);
-        c.withdraw(cost, true).map_err(Reject::canister_error)?;
-        if let Some(replace) = &a.replace_snapshot {
-            c.snapshots.retain(|s| &s.id != replace);
-        }
-        let live = c.live.as_ref().expect("checked above");
         let mut snapshot_id = id.as_slice().to_vec();
         snapshot_id.extend_from_slice(&local.to_be_bytes());
         let snapshot = CanisterSnapshot {
@@ -945,7 +937,23 @@ impl State {
                 cycles: 0,
                 ..c.sys.clone()
             },
+            chunks: c.chunks.clone(),
         };
+        // The IC charges the snapshotted canister a baseline plus one instruction per byte of the snapshot.
+        let size = snapshot.size();
+        let replaced: u64 = c
+            .snapshots
+            .iter()
+            .filter(|s| a.replace_snapshot.as_ref() == Some(&s.id))
+            .map(|s| s.size())
+            .sum();
+        let memory = c.memory_usage();
+        let cost = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS + size);
+        c.charge_for_memory(cost, memory, memory + size - replaced, c.is_controller(&caller))
+            .map_err(|e| e.reject(snapshotting_failed))?;
+        if let Some(replace) = &a.replace_snapshot {
+            c.snapshots.retain(|s| &s.id != replace);
+        }
         let info = snapshot_info(&snapshot);
         c.snapshots.push(snapshot);
         Ok(info)
@@ -971,6 +979,7 @@ impl State {
             c.sys.cycles = cycles;
             c.module_hash = Some(snapshot.module_hash);
             c.module_bytes_len = snapshot.module_bytes_len;
+            c.chunks = snapshot.chunks.clone();
             c.version += 1;
             let details = ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
                 from_canister_id: None,
@@ -1002,6 +1011,14 @@ fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
         taken_at_timestamp: s.taken_at,
         total_size: s.size(),
     }
+}
+
+/// A snapshot operation the canister cannot pay for (`CanisterSnapshotNotEnoughCycles`).
+fn snapshotting_failed(out_of_cycles: String) -> Reject {
+    Reject::of(
+        ErrorCode::CanisterOutOfCycles,
+        format!("Canister snapshotting failed with: `{out_of_cycles}`"),
+    )
 }
 
 fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {
