@@ -970,16 +970,35 @@ impl State {
                 .find(|snap| snap.id == a.snapshot_id)
                 .cloned()
                 .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
+            // The IC charges the canister a baseline, then the compilation of the (cached) module and one instruction
+            // per byte of the snapshot above the freezing threshold of the canister as loaded; a load that fails
+            // charges nothing.
+            let reveal = c.is_controller(&caller);
+            let baseline = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS);
+            let threshold = c.freezing_threshold_cycles();
+            if c.sys.cycles.saturating_sub(threshold) < baseline {
+                let text = cycles::out_of_cycles(id, baseline, c.sys.cycles, threshold, reveal);
+                return Err(snapshotting_failed(text));
+            }
+            let compilation = cycles::compilation_instructions(snapshot.module.wasm_instructions, true);
             let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
             live.set_heap_and_globals(&s.runtime, &snapshot.heap, &snapshot.globals)
                 .map_err(Reject::canister_error)?;
-            c.live = Some(live);
             let cycles = c.sys.cycles;
-            c.sys = snapshot.sys.clone();
-            c.sys.cycles = cycles;
-            c.module_hash = Some(snapshot.module_hash);
-            c.module_bytes_len = snapshot.module_bytes_len;
-            c.chunks = snapshot.chunks.clone();
+            let old_memory = c.memory_usage();
+            let old = (
+                c.live.replace(live),
+                std::mem::replace(&mut c.sys, snapshot.sys.clone()),
+                c.module_hash.replace(snapshot.module_hash),
+                std::mem::replace(&mut c.module_bytes_len, snapshot.module_bytes_len),
+                std::mem::replace(&mut c.chunks, snapshot.chunks.clone()),
+            );
+            c.sys.cycles = cycles - baseline;
+            let cost = cycles::execution_cost(compilation + snapshot.size());
+            if let Err(unpaid) = c.charge_for_memory(cost, old_memory, c.memory_usage(), reveal) {
+                (c.live, c.sys, c.module_hash, c.module_bytes_len, c.chunks) = old;
+                return Err(unpaid.reject(snapshotting_failed));
+            }
             c.version += 1;
             let details = ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
                 from_canister_id: None,

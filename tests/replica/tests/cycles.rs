@@ -293,12 +293,26 @@ fn take(r: &Replica, a: Principal, b: Principal) -> Vec<u8> {
     management_call(r, a, 0, "take_canister_snapshot", &take)
 }
 
+fn load(r: &Replica, a: Principal, b: Principal, snapshot_id: &[u8]) -> Vec<u8> {
+    let load = ic00::LoadCanisterSnapshotArgs {
+        canister_id: b,
+        snapshot_id: snapshot_id.to_vec(),
+        sender_canister_version: None,
+    };
+    management_call(r, a, 0, "load_canister_snapshot", &load)
+}
+
 fn upload_chunk(r: &Replica, a: Principal, b: Principal, chunk: &[u8]) -> Vec<u8> {
     let arg = ic00::UploadChunkArgs {
         canister_id: b,
         chunk: chunk.to_vec(),
     };
     management_call(r, a, 0, "upload_chunk", &arg)
+}
+
+fn stored_chunks(r: &Replica, a: Principal, b: Principal) -> usize {
+    let reply = management_call(r, a, 0, "stored_chunks", &ic00::CanisterIdRecord { canister_id: b });
+    candid::decode_one::<Vec<ic00::ChunkHash>>(&reply[1..]).unwrap().len()
 }
 
 fn reject_text(reply: &[u8], code: RejectCode) -> String {
@@ -376,4 +390,65 @@ fn a_snapshot_counts_the_module_the_chunk_store_and_the_certified_data() {
     assert_eq!(snapshot.total_size as u128, size);
     let status = r.canister_status(b, Some(user())).unwrap();
     assert_eq!(status.memory_metrics.snapshots_size, candid::Nat::from(size));
+}
+
+#[test]
+fn loading_a_snapshot_costs_a_baseline_then_compilation_and_an_instruction_per_byte() {
+    // canister_manager.rs `load_canister_snapshot`: execution_cost(2B) (`canister_snapshot_baseline_instructions`),
+    // then execution_cost(compilation of the snapshot's module + the snapshot's size). The module was compiled
+    // before: 120 instructions. The load brings back the chunk store of the snapshot.
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    assert_eq!(upload_chunk(&r, a, b, b"chunk")[0], b'R');
+    let size = snapshot_size(&r, b);
+    let reply = take(&r, a, b);
+    let snapshot: ic00::Snapshot = candid::decode_one(&reply[1..]).unwrap();
+    let clear = ic00::CanisterIdRecord { canister_id: b };
+    assert_eq!(management_call(&r, a, 0, "clear_chunk_store", &clear)[0], b'R');
+    assert_eq!(stored_chunks(&r, a, b), 0);
+    let before = r.cycle_balance(b);
+    assert_eq!(load(&r, a, b, &snapshot.id)[0], b'R');
+    assert_eq!(
+        before - r.cycle_balance(b),
+        (5_000_000 + 2_000_000_000) + (5_000_000 + 120 + size)
+    );
+    assert_eq!(stored_chunks(&r, a, b), 1);
+}
+
+#[test]
+fn a_load_that_cannot_be_paid_for_fails_and_costs_nothing() {
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    let size = snapshot_size(&r, b);
+    let reply = take(&r, a, b);
+    let snapshot: ic00::Snapshot = candid::decode_one(&reply[1..]).unwrap();
+    // At its threshold: the baseline execution_cost(2B) = 2,005,000,000 is missing (IC0207, the caller A is a
+    // controller, so the IC says how much).
+    drain_after_a_storage_charge(&r, b);
+    let version = r.canister_version(b);
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&load(&r, a, b, &snapshot.id), RejectCode::SysTransient),
+        format!(
+            "Canister snapshotting failed with: `Canister {b} is out of cycles: please top up the canister with at \
+             least 2005000000 additional cycles`"
+        )
+    );
+    assert_eq!(r.cycle_balance(b), before);
+    // The baseline and one cycle short of the rest: the load fails and the baseline is not charged either.
+    let rest = 5_000_000 + 120 + size;
+    drain_after_a_storage_charge(&r, b);
+    r.add_cycles(b, 2_005_000_000 + rest - 1);
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&load(&r, a, b, &snapshot.id), RejectCode::SysTransient),
+        format!(
+            "Canister snapshotting failed with: `Canister {b} is out of cycles: please top up the canister with at \
+             least 1 additional cycles`"
+        )
+    );
+    assert_eq!((r.cycle_balance(b), r.canister_version(b)), (before, version));
+    r.add_cycles(b, 1);
+    assert_eq!(load(&r, a, b, &snapshot.id)[0], b'R');
+    assert_eq!(before + 1 - r.cycle_balance(b), 2_005_000_000 + rest);
 }
