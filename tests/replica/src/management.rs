@@ -10,7 +10,7 @@ use ic_management_canister_types as ic00;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
+use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop, CHUNK_BYTES};
 use crate::cycles;
 use crate::error::{ErrorCode, Reject, RejectCode, Trap};
 use crate::execution::{Entry, Live, Snapshot};
@@ -272,6 +272,16 @@ impl State {
                 let a: ic00::UploadChunkArgs = decode(payload)?;
                 self.chunk_access(caller, a.canister_id, "upload_chunk")?;
                 let c = self.canisters.get_mut(&a.canister_id).expect("checked");
+                // The store canister pays before the chunk is looked at, and keeps paying if it is refused.
+                let reveal = c.is_controller(&caller);
+                let chunk_store_error = |text: String| {
+                    Reject::of(
+                        ErrorCode::CanisterContractViolation,
+                        format!("Error from Wasm chunk store: {text}."),
+                    )
+                };
+                c.withdraw(cycles::execution_cost(cycles::UPLOAD_CHUNK_INSTRUCTIONS), reveal)
+                    .map_err(|text| chunk_store_error(format!("Error charging for 'upload_chunk': {text}")))?;
                 if a.chunk.len() > MAX_CHUNK_SIZE {
                     return Err(Reject::canister_error(format!(
                         "Error from Canister {}: Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_SIZE}.",
@@ -280,12 +290,18 @@ impl State {
                     )));
                 }
                 let hash = wasm_module::sha256(&a.chunk);
-                if !c.chunks.contains_key(&hash) && c.chunks.len() >= MAX_CHUNKS {
+                if c.chunks.contains_key(&hash) {
+                    return Ok(encode(&ic00::ChunkHash { hash: hash.to_vec() }));
+                }
+                if c.chunks.len() >= MAX_CHUNKS {
                     return Err(Reject::canister_error(format!(
                         "Error from Canister {}: Wasm chunk store is full (at most {MAX_CHUNKS} chunks).",
                         a.canister_id
                     )));
                 }
+                let memory = c.memory_usage();
+                c.charge_for_memory(0, memory, memory + CHUNK_BYTES, reveal)
+                    .map_err(|e| e.reject(chunk_store_error))?;
                 c.chunks.insert(hash, a.chunk);
                 Ok(encode(&ic00::ChunkHash { hash: hash.to_vec() }))
             }

@@ -452,3 +452,42 @@ fn a_load_that_cannot_be_paid_for_fails_and_costs_nothing() {
     assert_eq!(load(&r, a, b, &snapshot.id)[0], b'R');
     assert_eq!(before + 1 - r.cycle_balance(b), 2_005_000_000 + rest);
 }
+
+#[test]
+fn upload_chunk_costs_the_store_canister_200m_instructions() {
+    // canister_manager.rs `upload_chunk`: the canister whose chunk store it is pays
+    // execution_cost(upload_wasm_chunk_instructions = 200M) = 205,000,000, before the chunk is looked at: a chunk
+    // already stored costs as much.
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    for _ in 0..2 {
+        let before = r.cycle_balance(b);
+        assert_eq!(upload_chunk(&r, a, b, b"chunk")[0], b'R');
+        assert_eq!(before - r.cycle_balance(b), 205_000_000);
+    }
+    // One that cannot pay: IC0504, nothing stored.
+    drain_after_a_storage_charge(&r, b);
+    assert_eq!(
+        reject_text(&upload_chunk(&r, a, b, b"other"), RejectCode::CanisterError),
+        format!(
+            "Error from Wasm chunk store: Error charging for 'upload_chunk': Canister {b} is out of cycles: please \
+             top up the canister with at least 205000000 additional cycles."
+        )
+    );
+    // One that can pay for the upload but not for the 1 MiB its store grows by keeps paying for the upload
+    // (`cycles_and_memory_usage_checks`, IC0532).
+    drain_after_a_storage_charge(&r, b);
+    r.add_cycles(b, 205_000_000);
+    let memory = r.memory_size(b) as u128;
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&upload_chunk(&r, a, b, b"other"), RejectCode::CanisterError),
+        format!(
+            "Canister cannot grow memory by 1048576 bytes due to insufficient cycles. At least {} additional cycles \
+             are required.",
+            threshold(memory + 1024 * 1024) - threshold(memory)
+        )
+    );
+    assert_eq!(before - r.cycle_balance(b), 205_000_000);
+    assert_eq!(stored_chunks(&r, a, b), 1);
+}
