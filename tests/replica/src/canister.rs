@@ -7,6 +7,7 @@ use candid::{Nat, Principal};
 use wasmi::Val;
 
 use crate::cycles;
+use crate::error::{ErrorCode, Reject};
 use crate::execution::Live;
 use crate::system_api::SystemState;
 use crate::wasm_module::CompiledModule;
@@ -15,6 +16,8 @@ use crate::wasm_module::CompiledModule;
 pub const HISTORY_ENTRY_BYTES: u64 = 100;
 /// Every chunk in the chunk store is billed as a full 1 MiB chunk.
 pub const CHUNK_BYTES: u64 = 1024 * 1024;
+/// Bytes billed per mutable global.
+pub const GLOBAL_BYTES: u64 = 8;
 
 /// The parts of a canister's memory usage (`canister_status` `memory_metrics`).
 pub struct MemoryMetrics {
@@ -140,12 +143,28 @@ pub struct CanisterSnapshot {
     pub heap: Vec<u8>,
     pub globals: Vec<Val>,
     pub sys: SystemState,
+    pub chunks: BTreeMap<[u8; 32], Vec<u8>>,
 }
 
 impl CanisterSnapshot {
+    /// What the IC counts (`CanisterState::snapshot_size_bytes`): Wasm and stable memory, globals, the module, the
+    /// chunk store and the certified data.
     pub fn size(&self) -> u64 {
-        self.heap.len() as u64 + self.sys.stable.size() * crate::stable_memory::PAGE_SIZE
+        self.heap.len() as u64
+            + self.sys.stable.size() * crate::stable_memory::PAGE_SIZE
+            + self.globals.len() as u64 * GLOBAL_BYTES
+            + self.module_bytes_len
+            + self.chunks.len() as u64 * CHUNK_BYTES
+            + self.sys.certified_data.len() as u64
     }
+}
+
+/// Why a management operation that changes a canister's memory usage cannot be paid for.
+pub enum Unpaid {
+    /// The canister's balance is below the freezing threshold of its new memory usage (IC0532).
+    MemoryGrow(Reject),
+    /// The cost would take the balance below that threshold: the out-of-cycles text.
+    OutOfCycles(String),
 }
 
 pub struct Canister {
@@ -239,7 +258,7 @@ impl Canister {
         MemoryMetrics {
             wasm_memory: self.live.as_ref().map_or(0, |l| l.heap_size()),
             stable_memory: self.sys.stable.size() * crate::stable_memory::PAGE_SIZE,
-            globals: self.live.as_ref().map_or(0, |l| l.global_count() as u64 * 8),
+            globals: self.live.as_ref().map_or(0, |l| l.global_count() as u64 * GLOBAL_BYTES),
             wasm_binary: self.module_bytes_len,
             custom_sections: self.module().map_or(0, |m| {
                 m.metadata.iter().map(|(n, s)| (n.len() + s.content.len()) as u64).sum()
@@ -287,5 +306,50 @@ impl Canister {
         }
         self.sys.cycles -= amount;
         Ok(())
+    }
+
+    /// Takes `cost` for a management operation that changes the memory usage from `old_memory` to `new_memory`
+    /// (canister_manager.rs `cycles_and_memory_usage_checks`): the balance must be at or above the freezing
+    /// threshold of the new memory usage, before and after the cost.
+    pub fn charge_for_memory(
+        &mut self,
+        cost: u128,
+        old_memory: u64,
+        new_memory: u64,
+        reveal: bool,
+    ) -> Result<(), Unpaid> {
+        let threshold = cycles::freezing_threshold(new_memory, self.settings.freezing_threshold());
+        if self.sys.cycles < threshold {
+            return Err(Unpaid::MemoryGrow(Reject::of(
+                ErrorCode::InsufficientCyclesInMemoryGrow,
+                format!(
+                    "Canister cannot grow memory by {} bytes due to insufficient cycles. At least {} additional \
+                     cycles are required.",
+                    new_memory.saturating_sub(old_memory),
+                    threshold - self.sys.cycles
+                ),
+            )));
+        }
+        if self.sys.cycles - threshold < cost {
+            return Err(Unpaid::OutOfCycles(cycles::out_of_cycles(
+                self.id,
+                cost,
+                self.sys.cycles,
+                threshold,
+                reveal,
+            )));
+        }
+        self.sys.cycles -= cost;
+        Ok(())
+    }
+}
+
+impl Unpaid {
+    /// The reject: IC0532, or the out-of-cycles text as the operation words it.
+    pub fn reject(self, out_of_cycles: impl FnOnce(String) -> Reject) -> Reject {
+        match self {
+            Self::MemoryGrow(reject) => reject,
+            Self::OutOfCycles(text) => out_of_cycles(text),
+        }
     }
 }

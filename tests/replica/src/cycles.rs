@@ -33,6 +33,9 @@ pub const DESERIALIZATION_SPEED_UP_FACTOR: u64 = 100;
 /// (`DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS`; the charge as `rs/execution_environment`'s tests compute it:
 /// `canister_snapshot_baseline_instructions + snapshot_size_bytes`, at `execution_cost`).
 pub const SNAPSHOT_BASELINE_INSTRUCTIONS: u64 = 2_000_000_000;
+/// Uploading a chunk to a chunk store costs this many instructions (`DEFAULT_UPLOAD_CHUNK_INSTRUCTIONS`,
+/// `upload_wasm_chunk_instructions`).
+pub const UPLOAD_CHUNK_INSTRUCTIONS: u64 = 200_000_000;
 
 const SECONDS_PER_DAY: u128 = 86_400;
 const GIB: u128 = 1 << 30;

@@ -10,7 +10,7 @@ use ic_management_canister_types as ic00;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop};
+use crate::canister::{Canister, CanisterSnapshot, CanisterStatus, Change, Origin, PendingStop, CHUNK_BYTES};
 use crate::cycles;
 use crate::error::{ErrorCode, Reject, RejectCode, Trap};
 use crate::execution::{Entry, Live, Snapshot};
@@ -272,6 +272,16 @@ impl State {
                 let a: ic00::UploadChunkArgs = decode(payload)?;
                 self.chunk_access(caller, a.canister_id, "upload_chunk")?;
                 let c = self.canisters.get_mut(&a.canister_id).expect("checked");
+                // The store canister pays before the chunk is looked at, and keeps paying if it is refused.
+                let reveal = c.is_controller(&caller);
+                let chunk_store_error = |text: String| {
+                    Reject::of(
+                        ErrorCode::CanisterContractViolation,
+                        format!("Error from Wasm chunk store: {text}."),
+                    )
+                };
+                c.withdraw(cycles::execution_cost(cycles::UPLOAD_CHUNK_INSTRUCTIONS), reveal)
+                    .map_err(|text| chunk_store_error(format!("Error charging for 'upload_chunk': {text}")))?;
                 if a.chunk.len() > MAX_CHUNK_SIZE {
                     return Err(Reject::canister_error(format!(
                         "Error from Canister {}: Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_SIZE}.",
@@ -280,12 +290,18 @@ impl State {
                     )));
                 }
                 let hash = wasm_module::sha256(&a.chunk);
-                if !c.chunks.contains_key(&hash) && c.chunks.len() >= MAX_CHUNKS {
+                if c.chunks.contains_key(&hash) {
+                    return Ok(encode(&ic00::ChunkHash { hash: hash.to_vec() }));
+                }
+                if c.chunks.len() >= MAX_CHUNKS {
                     return Err(Reject::canister_error(format!(
                         "Error from Canister {}: Wasm chunk store is full (at most {MAX_CHUNKS} chunks).",
                         a.canister_id
                     )));
                 }
+                let memory = c.memory_usage();
+                c.charge_for_memory(0, memory, memory + CHUNK_BYTES, reveal)
+                    .map_err(|e| e.reject(chunk_store_error))?;
                 c.chunks.insert(hash, a.chunk);
                 Ok(encode(&ic00::ChunkHash { hash: hash.to_vec() }))
             }
@@ -923,14 +939,6 @@ impl State {
                 "Canister {id} does not contain a Wasm module."
             )));
         };
-        // The IC charges the snapshotted canister a baseline plus one instruction per byte of the snapshot.
-        let size = live.heap().len() as u64 + c.sys.stable.size() * crate::stable_memory::PAGE_SIZE;
-        let cost = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS + size);
-        c.withdraw(cost, true).map_err(Reject::canister_error)?;
-        if let Some(replace) = &a.replace_snapshot {
-            c.snapshots.retain(|s| &s.id != replace);
-        }
-        let live = c.live.as_ref().expect("checked above");
         let mut snapshot_id = id.as_slice().to_vec();
         snapshot_id.extend_from_slice(&local.to_be_bytes());
         let snapshot = CanisterSnapshot {
@@ -945,7 +953,23 @@ impl State {
                 cycles: 0,
                 ..c.sys.clone()
             },
+            chunks: c.chunks.clone(),
         };
+        // The IC charges the snapshotted canister a baseline plus one instruction per byte of the snapshot.
+        let size = snapshot.size();
+        let replaced: u64 = c
+            .snapshots
+            .iter()
+            .filter(|s| a.replace_snapshot.as_ref() == Some(&s.id))
+            .map(|s| s.size())
+            .sum();
+        let memory = c.memory_usage();
+        let cost = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS + size);
+        c.charge_for_memory(cost, memory, memory + size - replaced, c.is_controller(&caller))
+            .map_err(|e| e.reject(snapshotting_failed))?;
+        if let Some(replace) = &a.replace_snapshot {
+            c.snapshots.retain(|s| &s.id != replace);
+        }
         let info = snapshot_info(&snapshot);
         c.snapshots.push(snapshot);
         Ok(info)
@@ -962,15 +986,35 @@ impl State {
                 .find(|snap| snap.id == a.snapshot_id)
                 .cloned()
                 .ok_or_else(|| snapshot_not_found(id, &a.snapshot_id))?;
+            // The IC charges the canister a baseline, then the compilation of the (cached) module and one instruction
+            // per byte of the snapshot above the freezing threshold of the canister as loaded; a load that fails
+            // charges nothing.
+            let reveal = c.is_controller(&caller);
+            let baseline = cycles::execution_cost(cycles::SNAPSHOT_BASELINE_INSTRUCTIONS);
+            let threshold = c.freezing_threshold_cycles();
+            if c.sys.cycles.saturating_sub(threshold) < baseline {
+                let text = cycles::out_of_cycles(id, baseline, c.sys.cycles, threshold, reveal);
+                return Err(snapshotting_failed(text));
+            }
+            let compilation = cycles::compilation_instructions(snapshot.module.wasm_instructions, true);
             let mut live = Live::new(&s.runtime, snapshot.module.clone()).map_err(Reject::canister_error)?;
             live.set_heap_and_globals(&s.runtime, &snapshot.heap, &snapshot.globals)
                 .map_err(Reject::canister_error)?;
-            c.live = Some(live);
             let cycles = c.sys.cycles;
-            c.sys = snapshot.sys.clone();
-            c.sys.cycles = cycles;
-            c.module_hash = Some(snapshot.module_hash);
-            c.module_bytes_len = snapshot.module_bytes_len;
+            let old_memory = c.memory_usage();
+            let old = (
+                c.live.replace(live),
+                std::mem::replace(&mut c.sys, snapshot.sys.clone()),
+                c.module_hash.replace(snapshot.module_hash),
+                std::mem::replace(&mut c.module_bytes_len, snapshot.module_bytes_len),
+                std::mem::replace(&mut c.chunks, snapshot.chunks.clone()),
+            );
+            c.sys.cycles = cycles - baseline;
+            let cost = cycles::execution_cost(compilation + snapshot.size());
+            if let Err(unpaid) = c.charge_for_memory(cost, old_memory, c.memory_usage(), reveal) {
+                (c.live, c.sys, c.module_hash, c.module_bytes_len, c.chunks) = old;
+                return Err(unpaid.reject(snapshotting_failed));
+            }
             c.version += 1;
             let details = ic00::ChangeDetails::LoadSnapshot(ic00::LoadSnapshotRecord {
                 from_canister_id: None,
@@ -1002,6 +1046,14 @@ fn snapshot_info(s: &CanisterSnapshot) -> ic00::Snapshot {
         taken_at_timestamp: s.taken_at,
         total_size: s.size(),
     }
+}
+
+/// A snapshot operation the canister cannot pay for (`CanisterSnapshotNotEnoughCycles`).
+fn snapshotting_failed(out_of_cycles: String) -> Reject {
+    Reject::of(
+        ErrorCode::CanisterOutOfCycles,
+        format!("Canister snapshotting failed with: `{out_of_cycles}`"),
+    )
 }
 
 fn snapshot_not_found(id: Principal, snapshot: &[u8]) -> Reject {

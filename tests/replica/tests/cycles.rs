@@ -260,38 +260,234 @@ fn controllers(list: Vec<Principal>) -> ic00::CanisterSettings {
     }
 }
 
-#[test]
-fn a_snapshot_costs_its_canister_a_baseline_and_an_instruction_per_byte() {
-    // The IC charges the snapshotted canister execution_cost(2B + the snapshot's bytes):
-    // DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS (rs/config/src/subnet_config.rs) plus one instruction per byte
-    // (`canister_snapshot_baseline_instructions + snapshot_size_bytes` in rs/execution_environment's snapshot tests).
-    // Here the snapshot holds 3 pages of Wasm memory and no stable memory.
-    let r = Replica::new();
-    let a = installed(&r);
+/// `snapshot_size_bytes` (rs/replicated_state canister_state.rs): what a snapshot of the canister holds, in
+/// `canister_status` terms: Wasm memory, stable memory, globals and the module (`memory_usage_in_snapshot`), the chunk
+/// store (1 MiB a chunk) and the certified data. The status call is an ingress message the canister pays for.
+fn snapshot_size(r: &Replica, id: Principal) -> u128 {
+    let m = r.canister_status(id, Some(user())).unwrap().memory_metrics;
+    let n = |v: candid::Nat| u128::try_from(v.0).unwrap();
+    n(m.wasm_memory_size)
+        + n(m.stable_memory_size)
+        + n(m.global_memory_size)
+        + n(m.wasm_binary_size)
+        + n(m.wasm_chunk_store_size)
+        + r.certified_data(id).len() as u128
+}
+
+/// B, controlled by the universal canister A (so that A's calls for B cost B nothing but the charge under test),
+/// running `module`.
+fn controlled_by_a(r: &Replica, module: Vec<u8>) -> (Principal, Principal) {
+    let a = installed(r);
     let b = r.create_canister_with_settings(Some(user()), Some(controllers(vec![user(), a])));
-    let three_pages = module_with(r#"(memory 3) (func (export "canister_init") nop)"#);
-    r.install_canister(b, three_pages, vec![], Some(user()));
-    assert_eq!((r.heap_size(b), r.stable_memory_pages(b).0), (3 * 65_536, 0));
+    r.install_canister(b, module, vec![], Some(user()));
+    (a, b)
+}
+
+fn take(r: &Replica, a: Principal, b: Principal) -> Vec<u8> {
     let take = ic00::TakeCanisterSnapshotArgs {
         canister_id: b,
         replace_snapshot: None,
         uninstall_code: None,
         sender_canister_version: None,
     };
-    let before = r.cycle_balance(b);
-    assert_eq!(management_call(&r, a, 0, "take_canister_snapshot", &take)[0], b'R');
-    assert_eq!(before - r.cycle_balance(b), 5_000_000 + 2_000_000_000 + 3 * 65_536);
+    management_call(r, a, 0, "take_canister_snapshot", &take)
+}
 
-    // One that cannot pay gets the out-of-cycles error, and keeps its one snapshot.
-    r.drain_cycles(b);
-    let reply = management_call(&r, a, 0, "take_canister_snapshot", &take);
-    assert_eq!(&reply[..2], &[b'J', RejectCode::CanisterError as u8]);
-    assert!(
-        String::from_utf8_lossy(&reply[2..]).contains("is out of cycles"),
-        "{reply:?}"
+fn load(r: &Replica, a: Principal, b: Principal, snapshot_id: &[u8]) -> Vec<u8> {
+    let load = ic00::LoadCanisterSnapshotArgs {
+        canister_id: b,
+        snapshot_id: snapshot_id.to_vec(),
+        sender_canister_version: None,
+    };
+    management_call(r, a, 0, "load_canister_snapshot", &load)
+}
+
+fn upload_chunk(r: &Replica, a: Principal, b: Principal, chunk: &[u8]) -> Vec<u8> {
+    let arg = ic00::UploadChunkArgs {
+        canister_id: b,
+        chunk: chunk.to_vec(),
+    };
+    management_call(r, a, 0, "upload_chunk", &arg)
+}
+
+fn stored_chunks(r: &Replica, a: Principal, b: Principal) -> usize {
+    let reply = management_call(r, a, 0, "stored_chunks", &ic00::CanisterIdRecord { canister_id: b });
+    candid::decode_one::<Vec<ic00::ChunkHash>>(&reply[1..]).unwrap().len()
+}
+
+fn reject_text(reply: &[u8], code: RejectCode) -> String {
+    assert_eq!(&reply[..2], &[b'J', code as u8], "{}", String::from_utf8_lossy(reply));
+    String::from_utf8_lossy(&reply[2..]).into_owned()
+}
+
+/// Drains the canister just after it paid for its memory (every 10 s, here 10 rounds): the next few management
+/// calls (3 rounds each) then see no storage charge.
+fn drain_after_a_storage_charge(r: &Replica, id: Principal) {
+    loop {
+        let before = r.cycle_balance(id);
+        r.tick();
+        if r.cycle_balance(id) < before {
+            break;
+        }
+    }
+    r.drain_cycles(id);
+}
+
+/// A module of 3 Wasm pages whose code is two Wasm instructions: compiling it costs 6,000 × 2 = 12,000 instructions,
+/// 120 once compiled before (what loading a snapshot of it costs).
+fn three_pages() -> Vec<u8> {
+    module_with(r#"(memory 3) (func (export "canister_init") nop)"#)
+}
+
+#[test]
+fn a_snapshot_costs_its_canister_a_baseline_and_an_instruction_per_byte() {
+    // The IC charges the snapshotted canister execution_cost(2B + the snapshot's bytes):
+    // DEFAULT_CANISTERS_SNAPSHOT_BASELINE_INSTRUCTIONS (rs/config/src/subnet_config.rs) plus one instruction per byte
+    // (canister_manager.rs `take_canister_snapshot`). Here: 3 pages of Wasm memory and the module.
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    assert_eq!((r.heap_size(b), r.stable_memory_pages(b).0), (3 * 65_536, 0));
+    let size = snapshot_size(&r, b);
+    assert_eq!(size, 3 * 65_536 + three_pages().len() as u128);
+    let before = r.cycle_balance(b);
+    assert_eq!(take(&r, a, b)[0], b'R');
+    assert_eq!(before - r.cycle_balance(b), 5_000_000 + 2_000_000_000 + size);
+
+    // One that cannot pay keeps its one snapshot. The balance must cover the freezing threshold of the canister
+    // with its new snapshot (`cycles_and_memory_usage_checks`): a canister at its threshold cannot grow.
+    drain_after_a_storage_charge(&r, b);
+    let memory = r.memory_size(b) as u128;
+    let reply = take(&r, a, b);
+    assert_eq!(
+        reject_text(&reply, RejectCode::CanisterError),
+        format!(
+            "Canister cannot grow memory by {size} bytes due to insufficient cycles. At least {} additional cycles \
+             are required.",
+            threshold(memory + size) - threshold(memory)
+        )
     );
     let list = ic00::ListCanisterSnapshotsArgs { canister_id: b };
     let reply = management_call(&r, a, 0, "list_canister_snapshots", &list);
     let snapshots: Vec<ic00::Snapshot> = candid::decode_one(&reply[1..]).unwrap();
     assert_eq!(snapshots.len(), 1);
+}
+
+#[test]
+fn a_snapshot_counts_the_module_the_chunk_store_and_the_certified_data() {
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, wasm());
+    r.update_call(b, user(), "set_cert", b"abc".to_vec()).unwrap();
+    assert_eq!(upload_chunk(&r, a, b, b"chunk")[0], b'R');
+    let size = snapshot_size(&r, b);
+    let status = r.canister_status(b, Some(user())).unwrap();
+    let memory = status.memory_metrics;
+    assert_eq!(memory.wasm_binary_size, candid::Nat::from(wasm().len()));
+    assert_eq!(memory.wasm_chunk_store_size, candid::Nat::from(1024 * 1024u64));
+    let before = r.cycle_balance(b);
+    let reply = take(&r, a, b);
+    let snapshot: ic00::Snapshot = candid::decode_one(&reply[1..]).unwrap();
+    assert_eq!(before - r.cycle_balance(b), 5_000_000 + 2_000_000_000 + size);
+    assert_eq!(snapshot.total_size as u128, size);
+    let status = r.canister_status(b, Some(user())).unwrap();
+    assert_eq!(status.memory_metrics.snapshots_size, candid::Nat::from(size));
+}
+
+#[test]
+fn loading_a_snapshot_costs_a_baseline_then_compilation_and_an_instruction_per_byte() {
+    // canister_manager.rs `load_canister_snapshot`: execution_cost(2B) (`canister_snapshot_baseline_instructions`),
+    // then execution_cost(compilation of the snapshot's module + the snapshot's size). The module was compiled
+    // before: 120 instructions. The load brings back the chunk store of the snapshot.
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    assert_eq!(upload_chunk(&r, a, b, b"chunk")[0], b'R');
+    let size = snapshot_size(&r, b);
+    let reply = take(&r, a, b);
+    let snapshot: ic00::Snapshot = candid::decode_one(&reply[1..]).unwrap();
+    let clear = ic00::CanisterIdRecord { canister_id: b };
+    assert_eq!(management_call(&r, a, 0, "clear_chunk_store", &clear)[0], b'R');
+    assert_eq!(stored_chunks(&r, a, b), 0);
+    let before = r.cycle_balance(b);
+    assert_eq!(load(&r, a, b, &snapshot.id)[0], b'R');
+    assert_eq!(
+        before - r.cycle_balance(b),
+        (5_000_000 + 2_000_000_000) + (5_000_000 + 120 + size)
+    );
+    assert_eq!(stored_chunks(&r, a, b), 1);
+}
+
+#[test]
+fn a_load_that_cannot_be_paid_for_fails_and_costs_nothing() {
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    let size = snapshot_size(&r, b);
+    let reply = take(&r, a, b);
+    let snapshot: ic00::Snapshot = candid::decode_one(&reply[1..]).unwrap();
+    // At its threshold: the baseline execution_cost(2B) = 2,005,000,000 is missing (IC0207, the caller A is a
+    // controller, so the IC says how much).
+    drain_after_a_storage_charge(&r, b);
+    let version = r.canister_version(b);
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&load(&r, a, b, &snapshot.id), RejectCode::SysTransient),
+        format!(
+            "Canister snapshotting failed with: `Canister {b} is out of cycles: please top up the canister with at \
+             least 2005000000 additional cycles`"
+        )
+    );
+    assert_eq!(r.cycle_balance(b), before);
+    // The baseline and one cycle short of the rest: the load fails and the baseline is not charged either.
+    let rest = 5_000_000 + 120 + size;
+    drain_after_a_storage_charge(&r, b);
+    r.add_cycles(b, 2_005_000_000 + rest - 1);
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&load(&r, a, b, &snapshot.id), RejectCode::SysTransient),
+        format!(
+            "Canister snapshotting failed with: `Canister {b} is out of cycles: please top up the canister with at \
+             least 1 additional cycles`"
+        )
+    );
+    assert_eq!((r.cycle_balance(b), r.canister_version(b)), (before, version));
+    r.add_cycles(b, 1);
+    assert_eq!(load(&r, a, b, &snapshot.id)[0], b'R');
+    assert_eq!(before + 1 - r.cycle_balance(b), 2_005_000_000 + rest);
+}
+
+#[test]
+fn upload_chunk_costs_the_store_canister_200m_instructions() {
+    // canister_manager.rs `upload_chunk`: the canister whose chunk store it is pays
+    // execution_cost(upload_wasm_chunk_instructions = 200M) = 205,000,000, before the chunk is looked at: a chunk
+    // already stored costs as much.
+    let r = Replica::new();
+    let (a, b) = controlled_by_a(&r, three_pages());
+    for _ in 0..2 {
+        let before = r.cycle_balance(b);
+        assert_eq!(upload_chunk(&r, a, b, b"chunk")[0], b'R');
+        assert_eq!(before - r.cycle_balance(b), 205_000_000);
+    }
+    // One that cannot pay: IC0504, nothing stored.
+    drain_after_a_storage_charge(&r, b);
+    assert_eq!(
+        reject_text(&upload_chunk(&r, a, b, b"other"), RejectCode::CanisterError),
+        format!(
+            "Error from Wasm chunk store: Error charging for 'upload_chunk': Canister {b} is out of cycles: please \
+             top up the canister with at least 205000000 additional cycles."
+        )
+    );
+    // One that can pay for the upload but not for the 1 MiB its store grows by keeps paying for the upload
+    // (`cycles_and_memory_usage_checks`, IC0532).
+    drain_after_a_storage_charge(&r, b);
+    r.add_cycles(b, 205_000_000);
+    let memory = r.memory_size(b) as u128;
+    let before = r.cycle_balance(b);
+    assert_eq!(
+        reject_text(&upload_chunk(&r, a, b, b"other"), RejectCode::CanisterError),
+        format!(
+            "Canister cannot grow memory by 1048576 bytes due to insufficient cycles. At least {} additional cycles \
+             are required.",
+            threshold(memory + 1024 * 1024) - threshold(memory)
+        )
+    );
+    assert_eq!(before - r.cycle_balance(b), 205_000_000);
+    assert_eq!(stored_chunks(&r, a, b), 1);
 }
