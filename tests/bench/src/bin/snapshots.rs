@@ -1,5 +1,6 @@
 //! Benchmark: a rollout with snapshots before each install against one without. For each N, two fresh fleets (the
-//! same as in ROLLOUT.md (b)) are rolled out A → B at concurrency K, one with `snapshot_before_upgrade = All`.
+//! same as in ROLLOUT.md (b)) are rolled out A → B at concurrency K, one with `snapshot_before_upgrade = All`. Then one
+//! child holding more and more data: its snapshot's cost, and the cost of restoring it.
 //! Writes `tests/bench/SNAPSHOTS.md` after every measurement.
 //!
 //! ```sh
@@ -15,7 +16,7 @@ use bench::rollout::{measure_rollout, RolloutPoint, MEMBERS_PER_CHILD, VALUE_SIZ
 use fleet::cycles::{format_cycles, Balances, CyclesReport};
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
 use shared::child::MAX_VALUE_BYTES;
-use shared::parent::SnapshotPolicy;
+use shared::parent::{RestoreTarget, SnapshotPolicy};
 
 const COMMAND: &str = "cargo run -p bench --release --bin snapshots";
 const DEFAULT_FLEETS: [u32; 2] = [100, 1_000];
@@ -37,6 +38,8 @@ struct SizeRow {
     /// The child's cycles spent over its rollout: snapshots off, on.
     child_cycles: [i128; 2],
     rounds: [u64; 2],
+    /// Restoring the snapshot afterwards: the child's cycles and the rounds.
+    restore: (i128, u64),
 }
 
 fn main() {
@@ -71,18 +74,21 @@ fn main() {
     }
     for mib in sizes {
         eprintln!("snapshots: one child holding {mib} MiB ...");
-        let [off, on] = [false, true].map(|snapshots| one_child_rollout(&a, &b, mib, snapshots));
+        let [(off, _), (on, restore)] = [false, true].map(|snapshots| one_child_rollout(&a, &b, mib, snapshots));
+        let restore = restore.expect("restored with snapshots on");
         size_rows.push(SizeRow {
             mib,
             child_cycles: [off.children[0], on.children[0]],
             rounds: [off.rounds, on.rounds],
+            restore: (restore.children[0], restore.rounds),
         });
         write(&rows, &size_rows, k, started.elapsed(), &args);
     }
 }
 
-/// A parent of `a` with one child holding `mib` MiB of members is upgraded to `b`; what the rollout cost.
-fn one_child_rollout(a: &Release, b: &Release, mib: u32, snapshots: bool) -> CyclesReport {
+/// A parent of `a` with one child holding `mib` MiB of members is upgraded to `b`; what the rollout cost and, with
+/// snapshots, what restoring the snapshot it took cost then.
+fn one_child_rollout(a: &Release, b: &Release, mib: u32, snapshots: bool) -> (CyclesReport, Option<CyclesReport>) {
     let mut fleet = Fleet::new(a, FleetConfig::with_concurrency(1));
     fleet.create_children(1);
     let value = MAX_VALUE_BYTES as u32;
@@ -98,14 +104,29 @@ fn one_child_rollout(a: &Release, b: &Release, mib: u32, snapshots: bool) -> Cyc
         .parent()
         .set_snapshot_policy(fleet.controller, policy)
         .expect("set_snapshot_policy");
-    let before = Balances::of(&fleet);
+    let rollout = measured(&fleet, |f| {
+        f.upgrade_parent(b, ParentUpgrade::Direct)
+            .expect("upgrade the parent A → B")
+    });
+    let restore = snapshots.then(|| {
+        measured(&fleet, |f| {
+            let target = RestoreTarget::Rollout(f.parent().rollout_status().rollout_id);
+            f.parent()
+                .restore_snapshots(f.controller, target)
+                .expect("restore_snapshots");
+        })
+    });
+    (rollout, restore)
+}
+
+/// Runs `start`, then the rollout it began to its end; what it cost.
+fn measured(fleet: &Fleet, start: impl FnOnce(&Fleet)) -> CyclesReport {
+    let before = Balances::of(fleet);
     let round0 = fleet.replica.round();
-    fleet
-        .upgrade_parent(b, ParentUpgrade::Direct)
-        .expect("upgrade the parent A → B");
+    start(fleet);
     let run = fleet.run_rollout_to_end(10_000);
     assert!(run.finished && run.status.failed == 0, "{:#?}", run.status);
-    CyclesReport::between(&before, &Balances::of(&fleet), run.last_round - round0)
+    CyclesReport::between(&before, &Balances::of(fleet), run.last_round - round0)
 }
 
 fn write(rows: &[Row], size_rows: &[SizeRow], k: u32, took: Duration, args: &[String]) {
@@ -154,26 +175,28 @@ fn render(rows: &[Row], size_rows: &[SizeRow], k: u32, took: Duration, args: &[S
     md.push_str(&format!(
         "\n## What a child's snapshot costs as its data grows\n\n\
          One child holding N MiB of members ({MAX_VALUE_BYTES}-byte values) is upgraded A → B, once with snapshots \
-         off and once on. The replica charges a snapshot as the IC does: execution_cost(2B + one instruction per \
-         byte of Wasm and stable memory), to the snapshotted child; the snapshot's memory is then billed as storage \
-         too. Cycles are the child's balance change over the rollout (its install, storage, and the snapshot).\n\n\
-         | Data | Child's cycles: snapshots off | on | Difference | Rounds: off / on |\n\
-         |---:|---:|---:|---:|---:|\n"
+         off and once on; then that snapshot is restored (`restore_snapshots`: stop, load, start). The replica \
+         charges as the IC does (tests/replica/README.md): a snapshot costs the snapshotted child \
+         execution_cost(2B + one instruction per byte of the snapshot: Wasm and stable memory, module, chunk store, \
+         certified data, globals), and its memory is then billed as storage too; a load costs execution_cost(2B), \
+         then execution_cost(the cached module's compilation + one instruction per byte of the snapshot). Cycles are \
+         the child's balance change over each rollout (operations, storage, and the snapshot or the load).\n\n\
+         | Data | Child's cycles: snapshots off | on | Difference | Rounds: off / on | Restore: child's cycles | \
+         Restore: rounds |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n"
     ));
     for r in size_rows {
         md.push_str(&format!(
-            "| {} MiB | {} | {} | {} | {} / {} |\n",
+            "| {} MiB | {} | {} | {} | {} / {} | {} | {} |\n",
             r.mib,
             format_cycles(r.child_cycles[0]),
             format_cycles(r.child_cycles[1]),
             format_cycles(r.child_cycles[1] - r.child_cycles[0]),
             r.rounds[0],
-            r.rounds[1]
+            r.rounds[1],
+            format_cycles(r.restore.0),
+            r.restore.1
         ));
     }
-    md.push_str(
-        "\nNot modelled: `load_canister_snapshot` is not charged, and a snapshot's charged size leaves out its \
-         module and chunk store.\n",
-    );
     md
 }
