@@ -1010,6 +1010,9 @@ impl State {
                 std::mem::replace(&mut c.chunks, snapshot.chunks.clone()),
             );
             c.sys.cycles = cycles - baseline;
+            // A snapshot taken with take_canister_snapshot does not bring its global timer back: the IC keeps the
+            // current one (canister_manager.rs `load_canister_snapshot`).
+            c.sys.global_timer = old.1.global_timer;
             let cost = cycles::execution_cost(compilation + snapshot.size());
             if let Err(unpaid) = c.charge_for_memory(cost, old_memory, c.memory_usage(), reveal) {
                 (c.live, c.sys, c.module_hash, c.module_bytes_len, c.chunks) = old;

@@ -1003,6 +1003,12 @@ fn snapshots_take_list_load_delete() {
     let id = installed(&r);
     r.update_call(id, user(), "inc", vec![]).unwrap();
     r.update_call(id, user(), "stable_put", b"v1".to_vec()).unwrap();
+    let set_timer = |due: u64| {
+        r.update_call(id, user(), "set_timer", due.to_le_bytes().to_vec())
+            .unwrap()
+    };
+    let (timer_at_take, timer_now) = (r.time_nanos() + 1_000_000_000_000, r.time_nanos() + 2_000_000_000_000);
+    set_timer(timer_at_take);
     let snap: ic00::Snapshot = r
         .update(
             Principal::management_canister(),
@@ -1018,6 +1024,7 @@ fn snapshots_take_list_load_delete() {
         .unwrap();
     r.update_call(id, user(), "inc", vec![]).unwrap();
     r.update_call(id, user(), "stable_put", b"v2".to_vec()).unwrap();
+    set_timer(timer_now);
     let list: Vec<ic00::Snapshot> = r
         .update(
             Principal::management_canister(),
@@ -1041,6 +1048,9 @@ fn snapshots_take_list_load_delete() {
         .unwrap();
     assert_eq!(query_u64(&r, id, "get"), 1);
     assert_eq!(r.read_stable_memory(id, 0, 2), b"v1");
+    // The IC keeps the current global timer when it loads a snapshot taken with take_canister_snapshot
+    // (canister_manager.rs `load_canister_snapshot`; only uploaded snapshots restore theirs).
+    assert_eq!(r.global_timer(id), timer_now);
     let _: () = r
         .update(
             Principal::management_canister(),
