@@ -23,6 +23,9 @@ pub const HEALTH_TIMEOUT_SECS: u32 = 30;
 /// execution of the install's 300 B instruction limit (1 cycle per instruction, plus the 5 M message fee). The unused
 /// part is refunded after the install.
 pub const INSTALL_RESERVE: u128 = 300_005_000_000;
+/// What the IC charges a child for a snapshot, besides one cycle per byte of it, on a 13-node subnet: the execution of
+/// 2B instructions (`canister_snapshot_baseline_instructions`), plus the 5 M message fee.
+pub const SNAPSHOT_BASELINE: u128 = 2_005_000_000;
 
 /// What a rollout does about a child's cycles before it stops (or installs into) the child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,13 +40,15 @@ pub enum Funding {
     },
 }
 
-/// The child needs its freezing limit, the install's reservation and the margin. The parent tops it up while this
-/// operation's deposits stay within `max_top_up_per_child` and its own balance stays at or above `parent_reserve`.
-/// A child short by at most half the margin has enough: what it burns between the top-up and the next check must
-/// not cause another top-up.
-pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128) -> Funding {
+/// The child needs its freezing limit, the install's reservation and the margin; with a snapshot first, also the
+/// snapshot's charge and the freezing limit of the memory the snapshot adds (see `snapshot_cost`). The parent tops it
+/// up while this operation's deposits stay within `max_top_up_per_child` and its own balance stays at or above
+/// `parent_reserve`. A child short by at most half the margin has enough: what it burns between the top-up and the
+/// next check must not cause another top-up.
+pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128, snapshot: bool) -> Funding {
     let needed = funds
         .freezing_limit
+        .saturating_add(if snapshot { snapshot_cost(funds) } else { 0 })
         .saturating_add(INSTALL_RESERVE)
         .saturating_add(policy.margin);
     let missing = needed.saturating_sub(funds.balance);
@@ -57,6 +62,19 @@ pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128) -> Funding {
             available: funds.balance,
         },
     }
+}
+
+/// A snapshot holds the child's own memory (all but its snapshots) and costs the baseline plus one cycle per byte of
+/// it; the IC then wants the balance above the freezing limit of the memory with the snapshot added, and the install
+/// after it does too. The idle burn is taken as proportional to memory, and a snapshot the new one replaces is not
+/// subtracted: both err on the side of asking for more.
+fn snapshot_cost(funds: Funds) -> u128 {
+    let own = funds.memory_size.saturating_sub(funds.snapshots_size);
+    let added_limit = match funds.memory_size {
+        0 => 0,
+        memory => funds.freezing_limit.saturating_mul(own) / memory,
+    };
+    SNAPSHOT_BASELINE.saturating_add(own).saturating_add(added_limit)
 }
 
 impl Share {
@@ -116,24 +134,43 @@ mod tests {
         Funds {
             balance,
             freezing_limit: T / 2,
+            memory_size: 3 << 30,
+            snapshots_size: 1 << 30,
             parent_balance,
         }
     }
 
     #[test]
+    fn a_snapshot_first_adds_its_charge_and_the_freezing_limit_of_the_memory_it_adds() {
+        // 2 GiB of its own and a 1 GiB snapshot: the new snapshot adds 2 GiB, two thirds of the freezing limit.
+        let without = T / 2 + INSTALL_RESERVE + T / 10;
+        let needed = without + SNAPSHOT_BASELINE + (2 << 30) + T / 3;
+        let policy = CyclesPolicy {
+            max_top_up_per_child: 2 * T,
+            ..policy()
+        };
+        assert_eq!(funding(funds(0, 10 * T), policy, 0, true), Funding::TopUp(needed));
+        assert_eq!(funding(funds(needed, 0), policy, 0, true), Funding::Enough);
+        assert_eq!(funding(funds(0, 10 * T), policy, 0, false), Funding::TopUp(without));
+    }
+
+    #[test]
     fn a_child_needs_its_freezing_limit_the_install_reservation_and_the_margin() {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
-        assert_eq!(funding(funds(needed, 0), policy(), 0), Funding::Enough);
-        assert_eq!(funding(funds(0, 10 * T), policy(), 0), Funding::TopUp(needed));
+        assert_eq!(funding(funds(needed, 0), policy(), 0, false), Funding::Enough);
+        assert_eq!(funding(funds(0, 10 * T), policy(), 0, false), Funding::TopUp(needed));
     }
 
     #[test]
     fn a_child_short_by_at_most_half_the_margin_is_not_topped_up_again() {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
         let half = T / 20;
-        assert_eq!(funding(funds(needed - half, 10 * T), policy(), 0), Funding::Enough);
         assert_eq!(
-            funding(funds(needed - half - 1, 10 * T), policy(), 0),
+            funding(funds(needed - half, 10 * T), policy(), 0, false),
+            Funding::Enough
+        );
+        assert_eq!(
+            funding(funds(needed - half - 1, 10 * T), policy(), 0, false),
             Funding::TopUp(half + 1)
         );
     }
@@ -143,15 +180,18 @@ mod tests {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
         let short = Funding::Short { needed, available: 0 };
         // The parent would end below its reserve.
-        assert_eq!(funding(funds(0, 5 * T + needed - 1), policy(), 0), short);
-        assert_eq!(funding(funds(0, 5 * T + needed), policy(), 0), Funding::TopUp(needed));
+        assert_eq!(funding(funds(0, 5 * T + needed - 1), policy(), 0, false), short);
+        assert_eq!(
+            funding(funds(0, 5 * T + needed), policy(), 0, false),
+            Funding::TopUp(needed)
+        );
         // This operation already deposited close to the cap.
-        assert_eq!(funding(funds(0, 10 * T), policy(), T - needed + 1), short);
+        assert_eq!(funding(funds(0, 10 * T), policy(), T - needed + 1, false), short);
         let never = CyclesPolicy {
             max_top_up_per_child: 0,
             ..policy()
         };
-        assert_eq!(funding(funds(0, 10 * T), never, 0), short);
+        assert_eq!(funding(funds(0, 10 * T), never, 0, false), short);
     }
 
     #[test]

@@ -147,6 +147,13 @@ struct StatusReply {
     settings: Option<SettingsReply>,
     cycles: Option<Nat>,
     idle_cycles_burned_per_day: Option<Nat>,
+    memory_size: Option<Nat>,
+    memory_metrics: Option<MemoryMetricsReply>,
+}
+
+#[derive(CandidType, Deserialize)]
+struct MemoryMetricsReply {
+    snapshots_size: Nat,
 }
 
 #[derive(CandidType, Deserialize)]
@@ -156,14 +163,20 @@ struct SettingsReply {
 }
 
 impl StatusReply {
-    /// The child's balance and freezing limit (`idle_cycles_burned_per_day` × `freezing_threshold` seconds), if the
-    /// reply has them.
+    /// The child's balance, freezing limit (`idle_cycles_burned_per_day` × `freezing_threshold` seconds) and memory,
+    /// if the reply has them (snapshots count 0 bytes when it does not break memory down).
     fn funds(&self, parent_balance: u128) -> Option<Funds> {
         let nat = |n: &Option<Nat>| n.as_ref().and_then(|n| u128::try_from(n.0.clone()).ok());
         let threshold_secs = nat(&self.settings.as_ref()?.freezing_threshold)?;
         Some(Funds {
             balance: nat(&self.cycles)?,
             freezing_limit: nat(&self.idle_cycles_burned_per_day)?.saturating_mul(threshold_secs) / 86_400,
+            memory_size: nat(&self.memory_size)?,
+            snapshots_size: self
+                .memory_metrics
+                .as_ref()
+                .and_then(|m| u128::try_from(m.snapshots_size.0.clone()).ok())
+                .unwrap_or(0),
             parent_balance,
         })
     }
@@ -403,7 +416,7 @@ mod tests {
                 ..Default::default()
             },
             module_hash: Some(vec![9; 32]),
-            memory_size: 1u32.into(),
+            memory_size: 5_000u32.into(),
             memory_metrics: ic_management_canister_types::MemoryMetrics {
                 wasm_memory_size: 0u32.into(),
                 stable_memory_size: 0u32.into(),
@@ -412,7 +425,7 @@ mod tests {
                 custom_sections_size: 0u32.into(),
                 canister_history_size: 0u32.into(),
                 wasm_chunk_store_size: 0u32.into(),
-                snapshots_size: 0u32.into(),
+                snapshots_size: 2_000u32.into(),
                 log_memory_store_size: 0u32.into(),
             },
             cycles: 7_000_000_000_000u64.into(),
@@ -432,6 +445,8 @@ mod tests {
         let funds = Funds {
             balance: 7_000_000_000_000,
             freezing_limit: 864_000 * 30,
+            memory_size: 5_000,
+            snapshots_size: 2_000,
             parent_balance: 3,
         };
         assert_eq!(r.funds(3), Some(funds), "30 days of the idle burn");

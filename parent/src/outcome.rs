@@ -92,6 +92,9 @@ pub struct Funds {
     pub balance: u128,
     /// The balance below which the child is frozen: its idle burn over its freezing threshold.
     pub freezing_limit: u128,
+    /// The child's memory in bytes, its snapshots' included, and those snapshots' part of it.
+    pub memory_size: u128,
+    pub snapshots_size: u128,
     pub parent_balance: u128,
 }
 

@@ -1109,11 +1109,13 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         Step::Install
     };
     // A child that cannot pay for its install is not touched: left running, or started again if found stopped.
+    let snapshot_first = change == Step::TakeSnapshot;
     let short = |st: &ChildStatus, needed: u128, available: u128| {
         let shortfall = Shortfall { needed, available };
         let why = format!(
-            "the child has {available} cycles and needs {needed} for its install; the parent may not top it up that \
-             far (max_top_up_per_child, parent_reserve)"
+            "the child has {available} cycles and needs {needed} for its {}install; the parent may not top it up \
+             that far (max_top_up_per_child, parent_reserve)",
+            if snapshot_first { "snapshot and " } else { "" }
         );
         if st.status == RunStatus::Running {
             Next::Fail {
@@ -1132,7 +1134,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
     // Before a child is stopped (or, found stopped, installed into), it must be able to pay for its install.
     let funded = |st: &ChildStatus, then: Next| {
         let Some(funds) = st.funds else { return then };
-        match funding(funds, s.settings().cycles, op.topped_up) {
+        match funding(funds, s.settings().cycles, op.topped_up, snapshot_first) {
             Funding::Enough => then,
             Funding::TopUp(amount) if can_retry => Next::TopUp {
                 amount,

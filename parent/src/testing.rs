@@ -121,6 +121,8 @@ fn funds_of(can: &SimCanister, parent_balance: u128) -> Funds {
     Funds {
         balance: can.cycles,
         freezing_limit: can.freezing_limit,
+        memory_size: 1 << 20,
+        snapshots_size: 0,
         parent_balance,
     }
 }

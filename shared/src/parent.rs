@@ -33,7 +33,8 @@ pub struct ParentArg {
 
 /// Before it stops a child, a rollout reads the child's balance: the child needs its freezing limit, plus what the
 /// IC reserves for an install (300 B instructions: the parent's `INSTALL_RESERVE` cycles on a 13-node subnet), plus
-/// `margin`. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
+/// `margin`; when a snapshot comes first, also the snapshot's charge (2 B instructions plus one per byte of the
+/// child's memory) and the freezing limit of the memory it adds. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
 /// and only while the parent keeps `parent_reserve`); otherwise it fails with `InsufficientCycles` and is never
 /// stopped.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,7 +276,8 @@ pub enum FailureKind {
     /// tell or change whether the child runs.
     LostControl,
     /// The child could not pay for its install (`needed` = its freezing limit + the install's reservation + the
-    /// policy's margin; it had `available`) and the parent could not top it up. It was left running, not upgraded.
+    /// policy's margin, + a snapshot's cost if one comes first; it had `available`) and the parent could not top it
+    /// up. It was left running, not upgraded.
     InsufficientCycles { needed: u128, available: u128 },
 }
 

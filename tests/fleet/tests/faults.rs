@@ -18,7 +18,7 @@ use replica::ExecutionRecord;
 use replica::ReplicaConfig;
 use shared::child::ChildUpgradeArg;
 use shared::parent::{
-    ChildState, CyclesPolicy, FailureKind, ParentError, RegisterOptions, RetryOptions, RolloutStatus,
+    ChildState, CyclesPolicy, FailureKind, ParentError, RegisterOptions, RetryOptions, RolloutStatus, SnapshotPolicy,
 };
 
 /// The ic-cdk-timers executor: every timer (the parent's rollout tick) runs as a self-call to this update.
@@ -334,6 +334,48 @@ fn a_child_the_parent_may_not_top_up_is_never_stopped_and_fails_with_its_shortfa
     retry_failed(&f);
     let st = drive(&f);
     verify(&f, &st, &[], &[]);
+}
+
+#[test]
+fn a_child_that_could_pay_for_its_install_but_not_for_a_snapshot_first_is_never_stopped() {
+    let f = fleet(3, 2);
+    let since = mark(&f);
+    let _logs = f.replica.print_logs_on_panic();
+    let poor = f.children[2];
+    // A freezing threshold of 100 years makes the freezing limit of the memory a snapshot adds larger than the margin.
+    let century = CanisterSettings {
+        freezing_threshold: Some((100u64 * 365 * 86_400).into()),
+        ..Default::default()
+    };
+    f.replica.add_cycles(poor, 10_000_000_000_000);
+    f.replica.update_settings(poor, Some(f.controller), century).unwrap();
+    f.replica.drain_cycles(poor);
+    f.replica.add_cycles(poor, NEEDED);
+    let no_top_ups = CyclesPolicy {
+        max_top_up_per_child: 0,
+        ..f.parent().settings().cycles
+    };
+    f.parent().set_cycles_policy(f.controller, no_top_ups).unwrap();
+    f.parent()
+        .set_snapshot_policy(f.controller, SnapshotPolicy::All)
+        .unwrap();
+    upgrade_to_b(&f);
+    let st = drive(&f);
+    verify(&f, &st, &[poor], &[]);
+    assert_eq!(
+        parent_calls(&f, since, poor),
+        ["canister_status"],
+        "looked at, never stopped"
+    );
+    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
+    assert_failure(&st, poor, &["for its snapshot and install"]);
+
+    // Topped up by its owner, a retry snapshots and upgrades it.
+    f.replica.add_cycles(poor, 100_000_000_000_000);
+    retry_failed(&f);
+    let st = drive(&f);
+    verify(&f, &st, &[], &[]);
+    assert!(f.parent().get_child(poor).is_some_and(|c| c.snapshot.is_some()));
 }
 
 #[test]
