@@ -40,16 +40,44 @@ pub enum Funding {
     },
 }
 
-/// The child needs its freezing limit, the install's reservation and the margin; with a snapshot first, also the
-/// snapshot's charge and the freezing limit of the memory the snapshot adds (see `snapshot_cost`). The parent tops it
-/// up while this operation's deposits stay within `max_top_up_per_child` and its own balance stays at or above
-/// `parent_reserve`. A child short by at most half the margin has enough: what it burns between the top-up and the
-/// next check must not cause another top-up.
-pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128, snapshot: bool) -> Funding {
+/// What a child pays for once the rollout has stopped it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    Install,
+    /// A snapshot, then the install.
+    SnapshotAndInstall,
+    /// Its snapshot loaded back; no install.
+    Restore,
+}
+
+impl Work {
+    /// What the child must hold above its freezing limit for it, the margin aside.
+    fn cost(self, funds: Funds) -> u128 {
+        match self {
+            Work::Install => INSTALL_RESERVE,
+            Work::SnapshotAndInstall => snapshot_cost(funds).saturating_add(INSTALL_RESERVE),
+            Work::Restore => load_cost(funds),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Work::Install => "install",
+            Work::SnapshotAndInstall => "snapshot and install",
+            Work::Restore => "snapshot's load",
+        }
+    }
+}
+
+/// The child needs its freezing limit, the margin, and what its `work` costs: an install's reservation; with a
+/// snapshot first, also the snapshot's charge and the freezing limit of the memory the snapshot adds; for a restore,
+/// the load's charge. The parent tops it up while this operation's deposits stay within `max_top_up_per_child` and
+/// its own balance stays at or above `parent_reserve`. A child short by at most half the margin has enough: what it
+/// burns between the top-up and the next check must not cause another top-up.
+pub fn funding(funds: Funds, policy: CyclesPolicy, topped_up: u128, work: Work) -> Funding {
     let needed = funds
         .freezing_limit
-        .saturating_add(if snapshot { snapshot_cost(funds) } else { 0 })
-        .saturating_add(INSTALL_RESERVE)
+        .saturating_add(work.cost(funds))
         .saturating_add(policy.margin);
     let missing = needed.saturating_sub(funds.balance);
     let within_cap = topped_up.saturating_add(missing) <= policy.max_top_up_per_child;
@@ -75,6 +103,13 @@ fn snapshot_cost(funds: Funds) -> u128 {
         memory => funds.freezing_limit.saturating_mul(own) / memory,
     };
     SNAPSHOT_BASELINE.saturating_add(own).saturating_add(added_limit)
+}
+
+/// A load costs the baseline, then the module's compilation (a cached module's: a few million cycles, left to the
+/// margin) and one cycle per byte of the snapshot, taken as the size of the child's own memory now.
+fn load_cost(funds: Funds) -> u128 {
+    let own = funds.memory_size.saturating_sub(funds.snapshots_size);
+    (SNAPSHOT_BASELINE + 5_000_000).saturating_add(own)
 }
 
 impl Share {
@@ -149,16 +184,39 @@ mod tests {
             max_top_up_per_child: 2 * T,
             ..policy()
         };
-        assert_eq!(funding(funds(0, 10 * T), policy, 0, true), Funding::TopUp(needed));
-        assert_eq!(funding(funds(needed, 0), policy, 0, true), Funding::Enough);
-        assert_eq!(funding(funds(0, 10 * T), policy, 0, false), Funding::TopUp(without));
+        assert_eq!(
+            funding(funds(0, 10 * T), policy, 0, Work::SnapshotAndInstall),
+            Funding::TopUp(needed)
+        );
+        assert_eq!(
+            funding(funds(needed, 0), policy, 0, Work::SnapshotAndInstall),
+            Funding::Enough
+        );
+        assert_eq!(
+            funding(funds(0, 10 * T), policy, 0, Work::Install),
+            Funding::TopUp(without)
+        );
+    }
+
+    #[test]
+    fn a_restore_needs_the_load_not_the_install() {
+        // A 2 GiB snapshot loaded: the baseline, two message fees and a cycle per byte.
+        let needed = T / 2 + SNAPSHOT_BASELINE + 5_000_000 + (2 << 30) + T / 10;
+        assert_eq!(
+            funding(funds(0, 10 * T), policy(), 0, Work::Restore),
+            Funding::TopUp(needed)
+        );
+        assert_eq!(funding(funds(needed, 0), policy(), 0, Work::Restore), Funding::Enough);
     }
 
     #[test]
     fn a_child_needs_its_freezing_limit_the_install_reservation_and_the_margin() {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
-        assert_eq!(funding(funds(needed, 0), policy(), 0, false), Funding::Enough);
-        assert_eq!(funding(funds(0, 10 * T), policy(), 0, false), Funding::TopUp(needed));
+        assert_eq!(funding(funds(needed, 0), policy(), 0, Work::Install), Funding::Enough);
+        assert_eq!(
+            funding(funds(0, 10 * T), policy(), 0, Work::Install),
+            Funding::TopUp(needed)
+        );
     }
 
     #[test]
@@ -166,11 +224,11 @@ mod tests {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
         let half = T / 20;
         assert_eq!(
-            funding(funds(needed - half, 10 * T), policy(), 0, false),
+            funding(funds(needed - half, 10 * T), policy(), 0, Work::Install),
             Funding::Enough
         );
         assert_eq!(
-            funding(funds(needed - half - 1, 10 * T), policy(), 0, false),
+            funding(funds(needed - half - 1, 10 * T), policy(), 0, Work::Install),
             Funding::TopUp(half + 1)
         );
     }
@@ -180,18 +238,21 @@ mod tests {
         let needed = T / 2 + INSTALL_RESERVE + T / 10;
         let short = Funding::Short { needed, available: 0 };
         // The parent would end below its reserve.
-        assert_eq!(funding(funds(0, 5 * T + needed - 1), policy(), 0, false), short);
+        assert_eq!(funding(funds(0, 5 * T + needed - 1), policy(), 0, Work::Install), short);
         assert_eq!(
-            funding(funds(0, 5 * T + needed), policy(), 0, false),
+            funding(funds(0, 5 * T + needed), policy(), 0, Work::Install),
             Funding::TopUp(needed)
         );
         // This operation already deposited close to the cap.
-        assert_eq!(funding(funds(0, 10 * T), policy(), T - needed + 1, false), short);
+        assert_eq!(
+            funding(funds(0, 10 * T), policy(), T - needed + 1, Work::Install),
+            short
+        );
         let never = CyclesPolicy {
             max_top_up_per_child: 0,
             ..policy()
         };
-        assert_eq!(funding(funds(0, 10 * T), never, 0, false), short);
+        assert_eq!(funding(funds(0, 10 * T), never, 0, Work::Install), short);
     }
 
     #[test]

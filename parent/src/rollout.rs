@@ -17,9 +17,11 @@
 //! A child queued on another module starts with `Check`; one the registry has on the release (or with no known
 //! module) starts with `Recheck`. Found running the release, either is left alone and counted `verified`.
 //!
-//! Before a child is stopped (or, found stopped, installed into), its balance must cover its freezing limit, the
-//! install's reservation and a margin (`gates::funding`). The parent tops it up within `CyclesPolicy`; otherwise the
-//! operation ends `Failed` with the shortfall, the child untouched (or, found stopped, started again).
+//! Before a child is stopped (or, found stopped, installed into or restored), its balance must cover its freezing
+//! limit, a margin, and what comes next (`gates::Work`): an install's reservation; a snapshot first adds its charge
+//! and the freezing limit of the memory it adds; a restore needs the load's charge only. The parent tops it up within
+//! `CyclesPolicy`; otherwise the operation ends `Failed` with the shortfall, the child untouched (or, found stopped,
+//! started again).
 //!
 //! `retry_child` also queues an outdated `Idle` child, and may give the next operation `UpgradeOptions` (e.g.
 //! `skip_pre_upgrade`): they are stored in the queued entry, move into the lock when the operation starts, and end
@@ -79,7 +81,7 @@
 //!   already held until their operations end;
 //! - at most `LOCK_SCAN_LIMIT` entries of the IN_FLIGHT index are read per tick or per worker hand-over.
 
-use crate::gates::{canaries_wanted, funding, halt_reached, Funding, RATE_WINDOW, STEPS_LOGGED};
+use crate::gates::{canaries_wanted, funding, halt_reached, Funding, Work, RATE_WINDOW, STEPS_LOGGED};
 use crate::model::{
     ChildEntry, ChildEvent, ChunkStore, Halt, IndexProgress, LockKind, Op, Phase, PhaseKind, PlanCursor, Rollout,
     RolloutRecord, Shortfall, SnapshotPolicy, SnapshotRecord, SnapshotStage, Stage, Step, StoredChild, UpgradeOptions,
@@ -566,7 +568,7 @@ fn start_queued(s: &mut State, id: Principal, mut entry: ChildEntry, now: u64) -
         (Some(snapshot), true) => Op {
             release: snapshot.release.clone(),
             restore: Some(snapshot.clone()),
-            ..lock(s, Step::Stop, now, None, upgrade)
+            ..lock(s, Step::Check, now, None, upgrade)
         },
         _ => {
             let wanted = match s.settings().snapshot_before_upgrade {
@@ -1109,13 +1111,17 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
         Step::Install
     };
     // A child that cannot pay for its install is not touched: left running, or started again if found stopped.
-    let snapshot_first = change == Step::TakeSnapshot;
+    let work = match change {
+        Step::TakeSnapshot => Work::SnapshotAndInstall,
+        Step::LoadSnapshot => Work::Restore,
+        _ => Work::Install,
+    };
     let short = |st: &ChildStatus, needed: u128, available: u128| {
         let shortfall = Shortfall { needed, available };
         let why = format!(
-            "the child has {available} cycles and needs {needed} for its {}install; the parent may not top it up \
-             that far (max_top_up_per_child, parent_reserve)",
-            if snapshot_first { "snapshot and " } else { "" }
+            "the child has {available} cycles and needs {needed} for its {}; the parent may not top it up that far \
+             (max_top_up_per_child, parent_reserve)",
+            work.describe()
         );
         if st.status == RunStatus::Running {
             Next::Fail {
@@ -1134,7 +1140,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
     // Before a child is stopped (or, found stopped, installed into), it must be able to pay for its install.
     let funded = |st: &ChildStatus, then: Next| {
         let Some(funds) = st.funds else { return then };
-        match funding(funds, s.settings().cycles, op.topped_up, snapshot_first) {
+        match funding(funds, s.settings().cycles, op.topped_up, work) {
             Funding::Enough => then,
             Funding::TopUp(amount) if can_retry => Next::TopUp {
                 amount,
@@ -1147,13 +1153,19 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             Funding::Short { needed, available } => short(st, needed, available),
         }
     };
-    if op.restore.is_some() && op.step == Step::Recheck {
+    if op.restore.is_some() && matches!(op.step, Step::Check | Step::Recheck) {
         if let Outcome::Status(Ok(st)) = &outcome {
-            // An interrupted restore is done again from the stop: whether the snapshot was loaded cannot be told from
-            // the module (it may be the same before and after), and loading it twice loses nothing more.
+            // A restore is judged by its status alone, never by its module: an interrupted restore is done again from
+            // the stop, since whether the snapshot was loaded cannot be told from the module (it may be the same
+            // before and after), and loading it twice loses nothing more. The child must be able to pay for the load.
             return match st.status {
-                RunStatus::Stopped => go(Step::LoadSnapshot, op.error.clone()),
-                RunStatus::Running | RunStatus::Stopping if can_retry => attempt(Step::Stop, op.error.clone()),
+                RunStatus::Stopped => funded(st, go(Step::LoadSnapshot, op.error.clone())),
+                RunStatus::Running | RunStatus::Stopping if op.step == Step::Check => {
+                    funded(st, go(Step::Stop, op.error.clone()))
+                }
+                RunStatus::Running | RunStatus::Stopping if can_retry => {
+                    funded(st, attempt(Step::Stop, op.error.clone()))
+                }
                 RunStatus::Stopping => Next::Retry {
                     step: Step::Start,
                     error: note(&op.error, "gave up waiting for the child to stop"),

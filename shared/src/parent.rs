@@ -34,7 +34,8 @@ pub struct ParentArg {
 /// Before it stops a child, a rollout reads the child's balance: the child needs its freezing limit, plus what the
 /// IC reserves for an install (300 B instructions: the parent's `INSTALL_RESERVE` cycles on a 13-node subnet), plus
 /// `margin`; when a snapshot comes first, also the snapshot's charge (2 B instructions plus one per byte of the
-/// child's memory) and the freezing limit of the memory it adds. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
+/// child's memory) and the freezing limit of the memory it adds. A restore needs the load's charge (about the same as
+/// a snapshot's) instead of the install's reservation. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
 /// and only while the parent keeps `parent_reserve`); otherwise it fails with `InsufficientCycles` and is never
 /// stopped.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,9 +276,9 @@ pub enum FailureKind {
     /// The parent can no longer control the child (it is not a controller, or the canister is gone), so it cannot
     /// tell or change whether the child runs.
     LostControl,
-    /// The child could not pay for its install (`needed` = its freezing limit + the install's reservation + the
-    /// policy's margin, + a snapshot's cost if one comes first; it had `available`) and the parent could not top it
-    /// up. It was left running, not upgraded.
+    /// The child could not pay for its install or restore (`needed` = its freezing limit + the install's reservation
+    /// or the load's charge + the policy's margin, + a snapshot's cost if one comes first; it had `available`) and the
+    /// parent could not top it up. It was left running, not upgraded.
     InsufficientCycles { needed: u128, available: u128 },
 }
 

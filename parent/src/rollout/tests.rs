@@ -1506,7 +1506,7 @@ fn restoring_a_rollout_loads_each_snapshot_back_and_drops_the_queued_upgrades() 
             Some(OLD.to_vec()),
             "back on the snapshot's module"
         );
-        assert_eq!(&ic.methods_for(*id)[6..], [Stop, LoadSnapshot, Start, Status]);
+        assert_eq!(&ic.methods_for(*id)[6..], [Status, Stop, LoadSnapshot, Start, Status]);
         assert_eq!(
             (entry(*id).phase, entry(*id).installed_hash),
             (Phase::Idle, Some(OLD.to_vec()))
@@ -1572,6 +1572,8 @@ fn a_restore_interrupted_by_a_parent_upgrade_is_done_again_from_the_stop() {
     .unwrap();
     // The restore is stopped, its snapshot loaded, when the parent is upgraded: the start never happened.
     let l = mutate_state(|s| tick(s, NOW).launches.pop().unwrap());
+    assert_eq!(l.step, Step::Check, "the child's status (and cycles) first");
+    let l = mutate_state(|s| on_result(s, l.child, l.op_id, status(RunStatus::Running, &OLD), NOW)).unwrap();
     assert_eq!(l.step, Step::Stop);
     block_on(ic.stop(id)).unwrap();
     let l = mutate_state(|s| on_result(s, l.child, l.op_id, ok(), NOW)).unwrap();
