@@ -1110,7 +1110,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
     } else {
         Step::Install
     };
-    // A child that cannot pay for its install is not touched: left running, or started again if found stopped.
+    // A child that cannot pay for what comes next is not touched: left running, or started again if found stopped.
     let work = match change {
         Step::TakeSnapshot => Work::SnapshotAndInstall,
         Step::LoadSnapshot => Work::Restore,
@@ -1137,7 +1137,7 @@ fn decide(s: &State, op: &Op, attempts: u32, outcome: Outcome) -> Next {
             }
         }
     };
-    // Before a child is stopped (or, found stopped, installed into), it must be able to pay for its install.
+    // Before a child is stopped (or, found stopped, changed), it must be able to pay for what comes next.
     let funded = |st: &ChildStatus, then: Next| {
         let Some(funds) = st.funds else { return then };
         match funding(funds, s.settings().cycles, op.topped_up, work) {

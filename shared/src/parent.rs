@@ -31,13 +31,13 @@ pub struct ParentArg {
     pub cycles: Option<CyclesPolicy>,
 }
 
-/// Before it stops a child, a rollout reads the child's balance: the child needs its freezing limit, plus what the
-/// IC reserves for an install (300 B instructions: the parent's `INSTALL_RESERVE` cycles on a 13-node subnet), plus
-/// `margin`; when a snapshot comes first, also the snapshot's charge (2 B instructions plus one per byte of the
-/// child's memory) and the freezing limit of the memory it adds. A restore needs the load's charge (about the same as
-/// a snapshot's) instead of the install's reservation. A child short of that is topped up with `deposit_cycles` (at most `max_top_up_per_child` per operation,
-/// and only while the parent keeps `parent_reserve`); otherwise it fails with `InsufficientCycles` and is never
-/// stopped.
+/// Before it stops a child, a rollout reads the child's balance: the child needs its freezing limit, plus what the IC
+/// reserves for an install (300 B instructions: the parent's `INSTALL_RESERVE` cycles on a 13-node subnet), plus
+/// `margin`; when a snapshot comes first, also the snapshot's charge (2 B instructions plus one per byte of the child's
+/// memory) and the freezing limit of the memory it adds. A restore needs the load's charge (about the same as a
+/// snapshot's) instead of the install's reservation. A child short of that is topped up with `deposit_cycles` (at most
+/// `max_top_up_per_child` per operation, and only while the parent keeps `parent_reserve`); otherwise it fails with
+/// `InsufficientCycles` and is never stopped.
 #[derive(CandidType, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CyclesPolicy {
     /// Default 100 B (0.1 T). Raise it on subnets larger than 13 nodes, where the install costs more.
