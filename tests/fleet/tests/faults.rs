@@ -295,6 +295,25 @@ fn a_child_out_of_cycles_is_topped_up_by_the_parent_then_upgraded() {
     );
 }
 
+/// Rolls A → B with top-ups forbidden; `poor` must be looked at, never stopped, and left on A, failed.
+fn roll_out_without_top_ups(f: &Fleet, since: usize, poor: Principal) -> RolloutStatus {
+    let no_top_ups = CyclesPolicy {
+        max_top_up_per_child: 0,
+        ..f.parent().settings().cycles
+    };
+    f.parent().set_cycles_policy(f.controller, no_top_ups).unwrap();
+    upgrade_to_b(f);
+    let st = drive(f);
+    verify(f, &st, &[poor], &[]);
+    assert_eq!(
+        parent_calls(f, since, poor),
+        ["canister_status"],
+        "looked at, never stopped"
+    );
+    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
+    st
+}
+
 #[test]
 fn a_child_the_parent_may_not_top_up_is_never_stopped_and_fails_with_its_shortfall() {
     let f = fleet(3, 2);
@@ -303,20 +322,7 @@ fn a_child_the_parent_may_not_top_up_is_never_stopped_and_fails_with_its_shortfa
     let poor = f.children[2];
     f.replica.drain_cycles(poor);
     let freezing_limit = f.replica.cycle_balance(poor);
-    let no_top_ups = CyclesPolicy {
-        max_top_up_per_child: 0,
-        ..f.parent().settings().cycles
-    };
-    f.parent().set_cycles_policy(f.controller, no_top_ups).unwrap();
-    upgrade_to_b(&f);
-    let st = drive(&f);
-    verify(&f, &st, &[poor], &[]);
-    assert_eq!(
-        parent_calls(&f, since, poor),
-        ["canister_status"],
-        "looked at, never stopped"
-    );
-    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
+    let st = roll_out_without_top_ups(&f, since, poor);
     let needed = freezing_limit + NEEDED;
     assert_failure(&st, poor, &[&format!("needs {needed} for its install")]);
     let FailureKind::InsufficientCycles { needed: n, available } = st.failures[0].kind else {
@@ -351,23 +357,10 @@ fn a_child_that_could_pay_for_its_install_but_not_for_a_snapshot_first_is_never_
     f.replica.update_settings(poor, Some(f.controller), century).unwrap();
     f.replica.drain_cycles(poor);
     f.replica.add_cycles(poor, NEEDED);
-    let no_top_ups = CyclesPolicy {
-        max_top_up_per_child: 0,
-        ..f.parent().settings().cycles
-    };
-    f.parent().set_cycles_policy(f.controller, no_top_ups).unwrap();
     f.parent()
         .set_snapshot_policy(f.controller, SnapshotPolicy::All)
         .unwrap();
-    upgrade_to_b(&f);
-    let st = drive(&f);
-    verify(&f, &st, &[poor], &[]);
-    assert_eq!(
-        parent_calls(&f, since, poor),
-        ["canister_status"],
-        "looked at, never stopped"
-    );
-    assert_eq!(f.replica.module_hash(poor), Some(a_hash()));
+    let st = roll_out_without_top_ups(&f, since, poor);
     assert_failure(&st, poor, &["for its snapshot and install"]);
 
     // Topped up by its owner, a retry snapshots and upgrades it.

@@ -1,9 +1,10 @@
 //! The release store and rollbacks on the real wasm: the parent keeps the modules it carried, rolls the fleet to any
 //! of them, and a rollback is an upgrade, so every child keeps its data (including what it wrote on the newer release).
 
+use candid::Principal;
 use fleet::{Fleet, FleetConfig, ParentUpgrade, Release};
 use shared::child::MemberInput;
-use shared::parent::{CyclesPolicy, ParentError, RestoreTarget, SnapshotPolicy};
+use shared::parent::{CyclesPolicy, ParentError, RestoreTarget, RolloutStatus, SnapshotPolicy};
 
 const MAX_ROUNDS: u64 = 2_000;
 
@@ -200,46 +201,44 @@ fn a_child_whose_snapshot_fails_is_never_upgraded_and_stays_running_with_its_dat
     );
 }
 
-#[test]
-fn a_child_that_cannot_pay_for_the_load_is_topped_up_before_it_is_stopped_then_restored() {
+/// One child upgraded to a release that corrupts its data, `prepare`d, then restored from its snapshot: the rollout
+/// status once the restore ended, with the child checked running on release A again.
+fn restored_after(prepare: impl FnOnce(&Fleet, Principal)) -> RolloutStatus {
     let (a, bad) = (Release::current(), Release::from_dir("wasm/fixtures/corrupt"));
     let fleet = snapshotting_fleet(1);
-    let p = fleet.parent();
     fleet.upgrade_parent(&bad, ParentUpgrade::StopFirst).unwrap();
     drive(&fleet);
     let child = fleet.children[0];
-    fleet.replica.drain_cycles(child);
+    prepare(&fleet, child);
+    let p = fleet.parent();
     p.restore_snapshots(fleet.controller, RestoreTarget::Children(vec![child]))
         .unwrap();
     drive(&fleet);
-    let st = p.rollout_status();
-    assert_eq!((st.restored, st.top_ups), (1, 1));
     let facts = &fleet.verify()[0];
     assert!(facts.running() && facts.on(&a.expect_child_hash()), "{facts:?}");
+    p.rollout_status()
+}
+
+#[test]
+fn a_child_that_cannot_pay_for_the_load_is_topped_up_before_it_is_stopped_then_restored() {
+    let st = restored_after(|fleet, child| fleet.replica.drain_cycles(child));
+    assert_eq!((st.restored, st.top_ups), (1, 1));
 }
 
 #[test]
 fn a_child_that_can_pay_for_the_load_but_not_for_an_install_is_restored() {
-    let (a, bad) = (Release::current(), Release::from_dir("wasm/fixtures/corrupt"));
-    let fleet = snapshotting_fleet(1);
-    let p = fleet.parent();
-    fleet.upgrade_parent(&bad, ParentUpgrade::StopFirst).unwrap();
-    drive(&fleet);
-    let child = fleet.children[0];
-    // 80 B cycles above its freezing limit: a load (~2 B) fits in the margin, an install's 300 B reservation does not.
-    fleet.replica.drain_cycles(child);
-    fleet.replica.add_cycles(child, 80_000_000_000);
-    let no_top_ups = CyclesPolicy {
-        max_top_up_per_child: 0,
-        ..p.settings().cycles
-    };
-    p.set_cycles_policy(fleet.controller, no_top_ups).unwrap();
-    p.restore_snapshots(fleet.controller, RestoreTarget::Children(vec![child]))
-        .unwrap();
-    drive(&fleet);
-    assert_eq!(p.rollout_status().restored, 1);
-    let facts = &fleet.verify()[0];
-    assert!(facts.running() && facts.on(&a.expect_child_hash()), "{facts:?}");
+    let st = restored_after(|fleet, child| {
+        // 80 B cycles above its freezing limit: a load (~2 B) fits in the margin, an install's 300 B reservation
+        // does not.
+        fleet.replica.drain_cycles(child);
+        fleet.replica.add_cycles(child, 80_000_000_000);
+        let no_top_ups = CyclesPolicy {
+            max_top_up_per_child: 0,
+            ..fleet.parent().settings().cycles
+        };
+        fleet.parent().set_cycles_policy(fleet.controller, no_top_ups).unwrap();
+    });
+    assert_eq!((st.restored, st.top_ups), (1, 0));
 }
 
 #[test]
