@@ -175,7 +175,7 @@ fn render(rows: &[Row], size_rows: &[SizeRow], k: u32, took: Duration, args: &[S
     md.push_str(&format!(
         "\n## What a child's snapshot costs as its data grows\n\n\
          One child holding N MiB of members ({MAX_VALUE_BYTES}-byte values) is upgraded A → B, once with snapshots \
-         off and once on; then that snapshot is restored (`restore_snapshots`: stop, load, start). The replica \
+         off and once on; then that snapshot is restored (`restore_snapshots`: status and funds, stop, load, start). The replica \
          charges as the IC does (tests/replica/README.md): a snapshot costs the snapshotted child \
          execution_cost(2B + one instruction per byte of the snapshot: Wasm and stable memory, module, chunk store, \
          certified data, globals), and its memory is then billed as storage too; a load costs execution_cost(2B), \
