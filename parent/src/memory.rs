@@ -10,7 +10,7 @@
 //! ├── 1 META       StableCell<Meta>                         epoch (bumped by every init/post_upgrade), next op id,
 //! │                                                         progress of the RUNNING index and the epoch that kept it
 //! ├── 2 ROLLOUT    StableCell<Rollout>                      the current rollout: release, times, planner cursor
-//! ├── 3 CHILDREN   StableBTreeMap<Principal, ChildEntry>    the fleet registry (one entry per child)
+//! ├── 3 CHILDREN   StableBTreeMap<Principal, StoredChild>   the fleet registry (a ChildEntry's CBOR per child)
 //! ├── 4 RELEASES   StableBTreeMap<[u8; 32], ReleaseEntry>   every release the parent has carried, by hash
 //! ├── 5 PENDING    StableBTreeMap<Principal, ()>            index: children queued for an upgrade
 //! ├── 6 IN_FLIGHT  StableBTreeMap<Principal, LockMark>      index: locked children (epoch + step start time)
